@@ -1,0 +1,3 @@
+// Package testenv starts a real Kubernetes control plane and real Git remotes
+// for tests and the demo. Filled in below.
+package testenv
