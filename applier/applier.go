@@ -1,0 +1,190 @@
+package applier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/util/flowcontrol"
+)
+
+// Label, annotation and field-manager names of the contract (section 6). The
+// applier declares its own copies; it does not import render.
+const (
+	LabelBundle          = "tandem.dev/bundle"
+	LabelColor           = "tandem.dev/color"
+	LabelInventory       = "tandem.dev/inventory"
+	AnnotationCommit     = "tandem.dev/commit"
+	AnnotationDigest     = "tandem.dev/digest"
+	AnnotationLiveCommit = "tandem.dev/live-commit"
+	AnnotationReplicas   = "tandem.dev/replicas"
+
+	// FieldManager owns every field tandem applies.
+	FieldManager = "tandem"
+	// TrafficFieldManager owns the stable twins' fields (the traffic flip).
+	TrafficFieldManager = "tandem/traffic"
+	// ScaleFieldManager records ScaleColor's replica changes.
+	ScaleFieldManager = "tandem/scale"
+)
+
+// Defaults for Options. DefaultQPS and DefaultBurst were chosen from
+// BenchmarkApply on a 2-core machine: the apiserver itself, not the client
+// limiter, is the bottleneck at these values (see apply_bench_test.go).
+const (
+	DefaultQPS              = 500
+	DefaultBurst            = 1000
+	DefaultConcurrency      = 16
+	DefaultEndpointsTimeout = 2 * time.Minute
+)
+
+// Options configures an Applier. The zero value is valid: New fills defaults.
+type Options struct {
+	// QPS and Burst are the client-side rate limit shared by every request
+	// the Applier makes (defaults DefaultQPS, DefaultBurst).
+	QPS   float32
+	Burst int
+	// Concurrency bounds the number of objects applied at once (default
+	// DefaultConcurrency).
+	Concurrency int
+	// EndpointsTimeout bounds Flip's wait for EndpointSlices when ctx has no
+	// earlier deadline (default DefaultEndpointsTimeout).
+	EndpointsTimeout time.Duration
+}
+
+func (o *Options) defaults() error {
+	if o.QPS < 0 || o.Burst < 0 || o.Concurrency < 0 || o.EndpointsTimeout < 0 {
+		return errors.New("applier: options must not be negative")
+	}
+	if o.QPS == 0 {
+		o.QPS = DefaultQPS
+	}
+	if o.Burst == 0 {
+		o.Burst = DefaultBurst
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.EndpointsTimeout == 0 {
+		o.EndpointsTimeout = DefaultEndpointsTimeout
+	}
+	return nil
+}
+
+// Applier applies object sets to one cluster, waits for their health and
+// moves traffic between colors. It is safe for concurrent use.
+type Applier struct {
+	opts   Options
+	dyn    dynamic.Interface
+	cs     kubernetes.Interface
+	mapper *restmapper.DeferredDiscoveryRESTMapper
+}
+
+// New builds an Applier for cfg. One HTTP client and one rate limiter are
+// shared by the dynamic client, the typed clientset and discovery.
+func New(cfg *rest.Config, o Options) (*Applier, error) {
+	if cfg == nil {
+		return nil, errors.New("applier: rest config is nil")
+	}
+	if err := o.defaults(); err != nil {
+		return nil, err
+	}
+	c := rest.CopyConfig(cfg)
+	c.QPS = o.QPS
+	c.Burst = o.Burst
+	c.RateLimiter = flowcontrol.NewTokenBucketRateLimiter(o.QPS, o.Burst)
+	if c.UserAgent == "" {
+		c.UserAgent = "tandem-agent"
+	}
+	hc, err := rest.HTTPClientFor(c)
+	if err != nil {
+		return nil, fmt.Errorf("applier: http client: %w", err)
+	}
+	dyn, err := dynamic.NewForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, fmt.Errorf("applier: dynamic client: %w", err)
+	}
+	cs, err := kubernetes.NewForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, fmt.Errorf("applier: clientset: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, fmt.Errorf("applier: discovery client: %w", err)
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	return &Applier{opts: o, dyn: dyn, cs: cs, mapper: mapper}, nil
+}
+
+// mapping resolves gvk, resetting the discovery cache once when the kind is
+// unknown (a CRD applied a moment ago).
+func (a *Applier) mapping(gvk schema.GroupVersionKind) (*meta.RESTMapping, error) {
+	m, err := a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil && meta.IsNoMatchError(err) {
+		a.mapper.Reset()
+		m, err = a.mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	}
+	return m, err
+}
+
+// resourceFor returns the dynamic client for obj, filling obj's namespace
+// with ns when the kind is namespaced and obj has none, and clearing it when
+// the kind is cluster-scoped.
+func (a *Applier) resourceFor(obj *unstructured.Unstructured, ns string) (dynamic.ResourceInterface, error) {
+	m, err := a.mapping(obj.GroupVersionKind())
+	if err != nil {
+		return nil, err
+	}
+	if m.Scope.Name() == meta.RESTScopeNameRoot {
+		obj.SetNamespace("")
+		return a.dyn.Resource(m.Resource), nil
+	}
+	if obj.GetNamespace() == "" {
+		obj.SetNamespace(ns)
+	}
+	if obj.GetNamespace() == "" {
+		return nil, errors.New("namespaced object without a namespace")
+	}
+	return a.dyn.Resource(m.Resource).Namespace(obj.GetNamespace()), nil
+}
+
+var (
+	gvrDeployments    = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+	gvrStatefulSets   = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}
+	gvrDaemonSets     = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}
+	gvrJobs           = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+	gvrPods           = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+	gvrServices       = schema.GroupVersionResource{Version: "v1", Resource: "services"}
+	gvrConfigMaps     = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	gvrEndpointSlices = schema.GroupVersionResource{Group: "discovery.k8s.io", Version: "v1", Resource: "endpointslices"}
+	gvrCRDs           = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+)
+
+// refString names an object the way every error and report line does:
+// "Deployment shop/server-green" or "Namespace shop".
+func refString(kind, namespace, name string) string {
+	if namespace == "" {
+		return kind + " " + name
+	}
+	return kind + " " + namespace + "/" + name
+}
+
+func objRef(u *unstructured.Unstructured) string {
+	return refString(u.GetKind(), u.GetNamespace(), u.GetName())
+}
+
+func ctxErr(ctx context.Context) error {
+	if err := context.Cause(ctx); err != nil {
+		return err
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,529 @@
+package applier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+)
+
+// Set is what Apply applies: the objects of one bundle and one color.
+type Set struct {
+	Bundle string
+	// Color is the color of the objects; "" means the bundle's shared
+	// (uncolored) objects.
+	Color string
+	// Namespace holds the inventory and is the default namespace of
+	// namespaced objects that have none.
+	Namespace string
+	Objects   []*unstructured.Unstructured
+}
+
+// inventoryColor is the color part of the inventory name.
+func (s Set) inventoryColor() string {
+	if s.Color == "" {
+		return "shared"
+	}
+	return s.Color
+}
+
+// Action is what Apply did to one object.
+type Action string
+
+// The actions of a ChangeSet.
+const (
+	Created    Action = "created"
+	Configured Action = "configured"
+	Unchanged  Action = "unchanged"
+	Pruned     Action = "pruned"
+)
+
+// ObjectRef identifies one object in the cluster.
+type ObjectRef struct {
+	Group     string `json:"group"`
+	Version   string `json:"version"`
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace,omitempty"`
+	Name      string `json:"name"`
+}
+
+// String names the object: "Deployment shop/server-green".
+func (r ObjectRef) String() string { return refString(r.Kind, r.Namespace, r.Name) }
+
+func (r ObjectRef) gvk() schema.GroupVersionKind {
+	return schema.GroupVersionKind{Group: r.Group, Version: r.Version, Kind: r.Kind}
+}
+
+// key identifies the object independent of its API version.
+func (r ObjectRef) key() string {
+	return r.Group + "/" + r.Kind + "/" + r.Namespace + "/" + r.Name
+}
+
+func refOf(u *unstructured.Unstructured) ObjectRef {
+	gvk := u.GroupVersionKind()
+	return ObjectRef{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind, Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// Change is one entry of a ChangeSet.
+type Change struct {
+	Object ObjectRef
+	Action Action
+}
+
+// ChangeSet is the typed result of Apply.
+type ChangeSet struct {
+	// Changes lists every applied object in apply order, then the pruned ones.
+	Changes []Change
+	// Objects are the objects as the server returned them after the apply
+	// (with generation and resourceVersion); pass them to WaitHealthy.
+	Objects []*unstructured.Unstructured
+	// PruneFailures are objects that could not be deleted; they stay in the
+	// inventory and are tried again on the next Apply.
+	PruneFailures []Failure
+}
+
+// Count returns how many changes have action act.
+func (c ChangeSet) Count(act Action) int {
+	n := 0
+	for _, ch := range c.Changes {
+		if ch.Action == act {
+			n++
+		}
+	}
+	return n
+}
+
+// Changed reports whether anything was created, configured or pruned.
+func (c ChangeSet) Changed() bool {
+	return c.Count(Created)+c.Count(Configured)+c.Count(Pruned) > 0
+}
+
+// String summarises the set: "3 created, 1 configured, 5 unchanged, 0 pruned".
+func (c ChangeSet) String() string {
+	return fmt.Sprintf("%d created, %d configured, %d unchanged, %d pruned",
+		c.Count(Created), c.Count(Configured), c.Count(Unchanged), c.Count(Pruned))
+}
+
+// item is one object on its way through Apply.
+type item struct {
+	obj    *unstructured.Unstructured
+	ri     dynamic.ResourceInterface
+	body   []byte
+	dryRV  string // resourceVersion of the dry-run result; "" when the object does not exist yet
+	result *unstructured.Unstructured
+	action Action
+	defer_ bool // dry run deferred until the set's Namespaces/CRDs exist
+}
+
+// Apply applies s with server-side apply (field manager "tandem"):
+//
+//  1. a server-side dry run of every object; if any is invalid nothing is
+//     applied and the error names every invalid object. Objects whose
+//     Namespace or CRD is part of s itself are dry-run once those exist;
+//  2. Namespaces and CRDs first, waiting until the CRDs are Established;
+//  3. the remaining objects, concurrently (Options.Concurrency);
+//  4. the inventory ConfigMap tandem-inventory-<bundle>-<color> in
+//     s.Namespace, then pruning of objects of the previous inventory that s
+//     no longer has and that carry tandem.dev/bundle=<bundle>.
+//
+// The ChangeSet is valid when err is nil. A Deployment or StatefulSet that
+// ScaleColor scaled to zero is scaled back up by Apply.
+func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
+	if s.Bundle == "" || s.Namespace == "" {
+		return ChangeSet{}, errors.New("apply: set needs a bundle and a namespace")
+	}
+	items := make([]*item, 0, len(s.Objects))
+	seen := map[string]bool{}
+	var bad []string
+	for _, o := range s.Objects {
+		u := o.DeepCopy()
+		if u.GetKind() == "" || u.GetName() == "" {
+			bad = append(bad, fmt.Sprintf("object %q of kind %q: kind and name are required", u.GetName(), u.GetKind()))
+			continue
+		}
+		it := &item{obj: u}
+		ri, err := a.resourceFor(u, s.Namespace)
+		if err != nil {
+			if !(meta.IsNoMatchError(err) && definesKind(s.Objects, u.GroupVersionKind())) {
+				bad = append(bad, fmt.Sprintf("%s: %v", objRef(u), err))
+				continue
+			}
+			if u.GetNamespace() == "" {
+				u.SetNamespace(s.Namespace) // CRD scope unknown yet; fixed after the CRD exists
+			}
+			it.defer_ = true
+		}
+		it.ri = ri
+		k := refOf(u).key()
+		if seen[k] {
+			bad = append(bad, fmt.Sprintf("%s: listed twice", objRef(u)))
+			continue
+		}
+		seen[k] = true
+		items = append(items, it)
+	}
+	if len(bad) > 0 {
+		return ChangeSet{}, fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
+	}
+
+	var first, rest []*item
+	for _, it := range items {
+		if isStageZero(it.obj) {
+			first = append(first, it)
+		} else {
+			rest = append(rest, it)
+		}
+	}
+	namespaces := map[string]bool{}
+	for _, it := range first {
+		if it.obj.GetKind() == "Namespace" && it.obj.GroupVersionKind().Group == "" {
+			namespaces[it.obj.GetName()] = true
+		}
+	}
+
+	// 1. dry run of everything that can be dry-run now.
+	if err := a.dryRun(ctx, items, namespaces, s.Objects); err != nil {
+		return ChangeSet{}, err
+	}
+	// 2. Namespaces and CRDs.
+	if err := a.applyAll(ctx, first); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.waitEstablished(ctx, first); err != nil {
+		return ChangeSet{}, err
+	}
+	// Dry run of what had to wait for them.
+	var deferred []*item
+	for _, it := range rest {
+		if it.defer_ {
+			deferred = append(deferred, it)
+		}
+	}
+	if len(deferred) > 0 {
+		a.mapper.Reset()
+		var bad []string
+		for _, it := range deferred {
+			ri, err := a.resourceFor(it.obj, s.Namespace)
+			if err != nil {
+				bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
+				continue
+			}
+			it.ri, it.defer_ = ri, false
+		}
+		if len(bad) > 0 {
+			return ChangeSet{}, fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
+		}
+		if err := a.dryRun(ctx, deferred, nil, nil); err != nil {
+			return ChangeSet{}, err
+		}
+	}
+	// 3. everything else.
+	if err := a.applyAll(ctx, rest); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.restoreScaled(ctx, rest); err != nil {
+		return ChangeSet{}, err
+	}
+
+	cs := ChangeSet{}
+	refs := make([]ObjectRef, 0, len(items))
+	for _, it := range append(first, rest...) {
+		cs.Changes = append(cs.Changes, Change{Object: refOf(it.result), Action: it.action})
+		cs.Objects = append(cs.Objects, it.result)
+		refs = append(refs, refOf(it.result))
+	}
+	// 4. inventory and prune.
+	pruned, failures, err := a.syncInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), s.Color, refs)
+	if err != nil {
+		return cs, err
+	}
+	for _, r := range pruned {
+		cs.Changes = append(cs.Changes, Change{Object: r, Action: Pruned})
+	}
+	cs.PruneFailures = failures
+	return cs, nil
+}
+
+func isStageZero(u *unstructured.Unstructured) bool {
+	gvk := u.GroupVersionKind()
+	return (gvk.Group == "" && gvk.Kind == "Namespace") ||
+		(gvk.Group == "apiextensions.k8s.io" && gvk.Kind == "CustomResourceDefinition")
+}
+
+// definesKind reports whether objs holds a CRD that defines gvk's kind.
+func definesKind(objs []*unstructured.Unstructured, gvk schema.GroupVersionKind) bool {
+	for _, o := range objs {
+		if !isStageZero(o) || o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		g, _, _ := unstructured.NestedString(o.Object, "spec", "group")
+		k, _, _ := unstructured.NestedString(o.Object, "spec", "names", "kind")
+		if g == gvk.Group && k == gvk.Kind {
+			return true
+		}
+	}
+	return false
+}
+
+// applyBody is the SSA patch of u: the object without server-owned fields.
+func applyBody(u *unstructured.Unstructured) ([]byte, error) {
+	c := u.DeepCopy()
+	for _, f := range []string{"resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "selfLink"} {
+		unstructured.RemoveNestedField(c.Object, "metadata", f)
+	}
+	unstructured.RemoveNestedField(c.Object, "status")
+	return json.Marshal(c.Object)
+}
+
+// dryRun dry-runs items (skipping deferred ones) with the same SSA patch as
+// the real apply. An object whose namespace does not exist yet but is in
+// namespaces is deferred. Every invalid object is named in the error.
+func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[string]bool, _ []*unstructured.Unstructured) error {
+	var mu sync.Mutex
+	var bad []string
+	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
+		if it.defer_ {
+			return nil
+		}
+		body, err := applyBody(it.obj)
+		if err != nil {
+			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		}
+		it.body = body
+		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
+			FieldManager: FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
+		})
+		if err != nil {
+			if IsTransient(err) || ctx.Err() != nil {
+				return fmt.Errorf("%s: dry run: %w", objRef(it.obj), err)
+			}
+			if isMissingNamespace(err, it.obj.GetNamespace()) && namespaces[it.obj.GetNamespace()] {
+				it.defer_ = true
+				return nil
+			}
+			mu.Lock()
+			bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
+			mu.Unlock()
+			return nil
+		}
+		it.dryRV = out.GetResourceVersion()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("dry run failed, nothing applied: %s", strings.Join(bad, "; "))
+	}
+	return nil
+}
+
+func isMissingNamespace(err error, ns string) bool {
+	var st apierrors.APIStatus
+	if !apierrors.IsNotFound(err) || !errors.As(err, &st) {
+		return false
+	}
+	d := st.Status().Details
+	return d != nil && d.Kind == "namespaces" && d.Name == ns
+}
+
+// applyAll server-side applies items and decides each one's action.
+func (a *Applier) applyAll(ctx context.Context, items []*item) error {
+	return a.each(ctx, items, func(ctx context.Context, it *item) error {
+		if it.body == nil {
+			b, err := applyBody(it.obj)
+			if err != nil {
+				return fmt.Errorf("%s: %w", objRef(it.obj), err)
+			}
+			it.body = b
+		}
+		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
+			FieldManager: FieldManager, Force: new(true),
+		})
+		if err != nil {
+			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
+		}
+		it.result = out
+		switch {
+		case it.dryRV == "":
+			it.action = Created
+		case out.GetResourceVersion() == it.dryRV:
+			it.action = Unchanged
+		default:
+			it.action = Configured
+		}
+		return nil
+	})
+}
+
+// each runs fn for every item with at most Options.Concurrency at once and
+// returns the first error (the others are cancelled).
+func (a *Applier) each(ctx context.Context, items []*item, fn func(context.Context, *item) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan *item)
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	n := min(a.opts.Concurrency, len(items))
+	for range n {
+		wg.Go(func() {
+			for it := range work {
+				if ctx.Err() != nil {
+					continue
+				}
+				if err := fn(ctx, it); err != nil {
+					once.Do(func() { first = err; cancel(err) })
+				}
+			}
+		})
+	}
+	for _, it := range items {
+		if ctx.Err() != nil {
+			break
+		}
+		work <- it
+	}
+	close(work)
+	wg.Wait()
+	if first != nil {
+		return first
+	}
+	return ctx.Err()
+}
+
+// waitEstablished waits until every CRD among items is Established, then
+// forgets the cached discovery so the new kinds resolve.
+func (a *Applier) waitEstablished(ctx context.Context, items []*item) error {
+	crds := false
+	for _, it := range items {
+		if it.obj.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		crds = true
+		name := it.obj.GetName()
+		err := a.waitObject(ctx, a.dyn.Resource(gvrCRDs), name, func(u *unstructured.Unstructured) bool {
+			conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+			for _, c := range conds {
+				m, _ := c.(map[string]any)
+				if m["type"] == "Established" && m["status"] == "True" {
+					return true
+				}
+			}
+			return false
+		})
+		if err != nil {
+			return fmt.Errorf("CustomResourceDefinition %s: waiting until established: %w", name, err)
+		}
+	}
+	if crds {
+		a.mapper.Reset()
+	}
+	return nil
+}
+
+// waitObject watches one object by name until cond holds.
+func (a *Applier) waitObject(ctx context.Context, ri dynamic.ResourceInterface, name string, cond func(*unstructured.Unstructured) bool) error {
+	sel := "metadata.name=" + name
+	for {
+		list, err := ri.List(ctx, metav1.ListOptions{FieldSelector: sel})
+		if err != nil {
+			return err
+		}
+		for i := range list.Items {
+			if cond(&list.Items[i]) {
+				return nil
+			}
+		}
+		w, err := ri.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: list.GetResourceVersion()})
+		if err != nil {
+			return err
+		}
+		done, err := func() (bool, error) {
+			defer w.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return false, ctxErr(ctx)
+				case ev, ok := <-w.ResultChan():
+					if !ok || ev.Type == watch.Error {
+						return false, nil // re-list
+					}
+					if u, ok := ev.Object.(*unstructured.Unstructured); ok && ev.Type != watch.Deleted && cond(u) {
+						return true, nil
+					}
+				}
+			}
+		}()
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// restoreScaled scales back up Deployments and StatefulSets that ScaleColor
+// scaled to zero (they carry tandem.dev/replicas).
+func (a *Applier) restoreScaled(ctx context.Context, items []*item) error {
+	for _, it := range items {
+		r := it.result
+		if r == nil || !isScalable(r) {
+			continue
+		}
+		prev, ok := r.GetAnnotations()[AnnotationReplicas]
+		if !ok {
+			continue
+		}
+		n, err := strconv.Atoi(prev)
+		if err != nil || n < 0 {
+			n = 1
+		}
+		if _, found, _ := unstructured.NestedFieldNoCopy(it.obj.Object, "spec", "replicas"); found {
+			n = -1 // the applied object sets replicas itself
+		}
+		out, err := a.scaleTo(ctx, it.ri, r.GetName(), n)
+		if err != nil {
+			return fmt.Errorf("%s: scale up: %w", objRef(r), err)
+		}
+		it.result = out
+		if it.action == Unchanged {
+			it.action = Configured
+		}
+	}
+	return nil
+}
+
+func isScalable(u *unstructured.Unstructured) bool {
+	g := u.GroupVersionKind().Group
+	return g == "apps" && (u.GetKind() == "Deployment" || u.GetKind() == "StatefulSet")
+}
+
+// scaleTo sets spec.replicas to n (n < 0: leave replicas) and removes the
+// tandem.dev/replicas annotation, in one merge patch.
+func (a *Applier) scaleTo(ctx context.Context, ri dynamic.ResourceInterface, name string, n int) (*unstructured.Unstructured, error) {
+	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationReplicas: nil}}}
+	if n >= 0 {
+		patch["spec"] = map[string]any{"replicas": n}
+	}
+	b, err := json.Marshal(patch)
+	if err != nil {
+		return nil, err
+	}
+	return ri.Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: ScaleFieldManager})
+}

@@ -1,0 +1,462 @@
+package applier
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+)
+
+// WaitOptions tunes WaitHealthy. Zero fields take the defaults of
+// DefaultWaitOptions (ImagePullGrace's default is zero).
+type WaitOptions struct {
+	// Timeout bounds the whole wait (default 5m).
+	Timeout time.Duration
+	// ImagePullGrace is how long a container may wait in ErrImagePull or
+	// ImagePullBackOff before the wait fails (default 0: at once).
+	ImagePullGrace time.Duration
+	// CrashLoopRestarts is the restart count from which a container in
+	// CrashLoopBackOff fails the wait (default 3).
+	CrashLoopRestarts int32
+	// UnschedulableGrace is how long a pod may stay unschedulable (default 30s).
+	UnschedulableGrace time.Duration
+	// UnreachableGrace is how long the API server may be unreachable before
+	// WaitHealthy gives up with a *TransientError (default 20s).
+	UnreachableGrace time.Duration
+}
+
+// DefaultWaitOptions returns the defaults of WaitOptions.
+func DefaultWaitOptions() WaitOptions {
+	return WaitOptions{Timeout: 5 * time.Minute, CrashLoopRestarts: 3, UnschedulableGrace: 30 * time.Second, UnreachableGrace: 20 * time.Second}
+}
+
+func (o WaitOptions) withDefaults() WaitOptions {
+	d := DefaultWaitOptions()
+	if o.Timeout <= 0 {
+		o.Timeout = d.Timeout
+	}
+	if o.CrashLoopRestarts <= 0 {
+		o.CrashLoopRestarts = d.CrashLoopRestarts
+	}
+	if o.UnschedulableGrace <= 0 {
+		o.UnschedulableGrace = d.UnschedulableGrace
+	}
+	if o.UnreachableGrace <= 0 {
+		o.UnreachableGrace = d.UnreachableGrace
+	}
+	return o
+}
+
+// WorkloadHealth is the health of one workload.
+type WorkloadHealth struct {
+	Kind, Namespace, Name string
+	// Status is the kstatus status (Current, InProgress, Failed, ...), or
+	// NotFound.
+	Status string
+	// Ready and Desired count ready and desired pods (succeeded and wanted
+	// completions for a Job).
+	Ready, Desired int64
+	// Message is kstatus' message.
+	Message string
+}
+
+// Healthy reports whether the workload is Current (a Job: complete).
+func (w WorkloadHealth) Healthy() bool { return w.Status == string(status.CurrentStatus) }
+
+// Object names the workload: "Deployment shop/server-green".
+func (w WorkloadHealth) Object() string { return refString(w.Kind, w.Namespace, w.Name) }
+
+// Line is the workload's line for a commit body: "server-green: 2/2 ready"
+// ("migrate-green: 1/1 complete" for a Job).
+func (w WorkloadHealth) Line() string {
+	word := "ready"
+	if w.Kind == "Job" {
+		word = "complete"
+	}
+	return fmt.Sprintf("%s: %d/%d %s", w.Name, w.Ready, w.Desired, word)
+}
+
+// HealthReport is the typed result of WaitHealthy.
+type HealthReport struct {
+	// Workloads in the order they were given.
+	Workloads []WorkloadHealth
+	// Duration is how long the wait took.
+	Duration time.Duration
+}
+
+// Lines returns one Line per workload.
+func (r HealthReport) Lines() []string {
+	out := make([]string, len(r.Workloads))
+	for i, w := range r.Workloads {
+		out[i] = w.Line()
+	}
+	return out
+}
+
+// Summary joins the lines for a commit body: "client-green: 3/3 ready;
+// server-green: 2/2 ready".
+func (r HealthReport) Summary() string { return strings.Join(r.Lines(), "; ") }
+
+// Healthy reports whether every workload is healthy.
+func (r HealthReport) Healthy() bool {
+	for _, w := range r.Workloads {
+		if !w.Healthy() {
+			return false
+		}
+	}
+	return true
+}
+
+// workload is one object WaitHealthy waits for.
+type workload struct {
+	gvr     schema.GroupVersionResource
+	kind    string
+	ns      string
+	name    string
+	wantGen int64
+}
+
+func workloadGVR(u *unstructured.Unstructured) (schema.GroupVersionResource, bool) {
+	switch gk := u.GroupVersionKind().GroupKind(); gk {
+	case schema.GroupKind{Group: "apps", Kind: "Deployment"}:
+		return gvrDeployments, true
+	case schema.GroupKind{Group: "apps", Kind: "StatefulSet"}:
+		return gvrStatefulSets, true
+	case schema.GroupKind{Group: "apps", Kind: "DaemonSet"}:
+		return gvrDaemonSets, true
+	case schema.GroupKind{Group: "batch", Kind: "Job"}:
+		return gvrJobs, true
+	}
+	return schema.GroupVersionResource{}, false
+}
+
+// commonSelector is the bundle+color label selector shared by all objs, or
+// "" when they do not share one.
+func commonSelector(objs []*unstructured.Unstructured) string {
+	var parts []string
+	for _, key := range []string{LabelBundle, LabelColor} {
+		v, ok := "", true
+		for i, o := range objs {
+			lv, has := o.GetLabels()[key]
+			if !has || (i > 0 && lv != v) {
+				ok = false
+				break
+			}
+			v = lv
+		}
+		if ok && len(objs) > 0 {
+			parts = append(parts, key+"="+v)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+// WaitHealthy waits until every workload among objs (Deployments,
+// StatefulSets, DaemonSets; Jobs complete) is Current by kstatus rules, once
+// its observedGeneration has reached the generation of the applied object.
+// Other kinds are ignored. It watches the workloads and their pods (by the
+// objects' bundle and color labels) and fails fast on pod signals that will
+// not heal: ErrImagePull/ImagePullBackOff, CrashLoopBackOff past
+// CrashLoopRestarts restarts, unschedulable past UnschedulableGrace.
+//
+// Errors: a *HealthError when the workloads failed or timed out; a
+// *TransientError when the API server stayed unreachable; ctx's error when ctx
+// ends. The report is filled in every case.
+func (a *Applier) WaitHealthy(ctx context.Context, objs []*unstructured.Unstructured, o WaitOptions) (HealthReport, error) {
+	o = o.withDefaults()
+	start := time.Now()
+	var wls []workload
+	var wobjs []*unstructured.Unstructured
+	for _, u := range objs {
+		gvr, ok := workloadGVR(u)
+		if !ok {
+			continue
+		}
+		ns := u.GetNamespace()
+		if ns == "" {
+			return HealthReport{}, fmt.Errorf("%s: namespace is required", objRef(u))
+		}
+		wls = append(wls, workload{gvr: gvr, kind: u.GetKind(), ns: ns, name: u.GetName(), wantGen: u.GetGeneration()})
+		wobjs = append(wobjs, u)
+	}
+	if len(wls) == 0 {
+		return HealthReport{}, nil
+	}
+	sel := commonSelector(wobjs)
+
+	// One source per (resource, namespace), plus the pods of each namespace.
+	type srcKey struct {
+		gvr schema.GroupVersionResource
+		ns  string
+	}
+	srcIndex := map[srcKey]int{}
+	var srcs []srcKey
+	add := func(k srcKey) {
+		if _, ok := srcIndex[k]; !ok {
+			srcIndex[k] = len(srcs)
+			srcs = append(srcs, k)
+		}
+	}
+	for _, w := range wls {
+		add(srcKey{w.gvr, w.ns})
+		add(srcKey{gvrPods, w.ns})
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan sourceEvent, 64)
+	for i, k := range srcs {
+		go watchSource(wctx, i, a.dyn.Resource(k.gvr).Namespace(k.ns), sel, events)
+	}
+	c := newCache(len(srcs))
+	imagePullSince := map[string]time.Time{}
+
+	evaluate := func(now time.Time) (HealthReport, []Failure, []Failure) {
+		rep := HealthReport{Duration: now.Sub(start)}
+		var failed, notReady []Failure
+		for _, w := range wls {
+			live := c.objs[srcIndex[srcKey{w.gvr, w.ns}]][w.ns+"/"+w.name]
+			pods := podsOf(c.objs[srcIndex[srcKey{gvrPods, w.ns}]], live)
+			wh := workloadHealth(w, live)
+			rep.Workloads = append(rep.Workloads, wh)
+			ref := wh.Object()
+			if reason := failFast(pods, o, now, imagePullSince); reason != "" {
+				failed = append(failed, Failure{Object: ref, Reason: reason})
+				continue
+			}
+			if wh.Status == string(status.FailedStatus) {
+				failed = append(failed, Failure{Object: ref, Reason: wh.Message})
+				continue
+			}
+			if !wh.Healthy() {
+				notReady = append(notReady, Failure{Object: ref, Reason: notReadyReason(wh, pods)})
+			}
+		}
+		return rep, failed, notReady
+	}
+
+	deadline := time.NewTimer(o.Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second) // re-checks grace periods on cached state
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			rep, _, _ := evaluate(time.Now())
+			return rep, fmt.Errorf("wait for health: %w", ctxErr(ctx))
+		case <-deadline.C:
+			now := time.Now()
+			rep, failed, notReady := evaluate(now)
+			if _, err := c.failing(now); err != nil || !c.allSynced() {
+				if err == nil {
+					err = errors.New("no answer from the api server")
+				}
+				return rep, &TransientError{Op: "wait for health", Err: err}
+			}
+			return rep, &HealthError{TimedOut: true, Failures: append(failed, notReady...), Report: rep}
+		case ev := <-events:
+			c.apply(ev, time.Now())
+		case <-tick.C:
+		}
+		now := time.Now()
+		if d, err := c.failing(now); err != nil {
+			if !IsTransient(err) {
+				rep, _, _ := evaluate(now)
+				return rep, fmt.Errorf("wait for health: %w", err)
+			}
+			if d >= o.UnreachableGrace {
+				rep, _, _ := evaluate(now)
+				return rep, &TransientError{Op: "wait for health", Err: err}
+			}
+			continue
+		}
+		if !c.allSynced() {
+			continue
+		}
+		rep, failed, notReady := evaluate(now)
+		if len(failed) > 0 {
+			return rep, &HealthError{Failures: failed, Report: rep}
+		}
+		if len(notReady) == 0 {
+			return rep, nil
+		}
+	}
+}
+
+// workloadHealth computes the health of one workload from its live object.
+func workloadHealth(w workload, live *unstructured.Unstructured) WorkloadHealth {
+	wh := WorkloadHealth{Kind: w.kind, Namespace: w.ns, Name: w.name}
+	if live == nil {
+		wh.Status, wh.Message = "NotFound", "not found"
+		return wh
+	}
+	obj := live.Object
+	switch w.kind {
+	case "Deployment", "StatefulSet":
+		wh.Desired = nestedInt(obj, 1, "spec", "replicas")
+		wh.Ready = nestedInt(obj, 0, "status", "readyReplicas")
+	case "DaemonSet":
+		wh.Desired = nestedInt(obj, 0, "status", "desiredNumberScheduled")
+		wh.Ready = nestedInt(obj, 0, "status", "numberReady")
+	case "Job":
+		wh.Desired = nestedInt(obj, nestedInt(obj, 1, "spec", "parallelism"), "spec", "completions")
+		wh.Ready = nestedInt(obj, 0, "status", "succeeded")
+	}
+	if live.GetGeneration() < w.wantGen {
+		wh.Status, wh.Message = string(status.InProgressStatus), fmt.Sprintf("generation %d not yet seen", w.wantGen)
+		return wh
+	}
+	res, err := status.Compute(live)
+	if err != nil {
+		wh.Status, wh.Message = string(status.UnknownStatus), err.Error()
+		return wh
+	}
+	wh.Status, wh.Message = string(res.Status), res.Message
+	if w.kind == "Job" && res.Status == status.CurrentStatus && !jobComplete(live) {
+		wh.Status = string(status.InProgressStatus) // kstatus calls a running Job Current; we want it complete
+	}
+	return wh
+}
+
+func jobComplete(u *unstructured.Unstructured) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == "Complete" && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
+}
+
+func nestedInt(obj map[string]any, def int64, fields ...string) int64 {
+	v, found, err := unstructured.NestedFieldNoCopy(obj, fields...)
+	if !found || err != nil {
+		return def
+	}
+	switch n := v.(type) {
+	case int64:
+		return n
+	case float64:
+		return int64(n)
+	case int:
+		return int64(n)
+	}
+	return def
+}
+
+// podsOf returns the pods (not terminating) that live's selector matches,
+// sorted by name.
+func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstructured) []*corev1.Pod {
+	if live == nil {
+		return nil
+	}
+	m, found, err := unstructured.NestedMap(live.Object, "spec", "selector")
+	if !found || err != nil {
+		return nil
+	}
+	var ls metav1.LabelSelector
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ls); err != nil {
+		return nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(&ls)
+	if err != nil || sel.Empty() {
+		return nil
+	}
+	var pods []*corev1.Pod
+	for _, u := range all {
+		if u.GetDeletionTimestamp() != nil || !sel.Matches(labels.Set(u.GetLabels())) {
+			continue
+		}
+		var p corev1.Pod
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
+			continue
+		}
+		pods = append(pods, &p)
+	}
+	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
+	return pods
+}
+
+// imagePullReasons are container waiting reasons that do not heal by waiting.
+var imagePullReasons = map[string]bool{
+	"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true,
+}
+
+// failFast returns why pods will not become healthy on their own, or "".
+// since remembers when each container was first seen failing to pull.
+func failFast(pods []*corev1.Pod, o WaitOptions, now time.Time, since map[string]time.Time) string {
+	for _, p := range pods {
+		statuses := append(append([]corev1.ContainerStatus{}, p.Status.InitContainerStatuses...), p.Status.ContainerStatuses...)
+		for _, cs := range statuses {
+			wt := cs.State.Waiting
+			if wt == nil {
+				continue
+			}
+			if imagePullReasons[wt.Reason] {
+				key := string(p.UID) + "/" + cs.Name
+				if _, ok := since[key]; !ok {
+					since[key] = now
+				}
+				if now.Sub(since[key]) >= o.ImagePullGrace {
+					return fmt.Sprintf("pod %s container %s: %s (%s)", p.Name, cs.Name, wt.Reason, imageOf(p, cs))
+				}
+			}
+			if wt.Reason == "CrashLoopBackOff" && cs.RestartCount >= o.CrashLoopRestarts {
+				return fmt.Sprintf("pod %s container %s: CrashLoopBackOff after %d restarts (%s)", p.Name, cs.Name, cs.RestartCount, imageOf(p, cs))
+			}
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
+				if !c.LastTransitionTime.IsZero() && now.Sub(c.LastTransitionTime.Time) >= o.UnschedulableGrace {
+					return fmt.Sprintf("pod %s: unschedulable for %s: %s", p.Name, now.Sub(c.LastTransitionTime.Time).Round(time.Second), c.Message)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// imageOf is the image of a container: from the pod spec (what was asked
+// for), else from the status.
+func imageOf(p *corev1.Pod, cs corev1.ContainerStatus) string {
+	for _, c := range append(append([]corev1.Container{}, p.Spec.InitContainers...), p.Spec.Containers...) {
+		if c.Name == cs.Name {
+			return c.Image
+		}
+	}
+	return cs.Image
+}
+
+// notReadyReason explains a workload that is not healthy yet, naming a pod
+// that is not ready when there is one.
+func notReadyReason(wh WorkloadHealth, pods []*corev1.Pod) string {
+	msg := fmt.Sprintf("not ready (%s: %s)", wh.Status, wh.Message)
+	for _, p := range pods {
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.Ready {
+				continue
+			}
+			state := "waiting"
+			switch {
+			case cs.State.Running != nil:
+				state = "running, not ready"
+			case cs.State.Waiting != nil && cs.State.Waiting.Reason != "":
+				state = cs.State.Waiting.Reason
+			case cs.State.Terminated != nil:
+				state = "terminated: " + cs.State.Terminated.Reason
+			}
+			return fmt.Sprintf("%s; pod %s container %s: %s (%s)", msg, p.Name, cs.Name, state, imageOf(p, cs))
+		}
+	}
+	return msg
+}

@@ -1,0 +1,166 @@
+package applier
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// inventoryKey is the ConfigMap data key holding the JSON list of ObjectRefs.
+const inventoryKey = "objects"
+
+// InventoryName is the name of the inventory ConfigMap of a bundle and an
+// inventory color ("shared" for the shared set, "twins" for stable twins).
+func InventoryName(bundle, color string) string {
+	return "tandem-inventory-" + bundle + "-" + color
+}
+
+// readInventory returns the refs of an inventory; a missing inventory is empty.
+func (a *Applier) readInventory(ctx context.Context, ns, bundle, color string) ([]ObjectRef, error) {
+	cm, err := a.dyn.Resource(gvrConfigMaps).Namespace(ns).Get(ctx, InventoryName(bundle, color), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
+	}
+	data, _, _ := unstructured.NestedString(cm.Object, "data", inventoryKey)
+	var refs []ObjectRef
+	if data != "" {
+		if err := json.Unmarshal([]byte(data), &refs); err != nil {
+			return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
+		}
+	}
+	return refs, nil
+}
+
+// writeInventory server-side applies the inventory ConfigMap.
+func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, refs []ObjectRef) error {
+	if refs == nil {
+		refs = []ObjectRef{}
+	}
+	data, err := json.MarshalIndent(refs, "", " ")
+	if err != nil {
+		return err
+	}
+	cm := map[string]any{
+		"apiVersion": "v1",
+		"kind":       "ConfigMap",
+		"metadata": map[string]any{
+			"name":      InventoryName(bundle, color),
+			"namespace": ns,
+			"labels":    map[string]any{LabelBundle: bundle, LabelInventory: color},
+		},
+		"data": map[string]any{inventoryKey: string(data)},
+	}
+	body, err := json.Marshal(cm)
+	if err != nil {
+		return err
+	}
+	_, err = a.dyn.Resource(gvrConfigMaps).Namespace(ns).Patch(ctx, InventoryName(bundle, color), types.ApplyPatchType, body,
+		metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)})
+	if err != nil {
+		return fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
+	}
+	return nil
+}
+
+// syncInventory records refs as the inventory of bundle/invColor and prunes
+// what the previous inventory had and refs has not. Objects are deleted only
+// when they carry tandem.dev/bundle=<bundle> (and tandem.dev/color=<color>
+// for a colored set). Failed deletions stay in the inventory.
+func (a *Applier) syncInventory(ctx context.Context, ns, bundle, invColor, color string, refs []ObjectRef) ([]ObjectRef, []Failure, error) {
+	old, err := a.readInventory(ctx, ns, bundle, invColor)
+	if err != nil {
+		return nil, nil, err
+	}
+	keep := map[string]bool{}
+	for _, r := range refs {
+		keep[r.key()] = true
+	}
+	var stale []ObjectRef
+	for _, r := range old {
+		if !keep[r.key()] {
+			stale = append(stale, r)
+		}
+	}
+	// Record the union first, so a crash while pruning forgets nothing.
+	if err := a.writeInventory(ctx, ns, bundle, invColor, append(append([]ObjectRef{}, refs...), stale...)); err != nil {
+		return nil, nil, err
+	}
+	if len(stale) == 0 {
+		return nil, nil, nil
+	}
+	var pruned []ObjectRef
+	var failures []Failure
+	var failed []ObjectRef
+	for i := len(stale) - 1; i >= 0; i-- {
+		r := stale[i]
+		deleted, err := a.prune(ctx, r, bundle, color)
+		if err != nil {
+			failures = append(failures, Failure{Object: r.String(), Reason: "prune: " + err.Error()})
+			failed = append(failed, r)
+			continue
+		}
+		if deleted {
+			pruned = append(pruned, r)
+		}
+	}
+	if err := a.writeInventory(ctx, ns, bundle, invColor, append(append([]ObjectRef{}, refs...), failed...)); err != nil {
+		return pruned, failures, err
+	}
+	return pruned, failures, nil
+}
+
+// prune deletes r if it still exists and is tandem's; it reports whether
+// it deleted anything.
+func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) (bool, error) {
+	m, err := a.mapping(r.gvk())
+	if meta.IsNoMatchError(err) {
+		return false, nil // the kind is gone, and with it the object
+	}
+	if err != nil {
+		return false, err
+	}
+	ri := a.dyn.Resource(m.Resource).Namespace(r.Namespace)
+	if m.Scope.Name() == meta.RESTScopeNameRoot {
+		ri = a.dyn.Resource(m.Resource)
+	}
+	live, err := ri.Get(ctx, r.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	l := live.GetLabels()
+	if l[LabelBundle] != bundle || (color != "" && l[LabelColor] != color) || !managedByTandem(live) {
+		return false, nil // not tandem's (any more): never delete it
+	}
+	uid := live.GetUID()
+	bg := metav1.DeletePropagationBackground
+	err = ri.Delete(ctx, r.Name, metav1.DeleteOptions{PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &uid}})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return false, nil // gone, or replaced by another object since the Get
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// managedByTandem reports whether one of tandem's field managers applied u.
+func managedByTandem(u *unstructured.Unstructured) bool {
+	for _, m := range u.GetManagedFields() {
+		if m.Manager == FieldManager || m.Manager == TrafficFieldManager {
+			return true
+		}
+	}
+	return false
+}

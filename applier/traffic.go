@@ -1,0 +1,504 @@
+package applier
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+)
+
+// twinsInventory is the inventory color of a bundle's stable twins.
+const twinsInventory = "twins"
+
+// labelServiceName is the label EndpointSlices carry for their Service.
+const labelServiceName = "kubernetes.io/service-name"
+
+// twin is one stable twin on its way through Flip.
+type twin struct {
+	obj  *unstructured.Unstructured // as applied: selector with the new color
+	sel  map[string]string
+	prev *unstructured.Unstructured // live before the flip; nil if it did not exist
+	body []byte
+}
+
+// Flip points every stable twin of a bundle at color in one pass: each twin
+// is server-side applied (field manager "tandem/traffic") with its selector
+// plus tandem.dev/color=<color> and its tandem.dev/live-commit annotation.
+// Missing twins are created. All twins are dry-run first; if an apply still
+// fails, the twins changed so far are put back (previous selector; created
+// ones deleted) and the error is returned. Then Flip waits, watch-driven,
+// until each twin's EndpointSlices list exactly the ready pods of color that
+// its selector matches, and nothing else (Options.EndpointsTimeout, or ctx's
+// deadline). The twins are recorded in the inventory
+// tandem-inventory-<bundle>-twins; twins of an earlier Flip that are no
+// longer given are pruned. A twin whose selector would hold nothing but the
+// color is refused. All twins must share one namespace and bundle label.
+func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string) error {
+	if color == "" {
+		return errors.New("flip: color is empty")
+	}
+	if len(twins) == 0 {
+		return nil
+	}
+	ns, bundle := twins[0].GetNamespace(), twins[0].GetLabels()[LabelBundle]
+	if ns == "" || bundle == "" {
+		return fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), LabelBundle)
+	}
+	ts := make([]*twin, 0, len(twins))
+	var refs []ObjectRef
+	for _, in := range twins {
+		t, err := prepareTwin(in, color)
+		if err != nil {
+			return fmt.Errorf("flip to %s: %w", color, err)
+		}
+		if t.obj.GetNamespace() != ns || t.obj.GetLabels()[LabelBundle] != bundle {
+			return fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, LabelBundle, bundle)
+		}
+		ts = append(ts, t)
+		refs = append(refs, refOf(t.obj))
+	}
+	svc := a.dyn.Resource(gvrServices).Namespace(ns)
+
+	// Dry run, and remember what each twin looks like now.
+	var bad []string
+	for _, t := range ts {
+		live, err := svc.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
+		default:
+			t.prev = live
+		}
+		_, err = svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
+			FieldManager: TrafficFieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			if IsTransient(err) || ctx.Err() != nil {
+				return fmt.Errorf("flip to %s: %s: dry run: %w", color, objRef(t.obj), err)
+			}
+			bad = append(bad, fmt.Sprintf("%s: %v", objRef(t.obj), err))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("flip to %s: dry run failed, no twin changed: %s", color, strings.Join(bad, "; "))
+	}
+	// Record the new twins before creating any, so a crash cannot orphan them.
+	old, err := a.readInventory(ctx, ns, bundle, twinsInventory)
+	if err != nil {
+		return fmt.Errorf("flip to %s: %w", color, err)
+	}
+	if err := a.writeInventory(ctx, ns, bundle, twinsInventory, unionRefs(old, refs)); err != nil {
+		return fmt.Errorf("flip to %s: %w", color, err)
+	}
+
+	for i, t := range ts {
+		_, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
+			FieldManager: TrafficFieldManager, Force: new(true)})
+		if err != nil {
+			err = fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
+			if rerr := a.putBack(context.WithoutCancel(ctx), ts[:i]); rerr != nil {
+				return errors.Join(err, fmt.Errorf("flip to %s: putting twins back: %w", color, rerr))
+			}
+			return fmt.Errorf("%w (the %d twins changed before were put back)", err, i)
+		}
+	}
+
+	if err := a.waitEndpoints(ctx, ns, ts, color); err != nil {
+		return fmt.Errorf("flip to %s: %w", color, err)
+	}
+	if _, failures, err := a.syncInventory(ctx, ns, bundle, twinsInventory, "", refs); err != nil {
+		return fmt.Errorf("flip to %s: %w", color, err)
+	} else if len(failures) > 0 {
+		return fmt.Errorf("flip to %s: pruning old twins: %v", color, failures)
+	}
+	return nil
+}
+
+// prepareTwin copies in as the object Flip applies: a Service whose selector
+// gains tandem.dev/color=<color>.
+func prepareTwin(in *unstructured.Unstructured, color string) (*twin, error) {
+	u := in.DeepCopy()
+	if u.GroupVersionKind().Group != "" || u.GetKind() != "Service" {
+		return nil, fmt.Errorf("%s: a stable twin must be a Service", objRef(u))
+	}
+	sel, _, err := unstructured.NestedStringMap(u.Object, "spec", "selector")
+	if err != nil {
+		return nil, fmt.Errorf("%s: spec.selector: %w", objRef(u), err)
+	}
+	delete(sel, LabelColor)
+	if len(sel) == 0 {
+		return nil, fmt.Errorf("%s: refusing a twin whose selector would only be the color (it would select every pod of %s)", objRef(u), color)
+	}
+	sel[LabelColor] = color
+	if err := unstructured.SetNestedStringMap(u.Object, sel, "spec", "selector"); err != nil {
+		return nil, err
+	}
+	body, err := applyBody(u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", objRef(u), err)
+	}
+	return &twin{obj: u, sel: sel, body: body}, nil
+}
+
+func unionRefs(a, b []ObjectRef) []ObjectRef {
+	seen := map[string]bool{}
+	var out []ObjectRef
+	for _, r := range append(append([]ObjectRef{}, a...), b...) {
+		if !seen[r.key()] {
+			seen[r.key()] = true
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// putBack restores twins to what they were before the flip: the previous
+// selector and live-commit annotation, or no twin at all.
+func (a *Applier) putBack(ctx context.Context, ts []*twin) error {
+	svc := a.dyn.Resource(gvrServices)
+	var errs []error
+	for i := len(ts) - 1; i >= 0; i-- {
+		t := ts[i]
+		ri := svc.Namespace(t.obj.GetNamespace())
+		if t.prev == nil {
+			bg := metav1.DeletePropagationBackground
+			err := ri.Delete(ctx, t.obj.GetName(), metav1.DeleteOptions{PropagationPolicy: &bg})
+			if err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("%s: %w", objRef(t.obj), err))
+			}
+			continue
+		}
+		u := t.obj.DeepCopy()
+		prevSel, _, _ := unstructured.NestedStringMap(t.prev.Object, "spec", "selector")
+		if err := unstructured.SetNestedStringMap(u.Object, prevSel, "spec", "selector"); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ann := u.GetAnnotations()
+		if v, ok := t.prev.GetAnnotations()[AnnotationLiveCommit]; ok {
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[AnnotationLiveCommit] = v
+		} else {
+			delete(ann, AnnotationLiveCommit)
+		}
+		u.SetAnnotations(ann)
+		body, err := applyBody(u)
+		if err == nil {
+			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: TrafficFieldManager, Force: new(true)})
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", objRef(u), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// waitEndpoints waits until every twin's EndpointSlices list exactly the
+// ready pods of color its selector matches.
+func (a *Applier) waitEndpoints(ctx context.Context, ns string, ts []*twin, color string) error {
+	timeout := a.opts.EndpointsTimeout
+	names := make([]string, len(ts))
+	for i, t := range ts {
+		names[i] = t.obj.GetName()
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	events := make(chan sourceEvent, 64)
+	podSel := LabelColor + "=" + color
+	go watchSource(wctx, 0, a.dyn.Resource(gvrEndpointSlices).Namespace(ns), labelServiceName+" in ("+strings.Join(names, ",")+")", events)
+	go watchSource(wctx, 1, a.dyn.Resource(gvrPods).Namespace(ns), podSel, events)
+	c := newCache(2)
+	start := time.Now()
+	var pending []string
+	for {
+		select {
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return fmt.Errorf("waiting for EndpointSlices: %w", ctxErr(ctx))
+			}
+			if _, err := c.failing(time.Now()); err != nil {
+				return &TransientError{Op: "wait for EndpointSlices", Err: err}
+			}
+			return fmt.Errorf("EndpointSlices not switched to %s after %s: %s", color, time.Since(start).Round(time.Second), strings.Join(pending, "; "))
+		case ev := <-events:
+			c.apply(ev, time.Now())
+		}
+		if !c.allSynced() {
+			continue
+		}
+		if _, err := c.failing(time.Now()); err != nil {
+			continue
+		}
+		pending = pending[:0]
+		for _, t := range ts {
+			if why := endpointsPending(t, c.objs[0], c.objs[1]); why != "" {
+				pending = append(pending, objRef(t.obj)+": "+why)
+			}
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+	}
+}
+
+// endpointsPending says why t's EndpointSlices do not yet list exactly the
+// ready pods of the new color its selector matches ("" when they do).
+func endpointsPending(t *twin, slices, colorPods map[string]*unstructured.Unstructured) string {
+	sel := labels.SelectorFromSet(t.sel)
+	want := map[string]bool{}
+	matching := map[string]bool{}
+	for _, u := range colorPods {
+		if !sel.Matches(labels.Set(u.GetLabels())) || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		matching[u.GetName()] = true
+		var p corev1.Pod
+		if runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p) == nil && podReady(&p) {
+			want[u.GetName()] = true
+		}
+	}
+	got := map[string]bool{}
+	for _, u := range slices {
+		if u.GetLabels()[labelServiceName] != t.obj.GetName() {
+			continue
+		}
+		var es discoveryv1.EndpointSlice
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &es); err != nil {
+			return "unreadable EndpointSlice " + u.GetName()
+		}
+		for _, ep := range es.Endpoints {
+			if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
+				continue
+			}
+			if !matching[ep.TargetRef.Name] {
+				return "still lists pod " + ep.TargetRef.Name
+			}
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				got[ep.TargetRef.Name] = true
+			}
+		}
+	}
+	for p := range want {
+		if !got[p] {
+			return "does not list ready pod " + p + " yet"
+		}
+	}
+	return ""
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// ScaleColor scales every Deployment and StatefulSet of bundle's color in
+// namespace to zero (up false), remembering the replicas in the annotation
+// tandem.dev/replicas, or back to the remembered replicas (up true).
+func (a *Applier) ScaleColor(ctx context.Context, namespace, bundle, color string, up bool) error {
+	if namespace == "" || bundle == "" || color == "" {
+		return errors.New("scale: namespace, bundle and color are required")
+	}
+	sel := LabelBundle + "=" + bundle + "," + LabelColor + "=" + color
+	for _, gvr := range []schema.GroupVersionResource{gvrDeployments, gvrStatefulSets} {
+		ri := a.dyn.Resource(gvr).Namespace(namespace)
+		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel})
+		if err != nil {
+			return fmt.Errorf("scale %s/%s: list %s: %w", bundle, color, gvr.Resource, err)
+		}
+		for i := range list.Items {
+			u := &list.Items[i]
+			prev, scaled := u.GetAnnotations()[AnnotationReplicas]
+			if up {
+				if !scaled {
+					continue
+				}
+				n, err := strconv.Atoi(prev)
+				if err != nil || n < 0 {
+					n = 1
+				}
+				if _, err := a.scaleTo(ctx, ri, u.GetName(), n); err != nil {
+					return fmt.Errorf("%s: scale up: %w", objRef(u), err)
+				}
+				continue
+			}
+			if scaled {
+				continue
+			}
+			n := nestedInt(u.Object, 1, "spec", "replicas")
+			patch, err := json.Marshal(map[string]any{
+				"metadata": map[string]any{"annotations": map[string]any{AnnotationReplicas: strconv.FormatInt(n, 10)}},
+				"spec":     map[string]any{"replicas": 0},
+			})
+			if err != nil {
+				return err
+			}
+			if _, err := ri.Patch(ctx, u.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ScaleFieldManager}); err != nil {
+				return fmt.Errorf("%s: scale down: %w", objRef(u), err)
+			}
+		}
+	}
+	return nil
+}
+
+// ColorState is what runs in one color of a bundle.
+type ColorState struct {
+	// Commit and Digest are the tandem.dev/commit and tandem.dev/digest
+	// annotations of the color's workloads; "" unless all agree (Consistent).
+	Commit, Digest string
+	Consistent     bool
+	// Workloads counts Deployments, StatefulSets and DaemonSets.
+	Workloads int
+	// Replicas and Ready sum desired and ready pods.
+	Replicas, Ready int64
+	// ScaledDown is true when ScaleColor scaled every scalable workload to zero.
+	ScaledDown bool
+	// Healthy is true when every workload is Current by kstatus (a color
+	// scaled to zero is Current: check Replicas).
+	Healthy bool
+}
+
+// Observed is what the cluster says about a bundle.
+type Observed struct {
+	// Live is the color every stable twin selects; "" when there are no twins
+	// or they disagree (Mixed).
+	Live  string
+	Mixed bool
+	// Twins maps each stable twin's name to the color it selects.
+	Twins map[string]string
+	// LiveCommit is the twins' tandem.dev/live-commit when all agree.
+	LiveCommit string
+	// Colors holds the state of each color found on the bundle's workloads.
+	Colors map[string]ColorState
+}
+
+// Observe reads the bundle's stable twins (its twins inventory, and Services
+// managed by "tandem/traffic" with the bundle label) and its workloads per
+// color.
+func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observed, error) {
+	obs := Observed{Twins: map[string]string{}, Colors: map[string]ColorState{}}
+	svc := a.dyn.Resource(gvrServices).Namespace(namespace)
+	twins := map[string]*unstructured.Unstructured{}
+	inv, err := a.readInventory(ctx, namespace, bundle, twinsInventory)
+	if err != nil {
+		return obs, fmt.Errorf("observe %s: %w", bundle, err)
+	}
+	for _, r := range inv {
+		u, err := svc.Get(ctx, r.Name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return obs, fmt.Errorf("observe %s: Service %s/%s: %w", bundle, namespace, r.Name, err)
+		}
+		twins[u.GetName()] = u
+	}
+	list, err := svc.List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle})
+	if err != nil {
+		return obs, fmt.Errorf("observe %s: list Services: %w", bundle, err)
+	}
+	for i := range list.Items {
+		u := &list.Items[i]
+		for _, m := range u.GetManagedFields() {
+			if m.Manager == TrafficFieldManager {
+				twins[u.GetName()] = u
+			}
+		}
+	}
+	colors, commits := map[string]bool{}, map[string]bool{}
+	for name, u := range twins {
+		sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector")
+		obs.Twins[name] = sel[LabelColor]
+		colors[sel[LabelColor]] = true
+		commits[u.GetAnnotations()[AnnotationLiveCommit]] = true
+	}
+	if len(colors) == 1 {
+		for c := range colors {
+			obs.Live = c
+		}
+	}
+	obs.Mixed = len(colors) > 1
+	if len(commits) == 1 {
+		for c := range commits {
+			obs.LiveCommit = c
+		}
+	}
+
+	type acc struct {
+		cs               ColorState
+		commits, digests map[string]bool
+		scalable, scaled int
+		allCurrent       bool
+	}
+	accs := map[string]*acc{}
+	for _, gvr := range []schema.GroupVersionResource{gvrDeployments, gvrStatefulSets, gvrDaemonSets} {
+		l, err := a.dyn.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle + "," + LabelColor})
+		if err != nil {
+			return obs, fmt.Errorf("observe %s: list %s: %w", bundle, gvr.Resource, err)
+		}
+		for i := range l.Items {
+			u := &l.Items[i]
+			color := u.GetLabels()[LabelColor]
+			ac := accs[color]
+			if ac == nil {
+				ac = &acc{commits: map[string]bool{}, digests: map[string]bool{}, allCurrent: true}
+				accs[color] = ac
+			}
+			ac.cs.Workloads++
+			ac.commits[u.GetAnnotations()[AnnotationCommit]] = true
+			ac.digests[u.GetAnnotations()[AnnotationDigest]] = true
+			wh := workloadHealth(workload{gvr: gvr, kind: u.GetKind(), ns: namespace, name: u.GetName()}, u)
+			ac.cs.Replicas += wh.Desired
+			ac.cs.Ready += wh.Ready
+			if wh.Status != string(status.CurrentStatus) {
+				ac.allCurrent = false
+			}
+			if isScalable(u) {
+				ac.scalable++
+				if _, ok := u.GetAnnotations()[AnnotationReplicas]; ok {
+					ac.scaled++
+				}
+			}
+		}
+	}
+	for color, ac := range accs {
+		cs := ac.cs
+		cs.Healthy = ac.allCurrent
+		cs.ScaledDown = ac.scalable > 0 && ac.scaled == ac.scalable
+		cs.Consistent = len(ac.commits) == 1 && len(ac.digests) == 1
+		if cs.Consistent {
+			cs.Commit, cs.Digest = only(ac.commits), only(ac.digests)
+		}
+		obs.Colors[color] = cs
+	}
+	return obs, nil
+}
+
+func only(m map[string]bool) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys[0]
+}
