@@ -146,3 +146,20 @@ func userConfigMap(ns, name string) *corev1.ConfigMap {
 		Data:       map[string]string{"owner": "someone else"},
 	}
 }
+
+func objs(us ...*unstructured.Unstructured) []*unstructured.Unstructured { return us }
+
+// jobObject builds a colored Job that runs image once.
+func jobObject(ns, name, image string) *unstructured.Unstructured {
+	l := map[string]any{LabelBundle: testBundle, LabelColor: "green"}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "batch/v1", "kind": "Job",
+		"metadata": map[string]any{"name": name, "namespace": ns, "labels": l},
+		"spec": map[string]any{"template": map[string]any{
+			"metadata": map[string]any{"labels": l},
+			"spec": map[string]any{"restartPolicy": "Never", "containers": []any{
+				map[string]any{"name": "job", "image": image},
+			}},
+		}},
+	}}
+}
