@@ -90,3 +90,7 @@ $(HELM):
 .PHONY: clean
 clean: ## Remove build output (not the binary caches)
 	rm -rf bin
+
+.PHONY: demo
+demo: build testenv ## Run the agent on a local control plane: promote, auto-revert, roll back (examples/shop)
+	$(GO) run ./examples/demo --agent bin/tandem-agent
