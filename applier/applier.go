@@ -41,8 +41,8 @@ const (
 // BenchmarkApply on a 2-core machine: the apiserver itself, not the client
 // limiter, is the bottleneck at these values (see apply_bench_test.go).
 const (
-	DefaultQPS              = 500
-	DefaultBurst            = 1000
+	DefaultQPS              = 1000
+	DefaultBurst            = 2000
 	DefaultConcurrency      = 16
 	DefaultEndpointsTimeout = 2 * time.Minute
 )

@@ -136,8 +136,11 @@ type item struct {
 //  2. Namespaces and CRDs first, waiting until the CRDs are Established;
 //  3. the remaining objects, concurrently (Options.Concurrency);
 //  4. the inventory ConfigMap tandem-inventory-<bundle>-<color> in
-//     s.Namespace, then pruning of objects of the previous inventory that s
-//     no longer has and that carry tandem.dev/bundle=<bundle>.
+//     s.Namespace (written before step 3 with the old and new objects, and
+//     after it with the new ones), then pruning of objects of the previous
+//     inventory that s no longer has and that carry
+//     tandem.dev/bundle=<bundle> (and tandem.dev/color=<color>) and a
+//     tandem field manager.
 //
 // The ChangeSet is valid when err is nil. A Deployment or StatefulSet that
 // ScaleColor scaled to zero is scaled back up by Apply.
@@ -229,6 +232,19 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		if err := a.dryRun(ctx, deferred, nil, nil); err != nil {
 			return ChangeSet{}, err
 		}
+	}
+	// Record what is about to be applied before applying it, so objects of
+	// an apply that fails half-way are still pruned later.
+	pending := make([]ObjectRef, 0, len(items))
+	for _, it := range items {
+		pending = append(pending, refOf(it.obj))
+	}
+	old, err := a.readInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor())
+	if err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), unionRefs(old, pending)); err != nil {
+		return ChangeSet{}, err
 	}
 	// 3. everything else.
 	if err := a.applyAll(ctx, rest); err != nil {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // applyGreen applies the client/server bundle in green with serverImage and
@@ -151,5 +153,46 @@ func TestWaitHealthyUnreachableIsTransient(t *testing.T) {
 	var he *HealthError
 	if errors.As(err, &he) {
 		t.Fatal("unreachable API server reported as a health failure")
+	}
+}
+
+func TestWaitHealthyFailsOnUnschedulableAfterGrace(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	d := deployment(ns, "server", "green", "example/server:v1", 1)
+	_ = unstructured.SetNestedStringMap(d.Object, map[string]string{"tandem.test/pool": "none"}, "spec", "template", "spec", "nodeSelector")
+	cs, err := a.Apply(testCtx(t, time.Minute), Set{Bundle: testBundle, Color: "green", Namespace: ns, Objects: objs(d)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = a.WaitHealthy(testCtx(t, time.Minute), cs.Objects, WaitOptions{Timeout: 45 * time.Second, UnschedulableGrace: 2 * time.Second})
+	took := time.Since(start)
+	t.Logf("unschedulable detected in %s: %v", took.Round(time.Millisecond), err)
+	he := healthError(t, err)
+	if he.TimedOut || took < 2*time.Second {
+		t.Fatalf("timed out %v after %s, want a fail-fast after the 2s grace", he.TimedOut, took)
+	}
+	if r := he.Failures[0].Reason; !strings.Contains(r, "pod server-green-") || !strings.Contains(r, "unschedulable for ") {
+		t.Errorf("reason %q", r)
+	}
+}
+
+func TestWaitHealthyStatefulSet(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	sts := deployment(ns, "db", "green", "example/db:v1", 2)
+	sts.SetKind("StatefulSet")
+	_ = unstructured.SetNestedField(sts.Object, "db-green", "spec", "serviceName")
+	cs, err := a.Apply(testCtx(t, time.Minute), Set{Bundle: testBundle, Color: "green", Namespace: ns, Objects: objs(sts)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.WaitHealthy(testCtx(t, time.Minute), cs.Objects, WaitOptions{Timeout: 45 * time.Second})
+	if err != nil {
+		t.Fatalf("WaitHealthy: %v", err)
+	}
+	if got := rep.Summary(); got != "db-green: 2/2 ready" {
+		t.Errorf("summary %q", got)
 	}
 }

@@ -129,7 +129,9 @@ func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) 
 		return false, err
 	}
 	ri := a.dyn.Resource(m.Resource).Namespace(r.Namespace)
-	if m.Scope.Name() == meta.RESTScopeNameRoot {
+	if root := m.Scope.Name() == meta.RESTScopeNameRoot; root != (r.Namespace == "") {
+		return false, nil // the entry does not fit the kind's scope: touch nothing
+	} else if root {
 		ri = a.dyn.Resource(m.Resource)
 	}
 	live, err := ri.Get(ctx, r.Name, metav1.GetOptions{})
