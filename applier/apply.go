@@ -159,6 +159,9 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		}
 		it := &item{obj: u}
 		ri, err := a.resourceFor(u, s.Namespace)
+		if err != nil && (IsTransient(err) || ctx.Err() != nil) {
+			return ChangeSet{}, fmt.Errorf("%s: %w", objRef(u), err)
+		}
 		if err != nil {
 			if !(meta.IsNoMatchError(err) && definesKind(s.Objects, u.GroupVersionKind())) {
 				bad = append(bad, fmt.Sprintf("%s: %v", objRef(u), err))
@@ -220,6 +223,9 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		var bad []string
 		for _, it := range deferred {
 			ri, err := a.resourceFor(it.obj, s.Namespace)
+			if err != nil && (IsTransient(err) || ctx.Err() != nil) {
+				return ChangeSet{}, fmt.Errorf("%s: %w", objRef(it.obj), err)
+			}
 			if err != nil {
 				bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
 				continue

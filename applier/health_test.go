@@ -196,3 +196,20 @@ func TestWaitHealthyStatefulSet(t *testing.T) {
 		t.Errorf("summary %q", got)
 	}
 }
+
+func TestApplyUnreachableIsTransient(t *testing.T) {
+	cfg := *env.Config
+	cfg.Host = "https://127.0.0.1:1"
+	a, err := New(&cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Apply(testCtx(t, time.Minute), Set{Bundle: testBundle, Color: "green", Namespace: "nowhere",
+		Objects: clientServer("nowhere", "green", "a:1", "b:1")})
+	if err == nil || !IsTransient(err) {
+		t.Fatalf("err = %v, want a transient error", err)
+	}
+	if err := a.Flip(testCtx(t, time.Minute), objs(twinOf("nowhere", "server", "blue", "x")), "green"); err == nil || !IsTransient(err) {
+		t.Fatalf("Flip err = %v, want a transient error", err)
+	}
+}

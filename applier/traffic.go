@@ -48,6 +48,8 @@ type twin struct {
 // tandem-inventory-<bundle>-twins; twins of an earlier Flip that are no
 // longer given are pruned. A twin whose selector would hold nothing but the
 // color is refused. All twins must share one namespace and bundle label.
+// When the EndpointSlices do not converge in time the twins stay on color
+// and the error names each twin and what it still lists.
 func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string) error {
 	if color == "" {
 		return errors.New("flip: color is empty")
