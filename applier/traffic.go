@@ -44,7 +44,8 @@ type twin struct {
 // ones deleted) and the error is returned. Then Flip waits, watch-driven,
 // until each twin's EndpointSlices list exactly the ready pods of color that
 // its selector matches, and nothing else (Options.EndpointsTimeout, or ctx's
-// deadline). The twins are recorded in the inventory
+// deadline); a twin without any ready endpoint does not count as switched.
+// The twins are recorded in the inventory
 // tandem-inventory-<bundle>-twins; twins of an earlier Flip that are no
 // longer given are pruned. A twin whose selector would hold nothing but the
 // color is refused. All twins must share one namespace and bundle label.
@@ -301,6 +302,9 @@ func endpointsPending(t *twin, slices, colorPods map[string]*unstructured.Unstru
 		if !got[p] {
 			return "does not list ready pod " + p + " yet"
 		}
+	}
+	if len(got) == 0 {
+		return fmt.Sprintf("no ready endpoint of %s (%d matching pods)", t.sel[LabelColor], len(matching))
 	}
 	return ""
 }

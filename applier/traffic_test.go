@@ -278,3 +278,24 @@ func TestScaleColorDownAndUp(t *testing.T) {
 		t.Error("tandem.dev/replicas left behind after Apply")
 	}
 }
+
+func TestFlipToUnreadyColorTimesOut(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	deployColor(t, a, ns, "blue", "v1")
+	ctx := testCtx(t, 2*time.Minute)
+	if _, err := a.Apply(ctx, Set{Bundle: testBundle, Color: "green", Namespace: ns,
+		Objects: clientServer(ns, "green", "example/client:v2", "example/server:v2-unready")}); err != nil {
+		t.Fatal(err)
+	}
+	short, err := New(env.Config, Options{EndpointsTimeout: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = short.Flip(ctx, twins(ns, "blue", "bbb222", "server"), "green")
+	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	if err == nil || !strings.Contains(err.Error(), "Service "+ns+"/server: ") || IsTransient(err) {
+		t.Fatalf("err = %v, want a timeout naming the server twin", err)
+	}
+}
