@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -122,10 +123,12 @@ type item struct {
 	obj    *unstructured.Unstructured
 	ri     dynamic.ResourceInterface
 	body   []byte
-	dryRV  string // resourceVersion of the dry-run result; "" when the object does not exist yet
+	dryRV  string                     // resourceVersion of the dry-run result; "" when the object does not exist yet
+	live   *unstructured.Unstructured // as listed before the dry run; nil if not found
+	noop   bool                       // the dry run showed the apply changes nothing
 	result *unstructured.Unstructured
 	action Action
-	defer_ bool // dry run deferred until the set's Namespaces/CRDs exist
+	later  bool // dry run deferred until the set's Namespaces/CRDs exist
 }
 
 // Apply applies s with server-side apply (field manager "tandem"):
@@ -170,7 +173,7 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 			if u.GetNamespace() == "" {
 				u.SetNamespace(s.Namespace) // CRD scope unknown yet; fixed after the CRD exists
 			}
-			it.defer_ = true
+			it.later = true
 		}
 		it.ri = ri
 		k := refOf(u).key()
@@ -201,7 +204,10 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 	}
 
 	// 1. dry run of everything that can be dry-run now.
-	if err := a.dryRun(ctx, items, namespaces, s.Objects); err != nil {
+	if err := a.listLive(ctx, s.Bundle, items); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.dryRun(ctx, items, namespaces); err != nil {
 		return ChangeSet{}, err
 	}
 	// 2. Namespaces and CRDs.
@@ -214,7 +220,7 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 	// Dry run of what had to wait for them.
 	var deferred []*item
 	for _, it := range rest {
-		if it.defer_ {
+		if it.later {
 			deferred = append(deferred, it)
 		}
 	}
@@ -230,12 +236,12 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 				bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
 				continue
 			}
-			it.ri, it.defer_ = ri, false
+			it.ri, it.later = ri, false
 		}
 		if len(bad) > 0 {
 			return ChangeSet{}, fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
 		}
-		if err := a.dryRun(ctx, deferred, nil, nil); err != nil {
+		if err := a.dryRun(ctx, deferred, nil); err != nil {
 			return ChangeSet{}, err
 		}
 	}
@@ -313,11 +319,11 @@ func applyBody(u *unstructured.Unstructured) ([]byte, error) {
 // dryRun dry-runs items (skipping deferred ones) with the same SSA patch as
 // the real apply. An object whose namespace does not exist yet but is in
 // namespaces is deferred. Every invalid object is named in the error.
-func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[string]bool, _ []*unstructured.Unstructured) error {
+func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[string]bool) error {
 	var mu sync.Mutex
 	var bad []string
 	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
-		if it.defer_ {
+		if it.later {
 			return nil
 		}
 		body, err := applyBody(it.obj)
@@ -333,7 +339,7 @@ func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[stri
 				return fmt.Errorf("%s: dry run: %w", objRef(it.obj), err)
 			}
 			if isMissingNamespace(err, it.obj.GetNamespace()) && namespaces[it.obj.GetNamespace()] {
-				it.defer_ = true
+				it.later = true
 				return nil
 			}
 			mu.Lock()
@@ -342,6 +348,9 @@ func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[stri
 			return nil
 		}
 		it.dryRV = out.GetResourceVersion()
+		if it.live != nil && sameObject(out, it.live) {
+			it.noop, it.result = true, out
+		}
 		return nil
 	})
 	if err != nil {
@@ -366,6 +375,10 @@ func isMissingNamespace(err error, ns string) bool {
 // applyAll server-side applies items and decides each one's action.
 func (a *Applier) applyAll(ctx context.Context, items []*item) error {
 	return a.each(ctx, items, func(ctx context.Context, it *item) error {
+		if it.noop {
+			it.action = Unchanged
+			return nil
+		}
 		if it.body == nil {
 			b, err := applyBody(it.obj)
 			if err != nil {
@@ -548,4 +561,58 @@ func (a *Applier) scaleTo(ctx context.Context, ri dynamic.ResourceInterface, nam
 		return nil, err
 	}
 	return ri.Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: ScaleFieldManager})
+}
+
+// listLive fills each item's live object with one List per resource and
+// namespace (objects labelled with the bundle), so that a dry run which
+// returns the live object unchanged can spare the real apply.
+func (a *Applier) listLive(ctx context.Context, bundle string, items []*item) error {
+	type group struct {
+		ri    dynamic.ResourceInterface
+		items map[string]*item
+	}
+	groups := map[string]*group{}
+	for _, it := range items {
+		if it.later || it.ri == nil {
+			continue
+		}
+		m, err := a.mapping(it.obj.GroupVersionKind())
+		if err != nil {
+			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		}
+		k := m.Resource.String() + "|" + it.obj.GetNamespace()
+		g := groups[k]
+		if g == nil {
+			g = &group{ri: it.ri, items: map[string]*item{}}
+			groups[k] = g
+		}
+		g.items[it.obj.GetName()] = it
+	}
+	for _, g := range groups {
+		list, err := g.ri.List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle})
+		if err != nil {
+			return fmt.Errorf("list live objects: %w", err)
+		}
+		for i := range list.Items {
+			if it, ok := g.items[list.Items[i].GetName()]; ok {
+				it.live = &list.Items[i]
+			}
+		}
+	}
+	return nil
+}
+
+// sameObject reports whether a dry-run result equals the listed live object
+// (same resourceVersion, so nothing changed in between, and same content,
+// so the apply would be a no-op).
+func sameObject(dry, live *unstructured.Unstructured) bool {
+	if dry.GetResourceVersion() != live.GetResourceVersion() {
+		return false
+	}
+	a, b := dry.DeepCopy().Object, live.DeepCopy().Object
+	for _, m := range []map[string]any{a, b} {
+		delete(m, "apiVersion")
+		delete(m, "kind")
+	}
+	return equality.Semantic.DeepEqual(a, b)
 }

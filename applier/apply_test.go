@@ -3,12 +3,17 @@ package applier
 import (
 	"context"
 	"errors"
+	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 )
 
 func actions(cs ChangeSet) map[string]Action {
@@ -272,5 +277,74 @@ func TestApplyRejectsUnknownKind(t *testing.T) {
 	var te *TransientError
 	if errors.As(err, &te) {
 		t.Error("unknown kind reported as transient")
+	}
+}
+
+// countingTransport counts PATCH requests that are not dry runs.
+type countingTransport struct {
+	next    http.RoundTripper
+	patches atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPatch && !strings.Contains(r.URL.RawQuery, "dryRun") && !strings.Contains(r.URL.Path, "/configmaps/tandem-inventory-") {
+		c.patches.Add(1)
+	}
+	return c.next.RoundTrip(r)
+}
+
+func TestReapplySparesNoOpsAndRevertsDrift(t *testing.T) {
+	ns := env.Namespace(t)
+	ct := &countingTransport{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { ct.next = rt; return ct }
+	a, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := testCtx(t, time.Minute)
+	set := Set{Bundle: testBundle, Color: "blue", Namespace: ns, Objects: clientServer(ns, "blue", "example/client:v1", "example/server:v1")}
+	if _, err := a.Apply(ctx, set); err != nil {
+		t.Fatal(err)
+	}
+	if got := ct.patches.Load(); got != 4 {
+		t.Errorf("first apply sent %d applies, want 4", got)
+	}
+	// Wait until the controllers have settled, so the re-apply meets still objects.
+	cs, err := a.Apply(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.WaitHealthy(ctx, cs.Objects, WaitOptions{Timeout: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	ct.patches.Store(0)
+	cs, err = a.Apply(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.Changed() || ct.patches.Load() != 0 {
+		t.Errorf("no-change re-apply: %s with %d applies sent, want all unchanged and none sent", cs, ct.patches.Load())
+	}
+
+	// Someone edits the server by hand: the next apply puts it back.
+	patch := []byte(`{"spec":{"replicas":5},"metadata":{"labels":{"edited":"yes"}}}`)
+	if _, err := a.cs.AppsV1().Deployments(ns).Patch(ctx, "server-blue", types.MergePatchType, patch,
+		metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err = a.Apply(ctx, set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := actions(cs)["Deployment "+ns+"/server-blue"]; got != Configured {
+		t.Errorf("drifted server-blue: %s, want configured", got)
+	}
+	d, err := a.cs.AppsV1().Deployments(ns).Get(ctx, "server-blue", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *d.Spec.Replicas != 2 {
+		t.Errorf("replicas %d after re-apply, want 2", *d.Spec.Replicas)
 	}
 }
