@@ -4,5 +4,20 @@
 // stable Services.
 //
 // It knows nothing of Git and decides nothing: it returns typed results
-// (ChangeSet, HealthReport) and typed errors for the caller to act on.
+// (ChangeSet, HealthReport, Observed) and typed errors for the caller to act
+// on. A *HealthError is a verdict on the objects; a *TransientError (and
+// anything IsTransient recognises) means the API server could not be asked
+// and the same call may be retried; a cancelled context is returned as is.
+//
+// The flow for one color of a bundle:
+//
+//	cs, err := a.Apply(ctx, applier.Set{Bundle: "shop", Color: "green", Namespace: "shop", Objects: objs})
+//	rep, err := a.WaitHealthy(ctx, cs.Objects, applier.DefaultWaitOptions())
+//	err = a.Flip(ctx, twins, "green")         // all stable twins, or none
+//	err = a.ScaleColor(ctx, "shop", "shop", "blue", false)
+//	obs, err := a.Observe(ctx, "shop", "shop") // after a restart: who is live
+//
+// Field managers: "tandem" for Apply, "tandem/traffic" for the stable twins,
+// "tandem/scale" for ScaleColor. Apply adds nothing to the objects it is
+// given; the labels and annotations come from render.
 package applier

@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // deployColor applies the client/server bundle in color and waits until it
@@ -116,6 +117,19 @@ func TestFlipMovesEndpointsBetweenColors(t *testing.T) {
 	}
 	if obs.Live != "green" || obs.LiveCommit != "bbb222" {
 		t.Errorf("observed %+v, want live green at bbb222", obs)
+	}
+
+	// A twin changed behind tandem's back shows as mixed.
+	if _, err := a.cs.CoreV1().Services(ns).Patch(ctx, "client", types.MergePatchType,
+		[]byte(`{"spec":{"selector":{"tandem.dev/color":"blue"}}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	obs, err = a.Observe(ctx, ns, testBundle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !obs.Mixed || obs.Live != "" || obs.Twins["client"] != "blue" || obs.Twins["server"] != "green" {
+		t.Errorf("observed %+v, want mixed twins (client blue, server green)", obs)
 	}
 
 	// Dropping a twin from the bundle prunes it on the next flip.
