@@ -213,3 +213,22 @@ func TestApplyUnreachableIsTransient(t *testing.T) {
 		t.Fatalf("Flip err = %v, want a transient error", err)
 	}
 }
+
+func TestWaitHealthyDaemonSet(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	ds := deployment(ns, "agent", "green", "example/agent:v1", 1)
+	ds.SetKind("DaemonSet")
+	unstructured.RemoveNestedField(ds.Object, "spec", "replicas")
+	cs, err := a.Apply(testCtx(t, time.Minute), Set{Bundle: testBundle, Color: "green", Namespace: ns, Objects: objs(ds)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.WaitHealthy(testCtx(t, time.Minute), cs.Objects, WaitOptions{Timeout: 45 * time.Second})
+	if err != nil {
+		t.Fatalf("WaitHealthy: %v", err)
+	}
+	if got := rep.Summary(); got != "agent-green: 1/1 ready" {
+		t.Errorf("summary %q", got)
+	}
+}
