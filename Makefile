@@ -58,10 +58,6 @@ $(TESTENV_BIN)/.complete: testenv/tools/go.mod testenv/tools/go.sum
 test: testenv ## Run every test (-race), against a real control plane and real Git
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
-.PHONY: test-short
-test-short: ## Run only the tests that need no control plane
-	$(GO) test -race -count=1 -short ./...
-
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet, gofmt check and staticcheck
 	$(GO) vet ./...
@@ -94,3 +90,10 @@ clean: ## Remove build output (not the binary caches)
 .PHONY: demo
 demo: build testenv ## Run the agent on a local control plane: promote, auto-revert, roll back (examples/shop)
 	$(GO) run ./examples/demo --agent bin/tandem-agent
+
+BENCH_PKGS ?= ./render/ ./gitsync/ ./applier/ ./cmd/agent/
+.PHONY: bench
+bench: testenv $(KUSTOMIZE) ## Run every benchmark and regenerate docs/benchmarks.md
+	KUSTOMIZE=$(KUSTOMIZE) $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 -timeout 30m $(BENCH_PKGS) | tee bench.out
+	$(GO) run ./internal/benchreport -o docs/benchmarks.md < bench.out
+	@echo "wrote docs/benchmarks.md"

@@ -282,7 +282,9 @@ func (e *Env) startComponent(ctx context.Context, c Component) error {
 	return nil
 }
 
-// StopComponent stops one process (SIGTERM, then SIGKILL), for outage tests.
+// StopComponent stops one process for outage tests: SIGTERM, then SIGKILL
+// after two seconds (kube-apiserver drains watches far longer than a test
+// wants to wait; an outage is abrupt anyway).
 // StartComponent brings it back with the same ports, data and flags.
 func (e *Env) StopComponent(c Component) error {
 	p, ok := e.procs[c]
@@ -290,7 +292,7 @@ func (e *Env) StopComponent(c Component) error {
 		return fmt.Errorf("testenv: %s is not running", c)
 	}
 	delete(e.procs, c)
-	return p.stop(10 * time.Second)
+	return p.stop(2 * time.Second)
 }
 
 // StartComponent starts a component stopped by StopComponent again and waits
