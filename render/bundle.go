@@ -1,0 +1,311 @@
+package render
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Labels and annotations tandem puts on rendered objects (CONTRACT.md §3, §6).
+const (
+	// LabelBundle names the bundle an object belongs to.
+	LabelBundle = "tandem.dev/bundle"
+	// LabelColor names the color of a colored object.
+	LabelColor = "tandem.dev/color"
+	// AnnotationCommit records the commit a colored object was rendered from.
+	AnnotationCommit = "tandem.dev/commit"
+	// AnnotationDigest records the render digest of a colored object's color.
+	AnnotationDigest = "tandem.dev/digest"
+	// AnnotationLiveCommit records, on a stable twin, the commit it was rendered from.
+	AnnotationLiveCommit = "tandem.dev/live-commit"
+	// AnnotationRoute set to "false" on a Service opts it out of a stable twin.
+	AnnotationRoute = "tandem.dev/route"
+)
+
+// APIVersion and KindBundle identify a bundle.yaml.
+const (
+	APIVersion = "tandem.dev/v1alpha1"
+	KindBundle = "Bundle"
+	// BundleFile is the file name that marks a bundle directory.
+	BundleFile = "bundle.yaml"
+)
+
+// Bundle is one parsed bundle.yaml.
+type Bundle struct {
+	// Name is metadata.name.
+	Name string
+	// File is the bundle.yaml path relative to the repository root, slash-separated.
+	File string
+	// Dir is the bundle directory relative to the repository root, slash-separated ("." for the root).
+	Dir string
+	// Spec is the validated spec with defaults filled in.
+	Spec Spec
+}
+
+// Spec is the validated spec of a bundle.
+type Spec struct {
+	Namespace, Path, Shared string
+	Colors                  [2]string
+	HealthTimeout, Soak     time.Duration
+	ScaleDownAfter          time.Duration
+	ScaleDownNever          bool
+	OnFailure               string // "revert" | "hold"
+}
+
+type rawBundle struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		Namespace      string   `json:"namespace"`
+		Path           *string  `json:"path"`
+		Shared         string   `json:"shared"`
+		Colors         []string `json:"colors"`
+		HealthTimeout  string   `json:"healthTimeout"`
+		Soak           string   `json:"soak"`
+		ScaleDownAfter string   `json:"scaleDownAfter"`
+		OnFailure      string   `json:"onFailure"`
+	} `json:"spec"`
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+func validLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) }
+
+// ParseBundle strictly parses a bundle.yaml; file is used in errors and
+// becomes Bundle.File (Dir is its directory). Unknown fields are errors.
+func ParseBundle(file string, data []byte) (*Bundle, error) {
+	file = filepath.ToSlash(file)
+	var r rawBundle
+	if err := yaml.UnmarshalStrict(data, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("%s: %s: %s", file, field, fmt.Sprintf(format, a...))
+	}
+	if r.APIVersion != APIVersion {
+		return nil, bad("apiVersion", "must be %s, not %q", APIVersion, r.APIVersion)
+	}
+	if r.Kind != KindBundle {
+		return nil, bad("kind", "must be %s, not %q", KindBundle, r.Kind)
+	}
+	b := &Bundle{Name: r.Metadata.Name, File: file, Dir: path.Dir(file)}
+	if !validLabel(b.Name) {
+		return nil, bad("metadata.name", "%q is not a DNS label", b.Name)
+	}
+	s := &b.Spec
+	s.Namespace = r.Spec.Namespace
+	if s.Namespace == "" {
+		return nil, bad("spec.namespace", "required")
+	}
+	if !validLabel(s.Namespace) {
+		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
+	}
+	s.Path = "app"
+	if r.Spec.Path != nil {
+		s.Path = *r.Spec.Path
+	}
+	p, err := cleanRel(s.Path)
+	if err != nil {
+		return nil, bad("spec.path", "%v", err)
+	}
+	s.Path = p
+	if r.Spec.Shared != "" {
+		p, err := cleanRel(r.Spec.Shared)
+		if err != nil {
+			return nil, bad("spec.shared", "%v", err)
+		}
+		if p == s.Path {
+			return nil, bad("spec.shared", "must differ from spec.path %q", s.Path)
+		}
+		s.Shared = p
+	}
+	s.Colors = [2]string{"blue", "green"}
+	if r.Spec.Colors != nil {
+		if len(r.Spec.Colors) != 2 {
+			return nil, bad("spec.colors", "need exactly two colors, got %d", len(r.Spec.Colors))
+		}
+		for i, c := range r.Spec.Colors {
+			if !validLabel(c) {
+				return nil, bad("spec.colors", "%q is not a DNS label", c)
+			}
+			s.Colors[i] = c
+		}
+		if s.Colors[0] == s.Colors[1] {
+			return nil, bad("spec.colors", "the two colors must differ, both are %q", s.Colors[0])
+		}
+	}
+	dur := func(field, v string, def time.Duration) (time.Duration, error) {
+		if v == "" {
+			return def, nil
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return 0, bad(field, "%q is not a duration", v)
+		}
+		if d < 0 {
+			return 0, bad(field, "%q is negative", v)
+		}
+		return d, nil
+	}
+	if s.HealthTimeout, err = dur("spec.healthTimeout", r.Spec.HealthTimeout, 5*time.Minute); err != nil {
+		return nil, err
+	}
+	if s.HealthTimeout == 0 {
+		return nil, bad("spec.healthTimeout", "must be positive")
+	}
+	if s.Soak, err = dur("spec.soak", r.Spec.Soak, 0); err != nil {
+		return nil, err
+	}
+	if r.Spec.ScaleDownAfter == "never" {
+		s.ScaleDownNever = true
+	} else if s.ScaleDownAfter, err = dur("spec.scaleDownAfter", r.Spec.ScaleDownAfter, 10*time.Minute); err != nil {
+		return nil, err
+	}
+	switch r.Spec.OnFailure {
+	case "":
+		s.OnFailure = "revert"
+	case "revert", "hold":
+		s.OnFailure = r.Spec.OnFailure
+	default:
+		return nil, bad("spec.onFailure", "must be revert or hold, not %q", r.Spec.OnFailure)
+	}
+	return b, nil
+}
+
+// cleanRel checks that p is a relative path that stays inside its base.
+func cleanRel(p string) (string, error) {
+	if p == "" {
+		return "", errors.New("must not be empty")
+	}
+	if path.IsAbs(p) || filepath.IsAbs(p) || strings.Contains(p, `\`) {
+		return "", fmt.Errorf("%q must be a relative path", p)
+	}
+	c := path.Clean(p)
+	if c == ".." || strings.HasPrefix(c, "../") {
+		return "", fmt.Errorf("%q leaves the bundle directory", p)
+	}
+	return c, nil
+}
+
+// Discover finds and parses every bundle.yaml under repoRoot/root. Duplicate
+// bundle names, nested bundles and missing spec paths are errors naming both files.
+func Discover(repoRoot, root string) ([]*Bundle, error) {
+	if root == "" {
+		root = "."
+	}
+	r, err := cleanRel(root)
+	if err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	base := filepath.Join(repoRoot, filepath.FromSlash(r))
+	var bundles []*Bundle
+	err = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && d.Name() == ".git" {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || d.Name() != BundleFile {
+			return nil
+		}
+		rel, err := filepath.Rel(repoRoot, p)
+		if err != nil {
+			return err
+		}
+		data, err := readLimited(p, maxInputBytes)
+		if err != nil {
+			return fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
+		}
+		b, err := ParseBundle(rel, data)
+		if err != nil {
+			return err
+		}
+		bundles = append(bundles, b)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(bundles, func(i, j int) bool { return bundles[i].File < bundles[j].File })
+	names := map[string]*Bundle{}
+	for _, b := range bundles {
+		if o, ok := names[b.Name]; ok {
+			return nil, fmt.Errorf("%s: metadata.name %q is also used by %s", b.File, b.Name, o.File)
+		}
+		names[b.Name] = b
+		for _, o := range bundles {
+			if o != b && (o.Dir == "." || strings.HasPrefix(b.Dir+"/", o.Dir+"/")) && o.Dir != b.Dir {
+				return nil, fmt.Errorf("%s: bundle is nested inside the bundle of %s", b.File, o.File)
+			}
+		}
+		for _, sub := range []struct{ field, p string }{{"spec.path", b.Spec.Path}, {"spec.shared", b.Spec.Shared}} {
+			if sub.p == "" {
+				continue
+			}
+			if fi, err := os.Stat(filepath.Join(repoRoot, filepath.FromSlash(b.Dir), filepath.FromSlash(sub.p))); err != nil || !fi.IsDir() {
+				return nil, fmt.Errorf("%s: %s: directory %q does not exist", b.File, sub.field, sub.p)
+			}
+		}
+	}
+	return bundles, nil
+}
+
+// LoadBundleDir parses dir/bundle.yaml and finds the repository root: the
+// nearest ancestor of dir (or dir itself) containing .git, else dir's parent.
+func LoadBundleDir(dir string) (repoRoot string, b *Bundle, err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	if abs, err = filepath.EvalSymlinks(abs); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	repoRoot = filepath.Dir(abs)
+	for d := abs; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, ".git")); err == nil {
+			repoRoot = d
+			break
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	file := filepath.Join(abs, BundleFile)
+	data, err := readLimited(file, maxInputBytes)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: %w", file, err)
+	}
+	rel, err := filepath.Rel(repoRoot, file)
+	if err != nil {
+		return "", nil, err
+	}
+	b, err = ParseBundle(rel, data)
+	if err != nil {
+		return "", nil, err
+	}
+	return repoRoot, b, nil
+}
+
+func readLimited(p string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("file is %d bytes, larger than the %d byte limit", fi.Size(), limit)
+	}
+	return os.ReadFile(p)
+}

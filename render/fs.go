@@ -1,0 +1,268 @@
+package render
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+// maxInputBytes limits every file kustomize reads.
+const maxInputBytes = 4 << 20
+
+// ErrOutsideRoot is wrapped by errors for paths that resolve outside the repository root.
+var ErrOutsideRoot = fmt.Errorf("path resolves outside the repository root")
+
+// confinedFS is a read-only view of the disk limited to root, plus one
+// in-memory overlay directory (virtual) that holds the generated kustomization.
+type confinedFS struct {
+	disk        filesys.FileSystem
+	root        string // absolute, symlinks resolved
+	virtual     string // absolute path of the in-memory overlay dir
+	overlay     []byte // its kustomization.yaml
+	allowRemote bool
+	firstErr    *error
+}
+
+func newConfinedFS(root, virtual string, overlay []byte, allowRemote bool, firstErr *error) *confinedFS {
+	return &confinedFS{disk: filesys.MakeFsOnDisk(), root: root, virtual: virtual, overlay: overlay, allowRemote: allowRemote, firstErr: firstErr}
+}
+
+func (f *confinedFS) record(err error) error {
+	if *f.firstErr == nil {
+		*f.firstErr = err
+	}
+	return err
+}
+
+func (f *confinedFS) rel(p string) string {
+	if r, err := filepath.Rel(f.root, p); err == nil {
+		return filepath.ToSlash(r)
+	}
+	return p
+}
+
+func (f *confinedFS) isVirtual(p string) bool {
+	p = filepath.Clean(p)
+	return p == f.virtual || p == filepath.Join(f.virtual, "kustomization.yaml")
+}
+
+// check resolves p (and any symlinks in it) and refuses it if it leaves root.
+func (f *confinedFS) check(p string) error {
+	if within(f.virtual, filepath.Clean(p)) {
+		return fmt.Errorf("%s: %w", p, os.ErrNotExist)
+	}
+	if !filepath.IsAbs(p) {
+		return f.record(fmt.Errorf("%s: relative path: %w", p, ErrOutsideRoot))
+	}
+	c := filepath.Clean(p)
+	if !within(f.root, c) {
+		return f.record(fmt.Errorf("%s: %w", p, ErrOutsideRoot))
+	}
+	// Resolve the longest existing prefix.
+	probe := c
+	for {
+		r, err := filepath.EvalSymlinks(probe)
+		if err == nil {
+			if !within(f.root, r) {
+				return f.record(fmt.Errorf("%s: symlink to %s: %w", f.rel(c), r, ErrOutsideRoot))
+			}
+			return nil
+		}
+		parent := filepath.Dir(probe)
+		if parent == probe {
+			return nil
+		}
+		probe = parent
+	}
+}
+
+func within(root, p string) bool {
+	return p == root || strings.HasPrefix(p, root+string(filepath.Separator))
+}
+
+var errReadOnly = fmt.Errorf("render filesystem is read-only")
+
+func (f *confinedFS) Create(string) (filesys.File, error) { return nil, errReadOnly }
+func (f *confinedFS) Mkdir(string) error                  { return errReadOnly }
+func (f *confinedFS) MkdirAll(string) error               { return errReadOnly }
+func (f *confinedFS) RemoveAll(string) error              { return errReadOnly }
+func (f *confinedFS) WriteFile(string, []byte) error      { return errReadOnly }
+
+func (f *confinedFS) Open(p string) (filesys.File, error) {
+	if f.isVirtual(p) {
+		return nil, fmt.Errorf("%s: cannot open the generated overlay", p)
+	}
+	if err := f.check(p); err != nil {
+		return nil, err
+	}
+	return f.disk.Open(p)
+}
+
+func (f *confinedFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) {
+	if !filepath.IsAbs(p) {
+		// kustomize resolves relative paths against the working directory; refuse.
+		return "", "", f.record(fmt.Errorf("%s: relative path: %w", p, ErrOutsideRoot))
+	}
+	if filepath.Clean(p) == f.virtual {
+		return filesys.ConfirmedDir(f.virtual), "", nil
+	}
+	if filepath.Clean(p) == filepath.Join(f.virtual, "kustomization.yaml") {
+		return filesys.ConfirmedDir(f.virtual), "kustomization.yaml", nil
+	}
+	if err := f.check(p); err != nil {
+		return "", "", err
+	}
+	d, name, err := f.disk.CleanedAbs(p)
+	if err != nil {
+		return d, name, err
+	}
+	if err := f.check(string(d)); err != nil {
+		return "", "", err
+	}
+	return d, name, nil
+}
+
+func (f *confinedFS) Exists(p string) bool {
+	if f.isVirtual(p) {
+		return true
+	}
+	return f.check(p) == nil && f.disk.Exists(p)
+}
+
+func (f *confinedFS) IsDir(p string) bool {
+	if filepath.Clean(p) == f.virtual {
+		return true
+	}
+	if f.isVirtual(p) {
+		return false
+	}
+	return f.check(p) == nil && f.disk.IsDir(p)
+}
+
+func (f *confinedFS) Glob(pattern string) ([]string, error) {
+	if err := f.check(pattern); err != nil {
+		return nil, err
+	}
+	ms, err := f.disk.Glob(pattern)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if err := f.check(m); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (f *confinedFS) ReadDir(p string) ([]string, error) {
+	if filepath.Clean(p) == f.virtual {
+		return []string{"kustomization.yaml"}, nil
+	}
+	if err := f.check(p); err != nil {
+		return nil, err
+	}
+	return f.disk.ReadDir(p)
+}
+
+func (f *confinedFS) Walk(p string, fn filepath.WalkFunc) error {
+	if err := f.check(p); err != nil {
+		return err
+	}
+	return f.disk.Walk(p, func(q string, info os.FileInfo, err error) error {
+		if cerr := f.check(q); cerr != nil {
+			return cerr
+		}
+		return fn(q, info, err)
+	})
+}
+
+func (f *confinedFS) ReadFile(p string) ([]byte, error) {
+	if filepath.Clean(p) == filepath.Join(f.virtual, "kustomization.yaml") {
+		return f.overlay, nil
+	}
+	if err := f.check(p); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxInputBytes {
+		return nil, f.record(fmt.Errorf("%s: file is %d bytes, larger than the %d byte limit", f.rel(p), fi.Size(), maxInputBytes))
+	}
+	data, err := f.disk.ReadFile(p)
+	if err != nil {
+		return nil, err
+	}
+	switch filepath.Base(p) {
+	case "kustomization.yaml", "kustomization.yml", "Kustomization":
+		if err := f.vetKustomization(p, data); err != nil {
+			return nil, f.record(err)
+		}
+	}
+	return data, nil
+}
+
+// vetKustomization refuses the kustomization features tandem does not allow.
+func (f *confinedFS) vetKustomization(p string, data []byte) error {
+	name := f.rel(p)
+	var k map[string]any
+	if err := kyaml.Unmarshal(data, &k); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	for _, field := range []string{"helmCharts", "helmChartInflationGenerator", "helmGlobals"} {
+		if _, ok := k[field]; ok {
+			return fmt.Errorf("%s: %s: helm charts are not allowed", name, field)
+		}
+	}
+	for _, field := range []string{"generators", "transformers", "validators"} {
+		list, _ := k[field].([]any)
+		for _, e := range list {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("%s: %s: inline plugin configs are not allowed", name, field)
+			}
+			if isRemote(s) {
+				return fmt.Errorf("%s: %s: remote %q is not allowed", name, field, s)
+			}
+			// An entry is either a kustomization dir or a plugin config file; plugin
+			// configs (exec, Go, KRM functions) are refused.
+			abs := filepath.Join(filepath.Dir(p), s)
+			if !f.disk.IsDir(abs) {
+				if err := f.check(abs); err != nil {
+					return err
+				}
+				return fmt.Errorf("%s: %s: plugin config %q is not allowed (plugins and KRM functions are disabled)", name, field, s)
+			}
+		}
+	}
+	for _, field := range []string{"resources", "components", "bases"} {
+		list, _ := k[field].([]any)
+		for _, e := range list {
+			s, _ := e.(string)
+			if isRemote(s) && !f.allowRemote {
+				return fmt.Errorf("%s: %s: remote base %q is not allowed (start the agent with --allow-remote-bases)", name, field, s)
+			}
+			if filepath.IsAbs(s) {
+				return fmt.Errorf("%s: %s: absolute path %q is not allowed", name, field, s)
+			}
+		}
+	}
+	if bytes.Contains(data, []byte("config.kubernetes.io/function")) {
+		return fmt.Errorf("%s: KRM functions are not allowed", name)
+	}
+	return nil
+}
+
+func isRemote(s string) bool {
+	return strings.Contains(s, "://") || strings.HasPrefix(s, "git@") || strings.HasPrefix(s, "github.com/") ||
+		strings.HasPrefix(s, "gitlab.com/") || strings.Contains(s, "?ref=") || strings.Contains(s, ".git//")
+}

@@ -1,0 +1,382 @@
+package render
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/resid"
+	"sigs.k8s.io/yaml"
+)
+
+// DefaultMaxBytes is the default limit on a bundle's rendered output.
+const DefaultMaxBytes = 32 << 20
+
+// sentinel stands in for the color while rendering so that one kustomize run
+// serves both colors and the digest does not depend on the color.
+const sentinel = "tandem0color0sentinel"
+
+// Options are the parameters of one render.
+type Options struct {
+	// RepoRoot is the checked-out repository; nothing outside it is read.
+	RepoRoot string
+	// Color is the color to render (one of the bundle's colors).
+	Color string
+	// Live is the color the stable twins select (default Color).
+	Live string
+	// Commit is written to the tandem.dev/commit and tandem.dev/live-commit annotations.
+	Commit string
+	// AllowRemoteBases permits URLs and git references in resources.
+	AllowRemoteBases bool
+	// MaxBytes limits the rendered output (default DefaultMaxBytes).
+	MaxBytes int64
+}
+
+// Result is a rendered bundle for one color.
+type Result struct {
+	Bundle, Color, Live string
+	// Objects are the colored objects, in apply order.
+	Objects []*unstructured.Unstructured
+	// Twins are the stable Services selecting Live.
+	Twins []*unstructured.Unstructured
+	// Shared are the uncolored objects of spec.shared, in apply order.
+	Shared []*unstructured.Unstructured
+	// Digest is "sha256:<hex>" over the content; equal for both colors of one tree.
+	Digest string
+}
+
+// krustyMu serializes kustomize, which is not safe for concurrent use.
+var krustyMu sync.Mutex
+
+// Render renders bundle b for o.Color.
+func Render(ctx context.Context, b *Bundle, o Options) (*Result, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.Name, err)
+	}
+	if o.Color != b.Spec.Colors[0] && o.Color != b.Spec.Colors[1] {
+		return nil, fmt.Errorf("bundle %s: color %q is not one of %v", b.Name, o.Color, b.Spec.Colors)
+	}
+	if o.Live == "" {
+		o.Live = o.Color
+	}
+	if o.Live != b.Spec.Colors[0] && o.Live != b.Spec.Colors[1] {
+		return nil, fmt.Errorf("bundle %s: live color %q is not one of %v", b.Name, o.Live, b.Spec.Colors)
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	root, err := filepath.Abs(o.RepoRoot)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
+	}
+	if root, err = filepath.EvalSymlinks(root); err != nil {
+		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
+	}
+	bundleDir := filepath.Join(root, filepath.FromSlash(b.Dir))
+	budget := o.MaxBytes
+
+	colored, err := build(root, filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Path)), b, true, o.AllowRemoteBases, &budget)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.path", err)
+	}
+	for _, u := range colored {
+		if isClusterScoped(u) {
+			return nil, fmt.Errorf("bundle %s: %s: spec.path %q: cluster-scoped %s %s is not allowed in a colored path (move it to spec.shared)",
+				b.Name, b.File, b.Spec.Path, u.GetKind(), u.GetName())
+		}
+	}
+	var shared []*unstructured.Unstructured
+	if b.Spec.Shared != "" {
+		shared, err = build(root, filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Shared)), b, false, o.AllowRemoteBases, &budget)
+		if err != nil {
+			return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.shared", err)
+		}
+	}
+	if err := checkDuplicates(colored, shared); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", b.Name, err)
+	}
+	sortObjects(colored)
+	sortObjects(shared)
+
+	digest, err := digestOf(colored, shared)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: digest: %w", b.Name, err)
+	}
+	res := &Result{Bundle: b.Name, Color: o.Color, Live: o.Live, Digest: digest, Shared: shared}
+	for _, u := range colored {
+		u.Object = substitute(u.Object, sentinel, o.Color).(map[string]any)
+		setAnnotation(u, AnnotationCommit, o.Commit)
+		setAnnotation(u, AnnotationDigest, digest)
+		res.Objects = append(res.Objects, u)
+	}
+	for _, u := range res.Objects {
+		if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[AnnotationRoute] == "false" {
+			continue
+		}
+		res.Twins = append(res.Twins, twin(u, o.Color, o.Live, o.Commit))
+	}
+	sortObjects(res.Twins)
+	return res, nil
+}
+
+// build runs kustomize on dir under a generated overlay; colored adds the
+// suffix, namespace and color label (with the sentinel color).
+func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64) (objs []*unstructured.Unstructured, err error) {
+	virtual := filepath.Join(filepath.Dir(root), ".tandem-overlay-"+b.Name)
+	relDir, err := filepath.Rel(virtual, dir)
+	if err != nil {
+		return nil, err
+	}
+	k := map[string]any{
+		"apiVersion": "kustomize.config.k8s.io/v1beta1",
+		"kind":       "Kustomization",
+		"resources":  []string{filepath.ToSlash(relDir)},
+	}
+	if colored {
+		k["nameSuffix"] = "-" + sentinel
+		k["namespace"] = b.Spec.Namespace
+		k["labels"] = []map[string]any{{
+			"pairs":            map[string]string{LabelBundle: b.Name, LabelColor: sentinel},
+			"includeSelectors": true,
+			"includeTemplates": true,
+		}}
+	} else {
+		k["labels"] = []map[string]any{{"pairs": map[string]string{LabelBundle: b.Name}}}
+	}
+	overlay, err := yaml.Marshal(k)
+	if err != nil {
+		return nil, err
+	}
+	var fsErr error
+	fsys := newConfinedFS(root, virtual, overlay, allowRemote, &fsErr)
+	opts := krusty.MakeDefaultOptions()
+	opts.PluginConfig = types.DisabledPluginConfig()
+	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
+
+	krustyMu.Lock()
+	out, err := func() (out []byte, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("kustomize panicked: %v", r)
+			}
+		}()
+		m, err := krusty.MakeKustomizer(opts).Run(fsys, virtual)
+		if err != nil {
+			return nil, err
+		}
+		return m.AsYaml()
+	}()
+	krustyMu.Unlock()
+	if fsErr != nil {
+		// The confinement error is clearer than kustomize's wrapping of it.
+		return nil, fsErr
+	}
+	if err != nil {
+		return nil, strip(err, virtual)
+	}
+	*budget -= int64(len(out))
+	if *budget < 0 {
+		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
+	}
+	return decode(out, b.Name)
+}
+
+// strip removes the virtual overlay path from kustomize's messages.
+func strip(err error, virtual string) error {
+	msg := strings.ReplaceAll(err.Error(), virtual, "<overlay>")
+	return errors.New(msg)
+}
+
+func decode(out []byte, bundle string) ([]*unstructured.Unstructured, error) {
+	var objs []*unstructured.Unstructured
+	for _, doc := range strings.Split(string(out), "\n---\n") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal([]byte(doc), &m); err != nil {
+			return nil, err
+		}
+		if m == nil {
+			continue
+		}
+		m = substitute(m, "${TANDEM_BUNDLE}", bundle).(map[string]any)
+		m = substitute(m, "${TANDEM_COLOR}", sentinel).(map[string]any)
+		objs = append(objs, &unstructured.Unstructured{Object: m})
+	}
+	return objs, nil
+}
+
+// substitute replaces old with new in every string value of v.
+func substitute(v any, old, new string) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = substitute(e, old, new)
+		}
+		return t
+	case []any:
+		for i, e := range t {
+			t[i] = substitute(e, old, new)
+		}
+		return t
+	case string:
+		return strings.ReplaceAll(t, old, new)
+	}
+	return v
+}
+
+func isClusterScoped(u *unstructured.Unstructured) bool {
+	gvk := u.GroupVersionKind()
+	return resid.Gvk{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind}.IsClusterScoped()
+}
+
+func checkDuplicates(lists ...[]*unstructured.Unstructured) error {
+	seen := map[string]bool{}
+	for _, l := range lists {
+		for _, u := range l {
+			id := u.GroupVersionKind().GroupKind().String() + " " + u.GetNamespace() + "/" + u.GetName()
+			if seen[id] {
+				return fmt.Errorf("%s: duplicate object", id)
+			}
+			seen[id] = true
+		}
+	}
+	return nil
+}
+
+var kindOrder = map[string]int{
+	"Namespace": 0, "CustomResourceDefinition": 1, "ServiceAccount": 2, "ClusterRole": 3, "Role": 4,
+	"ClusterRoleBinding": 5, "RoleBinding": 6, "ConfigMap": 7, "Secret": 8, "PersistentVolumeClaim": 9,
+	"Service": 10, "Deployment": 11, "StatefulSet": 12, "DaemonSet": 13, "Job": 14, "CronJob": 15,
+}
+
+func rank(u *unstructured.Unstructured) int {
+	if r, ok := kindOrder[u.GetKind()]; ok {
+		return r
+	}
+	return 100
+}
+
+func sortObjects(objs []*unstructured.Unstructured) {
+	sort.SliceStable(objs, func(i, j int) bool {
+		a, b := objs[i], objs[j]
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra < rb
+		}
+		if a.GetKind() != b.GetKind() {
+			return a.GetKind() < b.GetKind()
+		}
+		if a.GetAPIVersion() != b.GetAPIVersion() {
+			return a.GetAPIVersion() < b.GetAPIVersion()
+		}
+		if a.GetNamespace() != b.GetNamespace() {
+			return a.GetNamespace() < b.GetNamespace()
+		}
+		return a.GetName() < b.GetName()
+	})
+}
+
+// digestOf hashes the canonical (sentinel-colored, sorted) objects; JSON
+// encoding sorts map keys, so map order does not matter.
+func digestOf(lists ...[]*unstructured.Unstructured) (string, error) {
+	h := sha256.New()
+	for i, l := range lists {
+		fmt.Fprintf(h, "list %d\n", i)
+		for _, u := range l {
+			data, err := json.Marshal(u.Object)
+			if err != nil {
+				return "", err
+			}
+			h.Write(data)
+			h.Write([]byte{'\n'})
+		}
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func setAnnotation(u *unstructured.Unstructured, k, v string) {
+	a := u.GetAnnotations()
+	if a == nil {
+		a = map[string]string{}
+	}
+	a[k] = v
+	u.SetAnnotations(a)
+}
+
+// twin builds the stable Service for colored Service s.
+func twin(s *unstructured.Unstructured, color, live, commit string) *unstructured.Unstructured {
+	t := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Service",
+	}}
+	t.SetName(strings.TrimSuffix(s.GetName(), "-"+color))
+	t.SetNamespace(s.GetNamespace())
+	labels := s.GetLabels()
+	delete(labels, LabelColor)
+	t.SetLabels(labels)
+	ann := s.GetAnnotations()
+	delete(ann, AnnotationCommit)
+	delete(ann, AnnotationDigest)
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[AnnotationLiveCommit] = commit
+	t.SetAnnotations(ann)
+	spec, _, _ := unstructured.NestedMap(s.Object, "spec")
+	if spec == nil {
+		spec = map[string]any{}
+	}
+	for _, f := range []string{"clusterIP", "clusterIPs", "healthCheckNodePort"} {
+		delete(spec, f)
+	}
+	if ports, ok := spec["ports"].([]any); ok {
+		for _, p := range ports {
+			if pm, ok := p.(map[string]any); ok {
+				delete(pm, "nodePort")
+			}
+		}
+	}
+	sel, _ := spec["selector"].(map[string]any)
+	if sel == nil {
+		sel = map[string]any{}
+	}
+	sel[LabelColor] = live
+	spec["selector"] = sel
+	t.Object["spec"] = spec
+	return t
+}
+
+// WriteYAML writes the objects as multi-document YAML separated by "---".
+func WriteYAML(w io.Writer, objs ...[]*unstructured.Unstructured) error {
+	first := true
+	for _, l := range objs {
+		for _, u := range l {
+			data, err := yaml.Marshal(u.Object)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", u.GetKind(), u.GetName(), err)
+			}
+			if !first {
+				if _, err := io.WriteString(w, "---\n"); err != nil {
+					return err
+				}
+			}
+			first = false
+			if _, err := w.Write(data); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
