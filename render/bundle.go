@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -89,6 +90,10 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 	file = filepath.ToSlash(file)
 	var r rawBundle
 	if err := yaml.UnmarshalStrict(data, &r); err != nil {
+		// Name the field with its full path where the decoder says which one.
+		if f := unknownField(data); f != "" {
+			return nil, fmt.Errorf("%s: unknown field %q", file, f)
+		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	bad := func(field, format string, a ...any) error {
@@ -308,4 +313,45 @@ func readLimited(p string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("file is %d bytes, larger than the %d byte limit", fi.Size(), limit)
 	}
 	return os.ReadFile(p)
+}
+
+var knownFields = map[string][]string{
+	"":         {"apiVersion", "kind", "metadata", "spec"},
+	"metadata": {"name"},
+	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure"},
+}
+
+// unknownField returns the dotted path of the first unknown field, or "".
+func unknownField(data []byte) string {
+	var m map[string]any
+	if yaml.Unmarshal(data, &m) != nil {
+		return ""
+	}
+	check := func(prefix string, m map[string]any) string {
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			if !slices.Contains(knownFields[prefix], k) {
+				if prefix == "" {
+					return k
+				}
+				return prefix + "." + k
+			}
+		}
+		return ""
+	}
+	if f := check("", m); f != "" {
+		return f
+	}
+	for _, sec := range []string{"metadata", "spec"} {
+		if sub, ok := m[sec].(map[string]any); ok {
+			if f := check(sec, sub); f != "" {
+				return f
+			}
+		}
+	}
+	return ""
 }

@@ -239,7 +239,7 @@ func substitute(v any, old, new string) any {
 
 func isClusterScoped(u *unstructured.Unstructured) bool {
 	gvk := u.GroupVersionKind()
-	return resid.Gvk{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind}.IsClusterScoped()
+	return resid.NewGvk(gvk.Group, gvk.Version, gvk.Kind).IsClusterScoped()
 }
 
 func checkDuplicates(lists ...[]*unstructured.Unstructured) error {
