@@ -41,18 +41,19 @@ build: ## Build the static agent binary bin/tandem-agent
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/tandem-agent ./cmd/agent
 
 .PHONY: testenv
-testenv: $(TESTENV_BIN)/.complete ## Build the control-plane binaries (cached by version)
-
-$(TESTENV_BIN)/.complete: testenv/tools/go.mod testenv/tools/go.sum
-	@echo "building control-plane binaries into $(TESTENV_BIN) (cold: about 10 minutes on 2 cores)"
-	@mkdir -p $(TESTENV_BIN)
-	cd testenv/tools && $(GO) build -trimpath -ldflags '-s -w' -o $(TESTENV_BIN)/ \
+testenv: ## Build the control-plane binaries (cached by version and tools go.sum)
+	@want=$$(cat testenv/tools/go.mod testenv/tools/go.sum | sha256sum | cut -c1-16); \
+	if [ "$$(cat $(TESTENV_BIN)/.complete 2>/dev/null)" = "$$want" ]; then \
+		echo "control-plane binaries up to date in $(TESTENV_BIN)"; exit 0; fi; \
+	echo "building control-plane binaries into $(TESTENV_BIN) (cold: about 12 minutes on 2 cores)"; \
+	mkdir -p $(TESTENV_BIN) && cd testenv/tools && \
+	$(GO) build -trimpath -ldflags '-s -w' -o $(TESTENV_BIN)/ \
 		k8s.io/kubernetes/cmd/kube-apiserver \
 		k8s.io/kubernetes/cmd/kube-controller-manager \
 		k8s.io/kubernetes/cmd/kube-scheduler \
-		sigs.k8s.io/kwok/cmd/kwok
-	cd testenv/tools && $(GO) build -trimpath -ldflags '-s -w' -o $(TESTENV_BIN)/etcd go.etcd.io/etcd/server/v3
-	@touch $@
+		sigs.k8s.io/kwok/cmd/kwok && \
+	$(GO) build -trimpath -ldflags '-s -w' -o $(TESTENV_BIN)/etcd go.etcd.io/etcd/server/v3 && \
+	echo "$$want" > $(TESTENV_BIN)/.complete
 
 .PHONY: test
 test: testenv ## Run every test (-race), against a real control plane and real Git
