@@ -12,7 +12,7 @@ import (
 var update = flag.Bool("update", false, "rewrite golden files")
 
 // TestGolden renders every testdata/golden/<case> repository (one bundle each)
-// for color green with live blue and compares with expected.yaml.
+// for its second color with the first live and compares with expected.yaml.
 func TestGolden(t *testing.T) {
 	cases, err := os.ReadDir("testdata/golden")
 	if err != nil {
@@ -28,7 +28,7 @@ func TestGolden(t *testing.T) {
 			if len(bundles) != 1 {
 				t.Fatalf("want 1 bundle, got %d", len(bundles))
 			}
-			res, err := Render(context.Background(), bundles[0], Options{RepoRoot: dir, Color: "green", Live: "blue", Commit: "c0ffee"})
+			res, err := Render(context.Background(), bundles[0], Options{RepoRoot: dir, Color: bundles[0].Spec.Colors[1], Live: bundles[0].Spec.Colors[0], Commit: "c0ffee"})
 			if err != nil {
 				t.Fatal(err)
 			}
