@@ -236,11 +236,13 @@ func (f *confinedFS) vetKustomization(p string, data []byte) error {
 			// An entry is either a kustomization dir or a plugin config file; plugin
 			// configs (exec, Go, KRM functions) are refused.
 			abs := filepath.Join(filepath.Dir(p), s)
+			if err := f.check(abs); err != nil {
+				return err
+			}
 			if !f.disk.IsDir(abs) {
-				if err := f.check(abs); err != nil {
-					return err
+				if err := f.vetPluginConfig(abs); err != nil {
+					return fmt.Errorf("%s: %s: plugin config %q is not allowed (plugins and KRM functions are disabled): %w", name, field, s, err)
 				}
-				return fmt.Errorf("%s: %s: plugin config %q is not allowed (plugins and KRM functions are disabled)", name, field, s)
 			}
 		}
 	}
@@ -265,4 +267,48 @@ func (f *confinedFS) vetKustomization(p string, data []byte) error {
 func isRemote(s string) bool {
 	return strings.Contains(s, "://") || strings.HasPrefix(s, "git@") || strings.HasPrefix(s, "github.com/") ||
 		strings.HasPrefix(s, "gitlab.com/") || strings.Contains(s, "?ref=") || strings.Contains(s, ".git//")
+}
+
+// builtinKinds are kustomize's built-in generator and transformer configs,
+// which run in process; everything else in generators/transformers/validators
+// is an exec, Go or KRM function plugin.
+var builtinKinds = map[string]bool{
+	"ConfigMapGenerator": true, "SecretGenerator": true, "PatchTransformer": true,
+	"PatchStrategicMergeTransformer": true, "PatchJson6902Transformer": true, "ImageTagTransformer": true,
+	"LabelTransformer": true, "AnnotationsTransformer": true, "NamespaceTransformer": true,
+	"PrefixSuffixTransformer": true, "PrefixTransformer": true, "SuffixTransformer": true,
+	"ReplicaCountTransformer": true, "HashTransformer": true, "ReplacementTransformer": true,
+	"ValueAddTransformer": true, "SortOrderTransformer": true,
+}
+
+func (f *confinedFS) vetPluginConfig(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return err
+	}
+	if fi.Size() > maxInputBytes {
+		return fmt.Errorf("file is larger than the %d byte limit", maxInputBytes)
+	}
+	data, err := f.disk.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	if bytes.Contains(data, []byte("config.kubernetes.io/function")) || bytes.Contains(data, []byte("config.k8s.io/function")) {
+		return fmt.Errorf("it is a KRM function")
+	}
+	for _, doc := range strings.Split(string(data), "\n---") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		var m struct {
+			Kind string `json:"kind"`
+		}
+		if err := kyaml.Unmarshal([]byte(doc), &m); err != nil {
+			return err
+		}
+		if !builtinKinds[m.Kind] {
+			return fmt.Errorf("kind %q is not a built-in generator or transformer", m.Kind)
+		}
+	}
+	return nil
 }

@@ -201,3 +201,21 @@ func TestRemoteBaseAllowedPassesVet(t *testing.T) {
 		t.Fatal("remote base accepted without AllowRemoteBases")
 	}
 }
+
+// TestSymlinkInsideRoot: a symlinked base that stays inside the repository is
+// followed. (Symlinked files leaving their kustomization directory are refused
+// by kustomize's own root-only load restriction, as with `kustomize build`.)
+func TestSymlinkInsideRoot(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"b/bundle.yaml":             strings.Replace(testBundle, "%s", "b", 1),
+		"b/app/kustomization.yaml":  "resources: [base]\n",
+		"common/kustomization.yaml": "resources: [d.yaml]\n",
+		"common/d.yaml":             deploy("example/d:v1"),
+	})
+	must(t, os.Symlink(filepath.Join("..", "..", "common"), filepath.Join(root, "b", "app", "base")))
+	res := renderRepo(t, root, "green", "c")
+	if len(res.Objects) != 1 || res.Objects[0].GetName() != "d-green" {
+		t.Fatalf("got %d objects", len(res.Objects))
+	}
+}
