@@ -102,6 +102,12 @@ func Render(ctx context.Context, b *Bundle, o Options) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.shared", err)
 		}
+		for _, u := range shared {
+			// Namespaced shared objects without a namespace go to spec.namespace.
+			if u.GetNamespace() == "" && !isClusterScoped(u) {
+				u.SetNamespace(b.Spec.Namespace)
+			}
+		}
 	}
 	if err := checkDuplicates(colored, shared); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", b.Name, err)
