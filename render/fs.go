@@ -60,6 +60,9 @@ func (f *confinedFS) check(p string) error {
 		return f.record(fmt.Errorf("%s: relative path: %w", p, ErrOutsideRoot))
 	}
 	c := filepath.Clean(p)
+	if f.allowRemote && isRemoteClone(c) {
+		return nil
+	}
 	if !within(f.root, c) {
 		return f.record(fmt.Errorf("%s: %w", p, ErrOutsideRoot))
 	}
@@ -311,4 +314,24 @@ func (f *confinedFS) vetPluginConfig(p string) error {
 		}
 	}
 	return nil
+}
+
+// isRemoteClone reports whether p lies in a temporary directory kustomize
+// cloned a remote base into (only consulted with AllowRemoteBases).
+func isRemoteClone(p string) bool {
+	tmp, err := filepath.EvalSymlinks(os.TempDir())
+	if err != nil {
+		tmp = os.TempDir()
+	}
+	for _, t := range []string{tmp, os.TempDir()} {
+		rel, err := filepath.Rel(t, p)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		first := strings.SplitN(filepath.ToSlash(rel), "/", 2)[0]
+		if strings.HasPrefix(first, "kustomize-") {
+			return true
+		}
+	}
+	return false
 }
