@@ -78,6 +78,7 @@ func TestBadInput(t *testing.T) {
 			if err == nil {
 				t.Fatalf("render succeeded, want error containing %q", strings.TrimSpace(string(want)))
 			}
+			t.Log(err)
 			if !strings.Contains(err.Error(), strings.TrimSpace(string(want))) {
 				t.Fatalf("error %q does not contain %q", err, strings.TrimSpace(string(want)))
 			}

@@ -93,7 +93,7 @@ func Render(ctx context.Context, b *Bundle, o Options) (*Result, error) {
 	for _, u := range colored {
 		if isClusterScoped(u) {
 			return nil, fmt.Errorf("bundle %s: %s: spec.path %q: cluster-scoped %s %s is not allowed in a colored path (move it to spec.shared)",
-				b.Name, b.File, b.Spec.Path, u.GetKind(), u.GetName())
+				b.Name, b.File, b.Spec.Path, u.GetKind(), strings.TrimSuffix(u.GetName(), "-"+sentinel))
 		}
 	}
 	var shared []*unstructured.Unstructured
