@@ -195,16 +195,21 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 	if *budget < 0 {
 		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
 	}
-	return decode(out, b.Name)
+	return decode(out, b.Name, colored)
 }
 
 // strip removes the virtual overlay path from kustomize's messages.
 func strip(err error, virtual string) error {
 	msg := strings.ReplaceAll(err.Error(), virtual, "<overlay>")
+	msg = strings.ReplaceAll(msg, "-"+sentinel, "")
+	msg = strings.ReplaceAll(msg, sentinel, "<color>")
 	return errors.New(msg)
 }
 
-func decode(out []byte, bundle string) ([]*unstructured.Unstructured, error) {
+// decode splits kustomize's output and substitutes ${TANDEM_BUNDLE} and, for
+// colored output, ${TANDEM_COLOR} (with the placeholder; the real color later).
+// Shared objects have no color, so ${TANDEM_COLOR} stays as written there.
+func decode(out []byte, bundle string, colored bool) ([]*unstructured.Unstructured, error) {
 	var objs []*unstructured.Unstructured
 	for _, doc := range strings.Split(string(out), "\n---\n") {
 		if strings.TrimSpace(doc) == "" {
@@ -218,7 +223,9 @@ func decode(out []byte, bundle string) ([]*unstructured.Unstructured, error) {
 			continue
 		}
 		m = substitute(m, "${TANDEM_BUNDLE}", bundle).(map[string]any)
-		m = substitute(m, "${TANDEM_COLOR}", sentinel).(map[string]any)
+		if colored {
+			m = substitute(m, "${TANDEM_COLOR}", sentinel).(map[string]any)
+		}
 		objs = append(objs, &unstructured.Unstructured{Object: m})
 	}
 	return objs, nil
