@@ -1,0 +1,320 @@
+package gitsync
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/tandem-gitops/tandem/testenv"
+)
+
+func newRemote(t *testing.T) (*testenv.Remote, string) {
+	t.Helper()
+	rem, err := testenv.NewRemote(filepath.Join(t.TempDir(), "remote.git"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := rem.Seed(map[string]string{"bundles/shop/app/a.yaml": "a: 1\n", "README": "hi\n"}, "seed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rem, c
+}
+
+func open(t *testing.T, url string) *Repo {
+	t.Helper()
+	r, err := Open(context.Background(), Options{URL: url, Branch: "main", CacheDir: filepath.Join(t.TempDir(), "cache")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func TestPollDetectsNewCommitsAndSkipsFetchWhenUnchanged(t *testing.T) {
+	ctx := context.Background()
+	rem, c1 := newRemote(t)
+	r := open(t, rem.Path)
+	p, err := r.Poll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Tip != c1 || !p.Fetched {
+		t.Fatalf("first poll = %+v, want tip %s fetched", p, c1)
+	}
+	for i := 0; i < 3; i++ {
+		p, err = r.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Tip != c1 || p.Fetched {
+			t.Fatalf("unchanged poll = %+v, want no fetch", p)
+		}
+	}
+	if r.fetches != 1 {
+		t.Fatalf("fetches = %d, want 1", r.fetches)
+	}
+	c2, err := rem.Commit(map[string]string{"bundles/shop/app/b.yaml": "b: 2\n"}, "add b\n\nTandem-Bundle: shop\nSigned-off-by: h <h@x>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err = r.Poll(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Tip != c2 || !p.Fetched || r.fetches != 2 {
+		t.Fatalf("poll after push = %+v fetches %d", p, r.fetches)
+	}
+
+	paths, err := r.ChangedPaths(ctx, c1, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"bundles/shop/app/b.yaml"}; !reflect.DeepEqual(paths, want) {
+		t.Fatalf("ChangedPaths = %v, want %v", paths, want)
+	}
+	cs, err := r.Commits(ctx, c1, c2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Hash != c2 || cs[0].Subject != "add b" || cs[0].Trailers["Tandem-Bundle"][0] != "shop" {
+		t.Fatalf("Commits = %+v", cs)
+	}
+
+	dir := filepath.Join(t.TempDir(), "co")
+	if err := os.WriteFile(filepath.Join(t.TempDir(), "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Checkout(ctx, c2, dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "bundles/shop/app/b.yaml")); err != nil || string(b) != "b: 2\n" {
+		t.Fatalf("checkout b.yaml = %q, %v", b, err)
+	}
+	if _, err := r.Checkout(ctx, c1, dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bundles/shop/app/b.yaml")); !os.IsNotExist(err) {
+		t.Fatalf("checkout of older commit kept b.yaml: %v", err)
+	}
+}
+
+func TestWriteRacingPusherKeepsBothCommits(t *testing.T) {
+	ctx := context.Background()
+	rem, c1 := newRemote(t)
+	r := open(t, rem.Path)
+	var calls int
+	w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
+		calls++
+		if calls == 1 {
+			if tr.Tip() != c1 {
+				t.Errorf("first tip %s, want %s", tr.Tip(), c1)
+			}
+			if _, err := rem.Commit(map[string]string{"human.txt": "mine\n"}, "human change"); err != nil {
+				t.Error(err)
+			}
+		}
+		if err := tr.WriteFile("bundles/shop/release.yaml", []byte("live: blue\n")); err != nil {
+			return "", err
+		}
+		return "tandem: promote shop to blue\n\nTandem-Result: promoted\n", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 2 || w.Attempts != 2 {
+		t.Fatalf("calls %d attempts %d, want 2 and 2", calls, w.Attempts)
+	}
+	head, _ := rem.Head()
+	if head != w.Commit {
+		t.Fatalf("remote head %s, want %s", head, w.Commit)
+	}
+	out, err := rem.Git("log", "--format=%s", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(strings.ReplaceAll(out, " ", "_")); len(got) != 3 || got[1] != "human_change" {
+		t.Fatalf("log = %q", out)
+	}
+	files, _ := rem.Git("ls-tree", "-r", "--name-only", "main")
+	if !strings.Contains(files, "human.txt") || !strings.Contains(files, "bundles/shop/release.yaml") || !strings.Contains(files, "README") {
+		t.Fatalf("tree = %q", files)
+	}
+}
+
+func TestWriteAbandonAndRestoreDir(t *testing.T) {
+	ctx := context.Background()
+	rem, c1 := newRemote(t)
+	r := open(t, rem.Path)
+	if _, err := rem.Commit(map[string]string{"bundles/shop/app/a.yaml": "a: 2\n", "bundles/shop/app/new.yaml": "n\n"}, "bad change"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) { return "", ErrAbandon })
+	if !errors.Is(err, ErrAbandon) {
+		t.Fatalf("err = %v, want ErrAbandon", err)
+	}
+	w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
+		if ch, err := tr.ChangedSince(c1, "bundles/shop"); err != nil || !ch {
+			t.Errorf("ChangedSince before restore = %v, %v", ch, err)
+		}
+		if err := tr.RestoreDir("bundles/shop", c1); err != nil {
+			return "", err
+		}
+		if ch, err := tr.ChangedSince(c1, "bundles/shop"); err != nil || ch {
+			t.Errorf("ChangedSince after restore = %v, %v", ch, err)
+		}
+		return "Revert bad change", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := rem.Git("ls-tree", "-r", "--name-only", w.Commit)
+	content, _ := rem.Git("show", w.Commit+":bundles/shop/app/a.yaml")
+	if strings.Contains(files, "new.yaml") || content != "a: 1\n" {
+		t.Fatalf("after revert files %q a.yaml %q", files, content)
+	}
+}
+
+func TestHookRejectedPushIsTyped(t *testing.T) {
+	rem, _ := newRemote(t)
+	if err := rem.RejectPushes("branch main is protected"); err != nil {
+		t.Fatal(err)
+	}
+	r := open(t, rem.Path)
+	_, err := r.Write(context.Background(), func(ctx context.Context, tr *Tree) (string, error) {
+		return "x", tr.WriteFile("f", []byte("x"))
+	})
+	var pr *PushRejectedError
+	if !errors.As(err, &pr) || errors.Is(err, ErrNonFastForward) {
+		t.Fatalf("err = %v (%T), want *PushRejectedError", err, err)
+	}
+}
+
+func TestURLPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://github.com/a/b.git", true},
+		{"ssh://git@github.com/a/b.git", true},
+		{"git@github.com:a/b.git", true},
+		{"/srv/git/repo.git", true},
+		{"file:///srv/git/repo.git", true},
+		{"http://127.0.0.1:8080/repo.git", true},
+		{"http://example.com/repo.git", false},
+		{"git://example.com/repo.git", false},
+		{"ext::sh -c touch% /tmp/pwned", false},
+		{"ftp://example.com/repo", false},
+		{"", false},
+	} {
+		if err := checkURL(tc.url); (err == nil) != tc.ok {
+			t.Errorf("checkURL(%q) = %v, want ok=%v", tc.url, err, tc.ok)
+		}
+	}
+}
+
+func TestSSHRequiresKnownHosts(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "id")
+	_, err := Open(context.Background(), Options{URL: "ssh://git@127.0.0.1:1/r.git", CacheDir: t.TempDir(), Auth: Auth{SSHKeyFile: key}})
+	if err == nil || !strings.Contains(err.Error(), "known-hosts") {
+		t.Fatalf("err = %v, want known-hosts required", err)
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	const sentinel = "SENTINEL-tok-9f8e7d"
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte(sentinel+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "nope "+r.URL.String(), http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	url := strings.Replace(srv.URL, "http://", "http://user:"+sentinel+"@", 1) + "/r.git"
+	r, err := Open(context.Background(), Options{URL: url, CacheDir: t.TempDir(), Auth: Auth{TokenFile: tok}})
+	if err != nil {
+		if strings.Contains(err.Error(), sentinel) {
+			t.Fatalf("open error leaks: %v", err)
+		}
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err1 := r.Poll(context.Background())
+	_, err2 := r.Write(context.Background(), func(ctx context.Context, tr *Tree) (string, error) { return "m", nil })
+	for _, err := range []error{err1, err2} {
+		if err == nil {
+			t.Fatal("expected an error")
+		}
+		if strings.Contains(err.Error(), sentinel) {
+			t.Fatalf("error leaks the token: %v", err)
+		}
+	}
+	if strings.Contains(Redact(url), sentinel) {
+		t.Fatal("Redact leaks")
+	}
+}
+
+func TestWebhook(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "s")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"ref":"refs/heads/main"}`
+	mac := hmac.New(sha256.New, []byte("s3cret"))
+	mac.Write([]byte(body))
+	good := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	for _, tc := range []struct {
+		name, method, body string
+		hdr                map[string]string
+		code               int
+		wake               bool
+	}{
+		{"github ok", "POST", body, map[string]string{"X-Hub-Signature-256": good}, 202, true},
+		{"gitlab ok", "POST", body, map[string]string{"X-Gitlab-Token": "s3cret"}, 202, true},
+		{"github bad", "POST", body + " ", map[string]string{"X-Hub-Signature-256": good}, 401, false},
+		{"gitlab bad", "POST", body, map[string]string{"X-Gitlab-Token": "nope"}, 401, false},
+		{"missing", "POST", body, nil, 401, false},
+		{"get", "GET", "", nil, 405, false},
+		{"too large", "POST", strings.Repeat("x", MaxWebhookBody+1), map[string]string{"X-Gitlab-Token": "s3cret"}, 413, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var woke atomic.Bool
+			h := NewWebhook(secret, func() { woke.Store(true) })
+			req := httptest.NewRequest(tc.method, "/hooks/git", strings.NewReader(tc.body))
+			for k, v := range tc.hdr {
+				req.Header.Set(k, v)
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tc.code || woke.Load() != tc.wake {
+				t.Fatalf("code %d wake %v, want %d %v", rec.Code, woke.Load(), tc.code, tc.wake)
+			}
+		})
+	}
+}
+
+func TestParseTrailers(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want map[string][]string
+	}{
+		{"subject", map[string][]string{}},
+		{"s\n\nbody\n\nA: 1\nB: 2\nA: 3\n", map[string][]string{"A": {"1", "3"}, "B": {"2"}}},
+		{"s\n\nnot a trailer line\n", map[string][]string{}},
+	} {
+		if got := ParseTrailers(tc.msg); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ParseTrailers(%q) = %v, want %v", tc.msg, got, tc.want)
+		}
+	}
+}
