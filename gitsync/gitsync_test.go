@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -14,6 +15,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/tandem-gitops/tandem/testenv"
 )
@@ -316,5 +322,97 @@ func TestParseTrailers(t *testing.T) {
 		if got := ParseTrailers(tc.msg); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("ParseTrailers(%q) = %v, want %v", tc.msg, got, tc.want)
 		}
+	}
+}
+
+func TestHTTPTokenRotation(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rem, c1 := newRemote(t)
+	var current atomic.Value
+	current.Store("old-token")
+	url, stop, err := rem.ServeHTTP(ctx, func(u, p string) bool { return p == current.Load().(string) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("old-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, Options{URL: url, CacheDir: filepath.Join(t.TempDir(), "c"), Auth: Auth{TokenFile: tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if p, err := r.Poll(ctx); err != nil || p.Tip != c1 {
+		t.Fatalf("poll = %+v, %v", p, err)
+	}
+	current.Store("new-token")
+	if _, err := r.Poll(ctx); !errors.Is(err, ErrAuth) {
+		t.Fatalf("poll with rotated server token = %v, want ErrAuth", err)
+	}
+	if err := os.WriteFile(tok, []byte("new-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for i := 0; i < 50; i++ {
+		if _, lastErr = r.Poll(ctx); lastErr == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if lastErr != nil {
+		t.Fatalf("poll after rotating the file: %v", lastErr)
+	}
+	w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
+		return "over http", tr.WriteFile("h.txt", []byte("h"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if head, _ := rem.Head(); head != w.Commit {
+		t.Fatalf("head %s want %s", head, w.Commit)
+	}
+}
+
+func TestSignedCommitVerifies(t *testing.T) {
+	ent, err := openpgp.NewEntity("tandem", "", "tandem@localhost", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var priv, pub bytes.Buffer
+	aw, _ := armor.Encode(&priv, openpgp.PrivateKeyType, nil)
+	if err := ent.SerializePrivate(aw, nil); err != nil {
+		t.Fatal(err)
+	}
+	aw.Close()
+	pw, _ := armor.Encode(&pub, openpgp.PublicKeyType, nil)
+	if err := ent.Serialize(pw); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	keyFile := filepath.Join(t.TempDir(), "key.asc")
+	if err := os.WriteFile(keyFile, priv.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rem, _ := newRemote(t)
+	r, err := Open(context.Background(), Options{URL: rem.Path, CacheDir: filepath.Join(t.TempDir(), "c"), SigningKeyFile: keyFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	w, err := r.Write(context.Background(), func(ctx context.Context, tr *Tree) (string, error) {
+		return "signed", tr.WriteFile("s", []byte("s"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.repo.CommitObject(plumbing.NewHash(w.Commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Verify(pub.String()); err != nil {
+		t.Fatalf("signature does not verify: %v", err)
 	}
 }

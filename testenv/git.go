@@ -2,7 +2,11 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/cgi"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,4 +158,58 @@ func runGit(dir string, args ...string) (string, error) {
 		return stdout.String(), fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
+}
+
+// ServeHTTP serves the repository over smart HTTP (git http-backend behind
+// net/http/cgi) on a free 127.0.0.1 port until ctx ends or stop is called.
+// When check is not nil, requests without basic-auth credentials it accepts
+// get 401. url is http://127.0.0.1:PORT/<base name of Path>.
+func (r *Remote) ServeHTTP(ctx context.Context, check func(user, password string) bool) (url string, stop func(), err error) {
+	gitBin, err := exec.LookPath("git")
+	if err != nil {
+		return "", nil, err
+	}
+	abs, err := filepath.Abs(r.Path)
+	if err != nil {
+		return "", nil, err
+	}
+	backend := &cgi.Handler{
+		Path: gitBin,
+		Args: []string{"http-backend"},
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(abs), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1"},
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if check != nil {
+			u, p, ok := req.BasicAuth()
+			if !ok || !check(u, p) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "unauthorized", http.StatusUnauthorized)
+				return
+			}
+		}
+		backend.ServeHTTP(w, req)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h}
+	go func() { _ = srv.Serve(ln) }()
+	done := make(chan struct{})
+	var once bool
+	stop = func() {
+		if !once {
+			once = true
+			close(done)
+			_ = srv.Close()
+		}
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = srv.Close()
+		case <-done:
+		}
+	}()
+	return "http://" + ln.Addr().String() + "/" + filepath.Base(abs), stop, nil
 }
