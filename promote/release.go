@@ -1,0 +1,78 @@
+package promote
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// APIVersion is the apiVersion of release.yaml.
+const APIVersion = "tandem.dev/v1alpha1"
+
+// KindRelease is the kind of release.yaml.
+const KindRelease = "Release"
+
+// ColorRelease is what one color of a bundle runs, as recorded in release.yaml.
+type ColorRelease struct {
+	Commit     string     `json:"commit,omitempty"`
+	Digest     string     `json:"digest,omitempty"`
+	State      string     `json:"state,omitempty"`
+	PromotedAt *time.Time `json:"promotedAt,omitempty"`
+}
+
+// Failure is the last failed candidate of a bundle.
+type Failure struct {
+	Commit string    `json:"commit"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Release is release.yaml, the agent's record of a bundle (contract section 5).
+// A ParseRelease error never moves traffic: the driver treats it as hold and reports it.
+type Release struct {
+	APIVersion  string                  `json:"apiVersion"`
+	Kind        string                  `json:"kind"`
+	Bundle      string                  `json:"bundle"`
+	Live        string                  `json:"live,omitempty"`
+	Colors      map[string]ColorRelease `json:"colors,omitempty"`
+	LastFailure *Failure                `json:"lastFailure,omitempty"`
+}
+
+// ParseRelease parses release.yaml strictly: unknown fields, a wrong apiVersion or kind,
+// and colors that are not the bundle's are errors naming file and field.
+func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	var r Release
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	if r.APIVersion != APIVersion {
+		return nil, fmt.Errorf("%s: apiVersion %q: want %q", file, r.APIVersion, APIVersion)
+	}
+	if r.Kind != KindRelease {
+		return nil, fmt.Errorf("%s: kind %q: want %q", file, r.Kind, KindRelease)
+	}
+	ok := func(c string) bool { return c == colors[0] || c == colors[1] }
+	if r.Live != "" && !ok(r.Live) {
+		return nil, fmt.Errorf("%s: live: %q is not one of the bundle's colors %v", file, r.Live, colors)
+	}
+	for c := range r.Colors {
+		if !ok(c) {
+			return nil, fmt.Errorf("%s: colors: %q is not one of the bundle's colors %v", file, c, colors)
+		}
+	}
+	return &r, nil
+}
+
+// Marshal renders the release as YAML with a stable field order.
+func (r *Release) Marshal() ([]byte, error) {
+	return yaml.Marshal(r)
+}
