@@ -1,0 +1,67 @@
+package promote
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Trailer keys the agent writes (contract section 5).
+const (
+	TrailerBundle   = "Tandem-Bundle"
+	TrailerResult   = "Tandem-Result"
+	TrailerColor    = "Tandem-Color"
+	TrailerSource   = "Tandem-Source"
+	TrailerReverts  = "Tandem-Reverts"
+	TrailerRestores = "Tandem-Restores"
+)
+
+func short(c string) string {
+	if len(c) > 7 {
+		return c[:7]
+	}
+	return c
+}
+
+// PromoteMessage is the commit message recording a promotion (also used for a first deploy
+// and for a flip back to a warm color after a human revert).
+func PromoteMessage(bundle, color, commit, evidence string) string {
+	return fmt.Sprintf("tandem: promote %s to %s (%s)\n\n%s\n\n%s: %s\n%s: promoted\n%s: %s\n%s: %s\n",
+		bundle, color, short(commit), evidence,
+		TrailerBundle, bundle, TrailerResult, TrailerColor, color, TrailerSource, commit)
+}
+
+// RevertMessage is the commit message of a revert: failing names the failing commit,
+// restores the last promoted commit whose bundle files are restored.
+func RevertMessage(bundle, failingSubject, failing, restores, reason, liveColor string) string {
+	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; traffic stayed on %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
+		failingSubject, bundle, reason, liveColor,
+		TrailerBundle, bundle, TrailerResult, TrailerReverts, failing, TrailerRestores, restores)
+}
+
+// HoldMessage is the commit message recording a failure in release.yaml only.
+func HoldMessage(bundle, failing, reason string) string {
+	return fmt.Sprintf("tandem: hold %s at failure of %s\n\n%s\n\n%s: %s\n%s: held\n%s: %s\n",
+		bundle, short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
+}
+
+// ParseTrailers returns the git trailers (Key: value lines) of the last paragraph of msg.
+func ParseTrailers(msg string) map[string][]string {
+	out := map[string][]string{}
+	paras := strings.Split(strings.TrimSpace(strings.ReplaceAll(msg, "\r\n", "\n")), "\n\n")
+	if len(paras) < 2 {
+		return out
+	}
+	for _, line := range strings.Split(paras[len(paras)-1], "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k == "" || strings.ContainsAny(k, " \t") {
+			return map[string][]string{}
+		}
+		out[k] = append(out[k], strings.TrimSpace(v))
+	}
+	return out
+}
+
+// IsAgentCommit reports whether msg is a commit the agent wrote (it has a Tandem-Result trailer).
+func IsAgentCommit(msg string) bool {
+	return len(ParseTrailers(msg)[TrailerResult]) > 0
+}
