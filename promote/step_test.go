@@ -32,3 +32,23 @@ func TestStepSequences(t *testing.T) {
 		}
 	}
 }
+
+func TestStepWarmFlipBackAndHold(t *testing.T) {
+	s := State{Bundle: "shop", Colors: colorsBG, OnFailure: "hold", Live: "green", LiveCommit: "9c1e", LiveDigest: "sha256:b",
+		Previous: "blue", PrevDigest: "sha256:a", PreviousWarm: true}
+	s2, d := Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "r1", Digest: "sha256:a"}})
+	if d.Kind != "flip" || d.Color != "blue" {
+		t.Fatalf("warm revert: %+v", d)
+	}
+	s3, d := Step(s2, Observation{Kind: "flipped"})
+	if d.Kind != "record" || s3.Live != "blue" || s3.Previous != "green" || !s3.PreviousWarm {
+		t.Fatalf("after flip: %+v %+v", s3, d)
+	}
+	_, d = Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "x", RenderErr: errors.New("render")}})
+	if d.Kind != "scaledown+record" || d.Restores != "" || !IsAgentCommit(d.Message) || ParseTrailers(d.Message)["Tandem-Result"][0] != "held" {
+		t.Fatalf("hold: %+v", d)
+	}
+	if !errors.Is(Transient(errors.New("down")), ErrTransient) || Transient(nil) != nil {
+		t.Fatal("Transient")
+	}
+}
