@@ -108,6 +108,11 @@ func Step(s State, o Observation) (State, Decision) {
 			return s, Decision{Kind: "flip", Color: s.Target}
 		}
 		s.Phase = PhaseDeploying
+		if s.Target == s.Previous {
+			// The candidate replaces what the previous color ran: it is
+			// no longer a warm copy of an earlier release.
+			s.Previous, s.PrevDigest, s.PreviousWarm = "", "", false
+		}
 		return s, Decision{Kind: "deploy", Color: s.Target}
 	case "deployed":
 		if o.Err != nil {

@@ -52,3 +52,27 @@ func TestStepWarmFlipBackAndHold(t *testing.T) {
 		t.Fatal("Transient")
 	}
 }
+
+// A candidate deployed over the warm previous color makes it cold: a later
+// revert to the earlier release must be deployed and verified, not flipped
+// to a color that no longer runs it.
+func TestStepDeployOverPreviousMakesItCold(t *testing.T) {
+	s := State{Bundle: "shop", Colors: colorsBG, OnFailure: "revert", Live: "green", LiveCommit: "v2", LiveDigest: "sha256:v2",
+		Previous: "blue", PrevDigest: "sha256:v1", PreviousWarm: true}
+	s, d := Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "v3", Subject: "bad", Digest: "sha256:v3"}})
+	if d.Kind != "deploy" || d.Color != "blue" {
+		t.Fatalf("v3: %+v", d)
+	}
+	if s.PreviousWarm || s.PrevDigest != "" {
+		t.Fatalf("blue still counted warm after v3 was deployed to it: %+v", s)
+	}
+	s, d = Step(s, Observation{Kind: "deployed"})
+	s, d = Step(s, Observation{Kind: "verified", Err: errors.New("ImagePullBackOff")})
+	if d.Kind != "scaledown+record" || d.Restores != "v2" {
+		t.Fatalf("v3 failure: %+v", d)
+	}
+	_, d = Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "revert-v2", Digest: "sha256:v1"}})
+	if d.Kind != "deploy" || d.Color != "blue" {
+		t.Fatalf("revert to v1 after blue went cold: got %+v, want a deploy to blue", d)
+	}
+}

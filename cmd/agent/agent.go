@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/gitsync"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// agent is the loop: sync → render → (per bundle) apply → verify → promote.
+// The per-bundle part runs in a driver goroutine per bundle (bundle.go); the loop
+// only notices new tips, renders candidates and hands them over.
+type agent struct {
+	cfg     *config
+	repo    *gitsync.Repo
+	cl      *cluster
+	m       *metrics
+	log     zerolog.Logger
+	dir     string // checkouts live here, one directory per tip
+	wake    chan struct{}
+
+	mu      sync.Mutex
+	bundles map[string]*bundleRun // by bundle name
+	tip     string                // last tip rendered
+	sem     chan struct{}         // bounds bundles reconciled at once
+	wg      sync.WaitGroup        // drivers
+}
+
+func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
+	a := &agent{
+		cfg: c, repo: repo, m: m, log: log, dir: dir,
+		wake:    make(chan struct{}, 1),
+		bundles: map[string]*bundleRun{},
+		sem:     make(chan struct{}, c.Concurrency),
+	}
+	a.cl = newCluster(ap, a.renderAt)
+	return a
+}
+
+// renderAt checks commit out and renders b there for color (used to act on
+// a color after a restart, when only the cluster says what it runs).
+func (a *agent) renderAt(ctx context.Context, b *render.Bundle, commit, color string) (*render.Result, error) {
+	dir := filepath.Join(filepath.Dir(a.dir), "at", commit)
+	snap, err := a.repo.Checkout(ctx, commit, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	return render.Render(ctx, b, render.Options{RepoRoot: snap.Dir, Color: color, Commit: commit, AllowRemoteBases: a.cfg.AllowRemoteBases})
+}
+
+// resync asks every driver to re-apply its live color.
+func (a *agent) resync(context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, run := range a.bundles {
+		select {
+		case run.resync <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// poke wakes the loop now (webhook, file watch).
+func (a *agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// webhook returns the POST /hooks/git handler, or nil when no secret is set.
+func (a *agent) webhook() http.Handler {
+	if a.cfg.WebhookSecret == "" {
+		return nil
+	}
+	return gitsync.NewWebhook(a.cfg.WebhookSecret, a.poke)
+}
+
+// run polls until ctx ends. ready is called after the first successful sync.
+func (a *agent) run(ctx context.Context, ready func()) {
+	if dir, ok := gitsync.LocalPath(a.cfg.Repo); ok {
+		go func() {
+			if err := gitsync.WatchLocal(ctx, dir, a.poke); err != nil {
+				a.log.Warn().Err(err).Msg("file watch off; polling only")
+			}
+		}()
+	}
+	resync := time.NewTicker(a.cfg.ResyncInterval)
+	defer resync.Stop()
+	var once sync.Once
+	retry := a.cfg.Interval
+	for {
+		wait := a.cfg.Interval
+		if err := a.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			a.m.transient.WithLabelValues("git").Inc()
+			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", retry).Msg("sync failed; will retry")
+			wait, retry = retry, backoff(retry, 5*time.Minute)
+		} else {
+			retry = a.cfg.Interval
+			once.Do(ready)
+		}
+		select {
+		case <-ctx.Done():
+		case <-a.wake:
+		case <-resync.C:
+			a.resync(ctx)
+		case <-time.After(wait):
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	a.wg.Wait()
+}
+
+// sync is one pass: a cheap head check; on a new tip, checkout, discover the
+// bundles and hand every bundle whose files changed a rendered candidate.
+func (a *agent) sync(ctx context.Context) error {
+	start := time.Now()
+	poll, err := a.repo.Poll(ctx)
+	a.m.poll.Observe(time.Since(start).Seconds())
+	if err != nil {
+		return err
+	}
+	a.m.lastSync.SetToCurrentTime()
+	if poll.Tip == a.tip {
+		return nil
+	}
+	log := a.log.With().Str("commit", short(poll.Tip)).Logger()
+	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
+	if err != nil {
+		return err
+	}
+	a.prune(poll.Tip)
+	bundles, err := render.Discover(snap.Dir, a.cfg.Root)
+	if err != nil {
+		// A broken bundle.yaml layout is the repository's problem, not a
+		// transient one: report it and wait for the next commit.
+		log.Error().Err(err).Str("phase", "discover").Msg("cannot read bundles at this commit; nothing changes until a commit fixes it")
+		a.tip = poll.Tip
+		return nil
+	}
+	for _, b := range bundles {
+		a.offer(ctx, snap, b)
+	}
+	a.tip = poll.Tip
+	return nil
+}
+
+// offer starts b's driver on first sight, and gives it a candidate when b's
+// files (other than release.yaml) differ from those it last saw.
+func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) {
+	log := a.log.With().Str("bundle", b.Name).Str("commit", short(snap.Commit)).Logger()
+	run, err := a.runFor(ctx, snap, b)
+	if err != nil {
+		log.Error().Err(err).Msg("cannot start the bundle's driver")
+		return
+	}
+	if run.seen != "" {
+		changed, err := a.bundleChanged(ctx, b, run.seen, snap.Commit)
+		if err != nil {
+			log.Error().Err(err).Msg("cannot diff the bundle; will retry on the next poll")
+			return
+		}
+		if !changed {
+			return
+		}
+	}
+	cand := a.candidate(ctx, snap, b, run.seen)
+	run.seen = snap.Commit
+	select { // latest wins: replace a candidate the driver has not taken yet
+	case <-run.candidates:
+	default:
+	}
+	run.candidates <- cand
+	run.newer() // and cancel a verification in flight
+}
+
+// bundleChanged reports whether any file under b's directory other than
+// release.yaml differs between two commits.
+func (a *agent) bundleChanged(ctx context.Context, b *render.Bundle, from, to string) (bool, error) {
+	paths, err := a.repo.ChangedPaths(ctx, from, to)
+	if err != nil {
+		return false, err
+	}
+	prefix := strings.TrimSuffix(b.Dir, "/") + "/"
+	for _, p := range paths {
+		if strings.HasPrefix(p, prefix) && p != path.Join(b.Dir, releaseFile) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+const releaseFile = "release.yaml"
+
+// prune removes checkouts of tips older than keep.
+func (a *agent) prune(keep string) {
+	entries, err := os.ReadDir(a.dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if e.Name() != keep {
+			_ = os.RemoveAll(filepath.Join(a.dir, e.Name()))
+		}
+	}
+}
+
+func short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}
+

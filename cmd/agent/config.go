@@ -1,0 +1,122 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// config is everything `tandem-agent run` is told on its command line.
+type config struct {
+	Repo             string
+	Branch           string
+	Root             string
+	Interval         time.Duration
+	ResyncInterval   time.Duration
+	WorkDir          string
+	SSHKeyFile       string
+	KnownHostsFile   string
+	GitUsername      string
+	GitPasswordFile  string
+	GitTokenFile     string
+	SigningKeyFile   string
+	WebhookSecret    string
+	GitAuthor        string
+	AllowRemoteBases bool
+	Kubeconfig       string
+	LeaderElect      bool
+	LeaderNamespace  string
+	LeaderID         string
+	MetricsAddr      string
+	LogFormat        string
+	LogLevel         string
+	Concurrency      int
+	Pprof            bool
+}
+
+// parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
+// contract's (--interval 30s, --resync-interval 10m, author tandem <tandem@localhost>).
+func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("tandem-agent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Repo, "repo", "", "Git repository to watch: https://, ssh://, user@host:path, file:// or a local path (required)")
+	fs.StringVar(&c.Branch, "branch", "main", "branch to track; the agent commits promotions and reverts to it")
+	fs.StringVar(&c.Root, "root", ".", "directory inside the repository under which bundle.yaml files are found")
+	fs.DurationVar(&c.Interval, "interval", 30*time.Second, "how often to check the remote for a new tip (a cheap head check)")
+	fs.DurationVar(&c.ResyncInterval, "resync-interval", 10*time.Minute, "how often to re-apply live colors and stable Services (drift correction)")
+	fs.StringVar(&c.WorkDir, "workdir", "", "where the local clone and checkouts live (default: a directory under the system temp dir)")
+	fs.StringVar(&c.SSHKeyFile, "git-ssh-key-file", "", "SSH private key file for ssh:// and scp-style remotes (reloaded when it changes)")
+	fs.StringVar(&c.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH remotes (no trust on first use)")
+	fs.StringVar(&c.GitUsername, "git-username", "", "user name for HTTPS basic auth (default \"git\" with a token)")
+	fs.StringVar(&c.GitPasswordFile, "git-password-file", "", "file holding the HTTPS password (reloaded when it changes)")
+	fs.StringVar(&c.GitTokenFile, "git-token-file", "", "file holding an HTTPS access token (reloaded when it changes)")
+	fs.StringVar(&c.SigningKeyFile, "git-signing-key-file", "", "armored OpenPGP private key to sign the agent's commits (optional)")
+	fs.StringVar(&c.WebhookSecret, "webhook-secret-file", "", "file holding the secret for POST /hooks/git (GitHub HMAC or GitLab token); without it the webhook is off")
+	fs.StringVar(&c.GitAuthor, "git-author", "tandem <tandem@localhost>", "author and committer of the agent's commits")
+	fs.BoolVar(&c.AllowRemoteBases, "allow-remote-bases", false, "let kustomizations load remote bases (off: rendering never leaves the repository)")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "hold a Lease so that only one replica acts at a time")
+	fs.StringVar(&c.LeaderNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace, else default)")
+	fs.StringVar(&c.LeaderID, "leader-election-id", "tandem-agent", "name of the leader Lease")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":8080", "address for /healthz, /readyz, /metrics and /hooks/git; empty turns the server off")
+	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&c.Concurrency, "concurrency", 4, "bundles reconciled at once")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errUsage
+		}
+		return nil, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "tandem-agent run: unexpected argument %q\n", fs.Arg(0))
+		return nil, errUsage
+	}
+	return c, c.validate()
+}
+
+// validate checks the flags that can be checked without I/O.
+func (c *config) validate() error {
+	var errs []error
+	if c.Repo == "" {
+		errs = append(errs, errors.New("--repo is required"))
+	}
+	if c.Interval <= 0 {
+		errs = append(errs, errors.New("--interval must be positive"))
+	}
+	if c.ResyncInterval <= 0 {
+		errs = append(errs, errors.New("--resync-interval must be positive"))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format %q: want json or console", c.LogFormat))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, errors.New("--concurrency must be at least 1"))
+	}
+	if _, err := mail.ParseAddress(c.GitAuthor); err != nil {
+		errs = append(errs, fmt.Errorf("--git-author %q: want \"Name <email>\": %v", c.GitAuthor, err))
+	}
+	if filepath.IsAbs(c.Root) || c.Root == ".." || len(c.Root) > 2 && c.Root[:3] == "../" {
+		errs = append(errs, fmt.Errorf("--root %q must be a relative path inside the repository", c.Root))
+	}
+	return errors.Join(errs...)
+}
+
+// workDir returns the working directory, creating it.
+func (c *config) workDir() (string, error) {
+	dir := c.WorkDir
+	if dir == "" {
+		dir = filepath.Join(os.TempDir(), "tandem-agent")
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("--workdir %s: %w", dir, err)
+	}
+	return dir, nil
+}

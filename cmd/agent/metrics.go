@@ -1,0 +1,74 @@
+package main
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the agent's Prometheus series. They hold no credentials and
+// no free text beyond bundle, color, phase and commit.
+type metrics struct {
+	reg          *prometheus.Registry
+	results      *prometheus.CounterVec
+	phase        *prometheus.HistogramVec
+	live         *prometheus.GaugeVec
+	lastSync     prometheus.Gauge
+	poll         prometheus.Histogram
+	transient    *prometheus.CounterVec
+	mu           sync.Mutex
+	liveByBundle map[string][2]string // bundle → {color, commit} currently exported
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_releases_total",
+			Help: "Outcomes per bundle: promoted, reverted, held, flipped_back.",
+		}, []string{"bundle", "result"}),
+		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tandem_phase_duration_seconds",
+			Help:    "Time spent per lifecycle phase (render, apply, verify, flip, commit).",
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"bundle", "phase"}),
+		live: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_live_info",
+			Help: "1 for the color and source commit each bundle's stable Services select.",
+		}, []string{"bundle", "color", "commit"}),
+		lastSync: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tandem_last_sync_timestamp_seconds",
+			Help: "Unix time of the last successful Git poll.",
+		}),
+		poll: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tandem_git_poll_duration_seconds",
+			Help:    "Duration of a Git poll (head check, and fetch when the tip moved).",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
+		}),
+		transient: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_transient_errors_total",
+			Help: "Errors retried without failing a release, by dependency (git, cluster).",
+		}, []string{"dependency"}),
+		liveByBundle: map[string][2]string{},
+	}
+	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.transient,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// setLive exports the live color and commit of a bundle, replacing the old series.
+func (m *metrics) setLive(bundle, color, commit string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.liveByBundle[bundle]; ok {
+		m.live.DeleteLabelValues(bundle, old[0], old[1])
+	}
+	m.liveByBundle[bundle] = [2]string{color, commit}
+	m.live.WithLabelValues(bundle, color, commit).Set(1)
+}
+
+func (m *metrics) observePhase(bundle, phase string, d time.Duration) {
+	m.phase.WithLabelValues(bundle, phase).Observe(d.Seconds())
+}

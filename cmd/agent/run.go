@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/mail"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/gitsync"
+)
+
+// runAgent is `tandem-agent run`: flags → config → wiring, then the loop.
+func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
+	c, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(c.LogFormat, c.LogLevel, os.Stderr)
+	if err != nil {
+		return err
+	}
+	ctx = log.WithContext(ctx)
+	work, err := c.workDir()
+	if err != nil {
+		return err
+	}
+	author, _ := mail.ParseAddress(c.GitAuthor) // validated by parseRunFlags
+
+	repo, err := gitsync.Open(ctx, gitsync.Options{
+		URL:      c.Repo,
+		Branch:   c.Branch,
+		CacheDir: filepath.Join(work, "repo"),
+		Auth: gitsync.Auth{
+			SSHKeyFile: c.SSHKeyFile, KnownHostsFile: c.KnownHostsFile,
+			Username: c.GitUsername, PasswordFile: c.GitPasswordFile, TokenFile: c.GitTokenFile,
+		},
+		Author:         gitsync.Signature{Name: author.Name, Email: author.Address},
+		SigningKeyFile: c.SigningKeyFile,
+	})
+	if err != nil {
+		return err
+	}
+	defer repo.Close()
+	restCfg, err := restConfig(c.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	cluster, err := applier.New(restCfg, applier.Options{})
+	if err != nil {
+		return err
+	}
+
+	m := newMetrics()
+	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
+	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
+	if c.MetricsAddr != "" {
+		go func() {
+			if err := srv.serve(ctx); err != nil {
+				log.Error().Err(err).Str("addr", c.MetricsAddr).Msg("http server stopped")
+			}
+		}()
+	}
+	log.Info().Str("repo", gitsync.Redact(c.Repo)).Str("branch", c.Branch).Str("version", version).
+		Dur("interval", c.Interval).Bool("leader_elect", c.LeaderElect).Msg("starting")
+	err = withLeadership(ctx, restCfg, c, log, func(ctx context.Context) {
+		a.run(ctx, func() { srv.ready.Store(true) })
+	})
+	log.Info().Msg("stopped")
+	return err
+}
+
+// backoff doubles d up to max.
+func backoff(d, max time.Duration) time.Duration {
+	if d *= 2; d > max {
+		return max
+	}
+	return d
+}
+

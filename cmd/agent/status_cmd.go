@@ -1,0 +1,50 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/tandem-gitops/tandem/promote"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// statusCmd is `tandem-agent status <repo dir>`: each bundle's live color,
+// live commit, previous color and last failure, from release.yaml.
+func statusCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tandem-agent status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	root := fs.String("root", ".", "directory inside the repository under which bundles are found")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tandem-agent status <repo dir> [--root DIR]")
+		fs.PrintDefaults()
+	}
+	positional, err := parseInterleaved(fs, args)
+	if err != nil || len(positional) != 1 {
+		fs.Usage()
+		return errUsage
+	}
+	bundles, err := render.Discover(positional[0], *root)
+	if err != nil {
+		return err
+	}
+	var rels []promote.Release
+	var errs []error
+	for _, b := range bundles {
+		rel, err := readRelease(positional[0], b)
+		switch {
+		case err != nil:
+			errs = append(errs, err)
+		case rel == nil:
+			rels = append(rels, promote.Release{Bundle: b.Name})
+		default:
+			rels = append(rels, *rel)
+		}
+	}
+	if err := promote.WriteTable(stdout, promote.StatusRows(rels)); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}
