@@ -21,13 +21,13 @@ import (
 // The per-bundle part runs in a driver goroutine per bundle (bundle.go); the loop
 // only notices new tips, renders candidates and hands them over.
 type agent struct {
-	cfg     *config
-	repo    *gitsync.Repo
-	cl      *cluster
-	m       *metrics
-	log     zerolog.Logger
-	dir     string // checkouts live here, one directory per tip
-	wake    chan struct{}
+	cfg  *config
+	repo *gitsync.Repo
+	cl   *cluster
+	m    *metrics
+	log  zerolog.Logger
+	dir  string // checkouts live here, one directory per tip
+	wake chan struct{}
 
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
@@ -227,4 +227,3 @@ func short(commit string) string {
 	}
 	return commit
 }
-

@@ -79,4 +79,3 @@ func backoff(d, max time.Duration) time.Duration {
 	}
 	return d
 }
-
