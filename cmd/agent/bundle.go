@@ -328,7 +328,7 @@ func healthReason(he *applier.HealthError) string {
 	if he.TimedOut {
 		reason = "not ready in time: " + reason
 	}
-	return fmt.Sprintf("%s after %s", reason, he.Report.Duration.Round(time.Second))
+	return fmt.Sprintf("%s after %s", reason, he.Report.Duration.Round(100*time.Millisecond))
 }
 
 // verify waits for the color's health; it stops early (newer=true) when a

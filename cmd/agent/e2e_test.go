@@ -233,11 +233,11 @@ func (s *scenario) wantSelectors(color string, apps ...string) {
 // humanCommits lists the subjects of commits without a Tandem-Result trailer.
 func (s *scenario) humanCommits() []string {
 	s.t.Helper()
-	out := s.git(s.remote, "log", "--format=%s%x1f%(trailers:key=Tandem-Result,valueonly)", "main")
+	out := s.git(s.remote, "log", "--format=%s%x1f%(trailers:key=Tandem-Result,valueonly)%x1e", "main")
 	var subjects []string
-	for _, line := range strings.Split(out, "\n") {
-		subj, result, _ := strings.Cut(line, "\x1f")
-		if strings.TrimSpace(result) == "" {
+	for _, rec := range strings.Split(out, "\x1e") {
+		subj, result, ok := strings.Cut(strings.TrimSpace(rec), "\x1f")
+		if ok && strings.TrimSpace(result) == "" {
 			subjects = append(subjects, subj)
 		}
 	}
