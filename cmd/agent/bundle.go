@@ -77,6 +77,11 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 		}
 		a.m.setLive(b.Name, rel.Live, short(rel.Colors[rel.Live].Commit))
 	}
+	if cs := obs.Colors[obs.Live]; !obs.Mixed && obs.Live != "" && (rel == nil || obs.Live != rel.Live) && cs.Healthy && cs.Commit != "" {
+		// The flip to this commit happened before a restart; the driver
+		// commits it (recover), so it is not a new candidate.
+		run.seen = cs.Commit
+	}
 	d := &driver{a: a, run: run, b: b, st: st, rel: rel, log: log}
 	a.mu.Lock()
 	a.bundles[b.Name] = run
@@ -496,9 +501,6 @@ func (d *driver) recover(ctx context.Context, obs applier.Observed) {
 		d.st.Live, d.st.LiveCommit, d.st.LiveDigest = obs.Live, cs.Commit, cs.Digest
 		d.recordPromotion(ctx, c, promote.Decision{Kind: "record", Color: obs.Live,
 			Message: promote.PromoteMessage(d.b.Name, obs.Live, cs.Commit, "recovered after a restart: the flip had happened; "+fmt.Sprintf("%s %d/%d ready", obs.Live, cs.Ready, cs.Replicas))}, false)
-		if d.run.seen == "" || d.run.seen != cs.Commit {
-			d.run.seen = cs.Commit
-		}
 		return
 	}
 	if recorded == "" {

@@ -414,3 +414,95 @@ func TestOtherWriterDuringCommit(t *testing.T) {
 		t.Errorf("%d agent commits, want exactly 1", n)
 	}
 }
+
+// rejectPushes makes the remote decline every push (a pre-receive hook).
+func (s *scenario) rejectPushes(on bool) {
+	s.t.Helper()
+	hook := filepath.Join(s.remote, "hooks", "pre-receive")
+	if !on {
+		if err := os.Remove(hook); err != nil {
+			s.t.Fatal(err)
+		}
+		return
+	}
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\necho 'declined by test hook' >&2\nexit 1\n"), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// countResults counts agent commits with result whose source or reverted
+// commit is src.
+func countResults(commits []testenv.TrailerCommit, result, src string) int {
+	n := 0
+	for _, c := range commits {
+		if c.Trailers["Tandem-Result"] == result && (c.Trailers["Tandem-Source"] == src || c.Trailers["Tandem-Reverts"] == src) {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCrashAfterFlipBeforeCommit kills the agent when traffic has moved but
+// its promotion commit could not land; the restarted agent commits exactly
+// that promotion and keeps the selectors on the healthy new color.
+func TestCrashAfterFlipBeforeCommit(t *testing.T) {
+	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
+	s.start()
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.setImage("server", "example/server:v2")
+	v2 := s.push("server v2")
+	s.rejectPushes(true)
+	deadline := time.Now().Add(time.Minute)
+	for s.selectors()["server"] != "green" {
+		if time.Now().After(deadline) {
+			t.Fatalf("the flip to green did not happen: %v\n%s", s.selectors(), s.agent.LogTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // let the push be declined at least once
+	s.agent.Kill()
+	s.rejectPushes(false)
+	if got := s.selectors()["server"]; got != "green" {
+		t.Fatalf("selector after the crash: %q", got)
+	}
+	s.start()
+	commits := s.waitCommits(2)
+	if n := countResults(commits, "promoted", v2); n != 1 {
+		t.Fatalf("%d promotion commits for %s, want exactly 1: %+v", n, v2, commits)
+	}
+	time.Sleep(2 * time.Second) // a second promotion would show up now
+	if n := countResults(s.waitCommits(2), "promoted", v2); n != 1 {
+		t.Fatalf("%d promotion commits for %s after settling, want 1", n, v2)
+	}
+	s.wantSelectors("green", "server")
+	if h := s.humanCommits(); len(h) != 2 {
+		t.Errorf("human commits: %v, want 2", h)
+	}
+}
+
+// TestCrashDuringVerification kills the agent while it waits for a color
+// that never becomes ready; the restarted agent verifies again, fails, and
+// writes exactly one revert, with traffic never moved.
+func TestCrashDuringVerification(t *testing.T) {
+	s := newScenario(t, "revert", "6s", app{"server", "example/server:v1"})
+	s.start()
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.setImage("server", "example/server:v2-unready")
+	v2 := s.push("server v2 (never ready)")
+	deadline := time.Now().Add(time.Minute)
+	for !s.agent.LogContains(`"phase":"apply","color":"green"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("green was never applied:\n%s", s.agent.LogTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.agent.Kill()
+	s.wantSelectors("blue", "server")
+	s.start()
+	commits := s.waitCommits(2)
+	want(t, commits[0], "reverted")
+	if n := countResults(commits, "reverted", v2); n != 1 {
+		t.Fatalf("%d reverts of %s, want 1", n, v2)
+	}
+	s.wantSelectors("blue", "server")
+}
