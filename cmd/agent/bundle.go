@@ -460,7 +460,7 @@ func (d *driver) write(ctx context.Context, result, msg string, rel *promote.Rel
 		case err == nil || errors.Is(err, gitsync.ErrNothingToCommit):
 			d.rel = rel
 			d.a.m.observePhase(d.b.Name, "commit", time.Since(start))
-			d.log.Info().Str("phase", "commit").Str("result", result).Str("commit", short(w.Commit)).Int("attempts", w.Attempts).Msg("wrote the outcome to Git")
+			d.log.Info().Str("phase", "commit").Str("result", result).Str("commit", short(w.Commit)).Int("attempts", w.Attempts).Dur("duration", time.Since(start)).Msg("wrote the outcome to Git")
 			return
 		case errors.Is(err, gitsync.ErrAbandon):
 			d.rel = rel

@@ -32,7 +32,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	agentBin = filepath.Join(dir, "tandem-agent")
-	if out, err := exec.Command("go", "build", "-race", "-o", agentBin, ".").CombinedOutput(); err != nil {
+	args := []string{"build", "-o", agentBin, "."}
+	if raceEnabled {
+		args = []string{"build", "-race", "-o", agentBin, "."}
+	}
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: build tandem-agent: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -43,7 +47,7 @@ func TestMain(m *testing.M) {
 
 // scenario is one repository, one bundle and one agent.
 type scenario struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	ns     string // the bundle's namespace (also its name)
 	remote string // bare repository
@@ -57,7 +61,7 @@ type scenario struct {
 type app struct{ name, image string }
 
 // newScenario makes a remote holding bundles/<ns> with the given apps.
-func newScenario(t *testing.T, onFailure, healthTimeout string, apps ...app) *scenario {
+func newScenario(t testing.TB, onFailure, healthTimeout string, apps ...app) *scenario {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	t.Cleanup(cancel)
@@ -127,7 +131,7 @@ spec:
 `, a.name, a.image)
 }
 
-func uniqueName(t *testing.T) string {
+func uniqueName(testing.TB) string {
 	return fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000_000)
 }
 

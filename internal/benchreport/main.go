@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +23,8 @@ import (
 // area is one table: benchmarks named <Bench>/<row>/<impl> with a metric.
 type area struct {
 	Title     string
-	Bench     string
+	Benches   []string          // benchmark functions in this table
+	Aliases   map[string]string // name part → column (the rest of the name is the row)
 	Metric    string
 	Reference string // the impl that is the reference
 	Higher    bool   // higher metric is better (throughput)
@@ -30,14 +32,14 @@ type area struct {
 }
 
 var areas = []area{
-	{Title: "Render: tandem vs the kustomize CLI", Bench: "BenchmarkRender", Metric: "ns/op", Reference: "cli",
+	{Title: "Render: tandem vs the kustomize CLI", Benches: []string{"BenchmarkRender"}, Aliases: map[string]string{"kustomize-cli": "cli"}, Metric: "ns/op", Reference: "cli",
 		Note: "Deployments + Services per bundle; tandem renders in process (overlay, substitution, twins, digest), the CLI is `kustomize build` v5.8.2 on the same tree. Ratio = tandem / CLI time; below 1 is faster."},
-	{Title: "gitsync: tandem vs the git CLI", Bench: "BenchmarkGit", Metric: "ns/op", Reference: "git",
+	{Title: "gitsync: tandem vs the git CLI", Benches: []string{"BenchmarkPollNoop", "BenchmarkFetch"}, Aliases: map[string]string{"gitsync": "tandem", "git-cli": "git"}, Metric: "ns/op", Reference: "git",
 		Note: "A no-op poll (remote head check, no fetch) and fetches of new commits on a repository with 10,000 commits. Ratio = tandem / git time."},
-	{Title: "Applier: server-side apply vs a bare concurrent apply", Bench: "BenchmarkApply", Metric: "objects/s", Reference: "floor", Higher: true,
+	{Title: "Applier: server-side apply vs a bare concurrent apply", Benches: []string{"BenchmarkApply"}, Aliases: map[string]string{"first": "first", "unchanged": "unchanged", "changed10": "changed10", "floor": "floor"}, Metric: "objects/s", Reference: "floor", Higher: true,
 		Note: "ConfigMaps on the local control plane. tandem = dry run of the whole set + apply + inventory + prune check; floor = a bare concurrent server-side apply of the same objects with the same client. Ratio = floor / tandem throughput; 1.0 is the floor."},
-	{Title: "End to end: git push to promotion commit", Bench: "BenchmarkPushToPromotion", Metric: "ns/op", Reference: "",
-		Note: "A 2-app bundle, pods ready at once in the simulated cluster."},
+	{Title: "End to end: git push to promotion commit", Benches: []string{"BenchmarkPushToPromotion"}, Metric: "p50-ms", Reference: "",
+		Note: "A 2-app bundle on the local control plane, pods ready at once in the simulated cluster; the agent is woken by the file watch on the local remote. p50 and p95 over the runs, in milliseconds, split by phase (apply, verify, flip, commit) from the durations in the agent's JSON log."},
 }
 
 type result map[string]map[string]float64 // full name → metric → value
@@ -101,7 +103,7 @@ func write(w io.Writer, res result) {
 		rows, impls := collect(res, a)
 		fmt.Fprintf(w, "\n## %s\n\n%s\n\n", a.Title, a.Note)
 		if len(rows) == 0 {
-			fmt.Fprintf(w, "_Not measured in this run (no %s benchmark ran)._\n", a.Bench)
+			fmt.Fprintf(w, "_Not measured in this run (no %s benchmark ran)._\n", strings.Join(a.Benches, ", "))
 			continue
 		}
 		header := []string{"case"}
@@ -148,19 +150,40 @@ func collect(res result, a area) (map[string]map[string]float64, []string) {
 	rows := map[string]map[string]float64{}
 	implSet := map[string]bool{}
 	for name, m := range res {
-		if name != a.Bench && !strings.HasPrefix(name, a.Bench+"/") {
+		parts := strings.Split(name, "/")
+		if !slices.Contains(a.Benches, parts[0]) {
+			continue
+		}
+		impl, rest := "tandem", []string{}
+		if len(a.Benches) > 1 {
+			rest = append(rest, strings.TrimPrefix(parts[0], "Benchmark"))
+		}
+		for _, p := range parts[1:] {
+			if col, ok := a.Aliases[p]; ok {
+				impl = col
+			} else {
+				rest = append(rest, p)
+			}
+		}
+		row := strings.Join(rest, "/")
+		if row == "" {
+			row = "all"
+		}
+		if a.Metric == "p50-ms" { // one row per metric: p50, p95 and phases
+			for metric, v := range m {
+				if strings.HasSuffix(metric, "-ms") {
+					if rows[metric] == nil {
+						rows[metric] = map[string]float64{}
+					}
+					rows[metric][impl] = v
+					implSet[impl] = true
+				}
+			}
 			continue
 		}
 		v, ok := m[a.Metric]
 		if !ok {
 			continue
-		}
-		parts := strings.Split(name, "/")
-		row, impl := "all", "tandem"
-		if len(parts) >= 3 {
-			row, impl = strings.Join(parts[1:len(parts)-1], "/"), parts[len(parts)-1]
-		} else if len(parts) == 2 {
-			row = parts[1]
 		}
 		if rows[row] == nil {
 			rows[row] = map[string]float64{}
@@ -180,6 +203,8 @@ func format(v float64, metric string) string {
 		return "–"
 	case metric == "ns/op":
 		return time.Duration(v).Round(time.Microsecond).String()
+	case strings.HasSuffix(metric, "-ms"):
+		return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
 	default:
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	}
