@@ -56,8 +56,8 @@ testenv: ## Build the control-plane binaries (cached by version and tools go.sum
 	echo "$$want" > $(TESTENV_BIN)/.complete
 
 .PHONY: test
-test: testenv ## Run every test (-race), against a real control plane and real Git
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+test: testenv $(HELM) ## Run every test (-race), against a real control plane and real Git
+	TANDEM_HELM=$(HELM) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet, gofmt check and staticcheck
@@ -98,3 +98,7 @@ bench: testenv $(KUSTOMIZE) ## Run every benchmark and regenerate docs/benchmark
 	KUSTOMIZE=$(KUSTOMIZE) $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 -timeout 30m $(BENCH_PKGS) | tee bench.out
 	$(GO) run ./internal/benchreport -o docs/benchmarks.md < bench.out
 	@echo "wrote docs/benchmarks.md"
+
+.PHONY: image
+image: ## Build the container image (needs a Docker engine; none runs on the build machines)
+	docker build -t tandem-agent:$(VERSION) .
