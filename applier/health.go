@@ -417,8 +417,11 @@ func failFast(pods []*corev1.Pod, o WaitOptions, now time.Time, since map[string
 		}
 		for _, c := range p.Status.Conditions {
 			if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason == corev1.PodReasonUnschedulable {
-				if !c.LastTransitionTime.IsZero() && now.Sub(c.LastTransitionTime.Time) >= o.UnschedulableGrace {
-					return fmt.Sprintf("pod %s: unschedulable for %s: %s", p.Name, now.Sub(c.LastTransitionTime.Time).Round(time.Second), c.Message)
+				// Condition times are truncated to the second: count the
+				// grace from the end of that second, so it is never cut short.
+				from := c.LastTransitionTime.Add(time.Second)
+				if !c.LastTransitionTime.IsZero() && now.Sub(from) >= o.UnschedulableGrace {
+					return fmt.Sprintf("pod %s: unschedulable for %s: %s", p.Name, now.Sub(from).Round(time.Second), c.Message)
 				}
 			}
 		}
