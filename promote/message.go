@@ -25,16 +25,23 @@ func short(c string) string {
 // PromoteMessage is the commit message recording a promotion (also used for a first deploy
 // and for a flip back to a warm color after a human revert).
 func PromoteMessage(bundle, color, commit, evidence string) string {
+	if evidence == "" {
+		evidence = color + " verified healthy"
+	}
 	return fmt.Sprintf("tandem: promote %s to %s (%s)\n\n%s\n\n%s: %s\n%s: promoted\n%s: %s\n%s: %s\n",
 		bundle, color, short(commit), evidence,
 		TrailerBundle, bundle, TrailerResult, TrailerColor, color, TrailerSource, commit)
 }
 
 // RevertMessage is the commit message of a revert: failing names the failing commit,
-// restores the last promoted commit whose bundle files are restored.
-func RevertMessage(bundle, failingSubject, failing, restores, reason, liveColor string) string {
-	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; traffic stayed on %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
-		failingSubject, bundle, reason, liveColor,
+// restores the last promoted commit whose bundle files are restored, and traffic says
+// where traffic is ("traffic stayed on blue").
+func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic string) string {
+	if failingSubject == "" {
+		failingSubject = short(failing)
+	}
+	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
+		failingSubject, bundle, reason, traffic,
 		TrailerBundle, bundle, TrailerResult, TrailerReverts, failing, TrailerRestores, restores)
 }
 

@@ -15,7 +15,7 @@ func TestPromoteMessageGolden(t *testing.T) {
 }
 
 func TestRevertMessageGolden(t *testing.T) {
-	got := RevertMessage("shop", "bump server to v3", "77ab", "3f2a", "server-green: ImagePullBackOff (example/server:v3) after 9s", "blue")
+	got := RevertMessage("shop", "bump server to v3", "77ab", "3f2a", "server-green: ImagePullBackOff (example/server:v3) after 9s", "traffic stayed on blue")
 	want := "Revert \"bump server to v3\" in bundle shop\n\nserver-green: ImagePullBackOff (example/server:v3) after 9s; traffic stayed on blue.\n\nTandem-Bundle: shop\nTandem-Result: reverted\nTandem-Reverts: 77ab\nTandem-Restores: 3f2a\n"
 	if got != want {
 		t.Fatalf("got\n%s\nwant\n%s", got, want)

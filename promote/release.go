@@ -76,3 +76,37 @@ func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) 
 func (r *Release) Marshal() ([]byte, error) {
 	return yaml.Marshal(r)
 }
+
+// Color states in release.yaml.
+const (
+	StateLive     = "live"
+	StatePrevious = "previous"
+)
+
+// Record is release.yaml after a decision: prior (nil before the first
+// deploy) updated with s's live and previous colors; promotedAt stamps a
+// color that became live now; failure, when set, becomes lastFailure.
+func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
+	r := &Release{APIVersion: APIVersion, Kind: KindRelease, Bundle: s.Bundle, Colors: map[string]ColorRelease{}}
+	if prior != nil {
+		r.LastFailure = prior.LastFailure
+	}
+	if failure != nil {
+		r.LastFailure = failure
+	}
+	r.Live = s.Live
+	if s.Live != "" {
+		live := ColorRelease{Commit: s.LiveCommit, Digest: s.LiveDigest, State: StateLive}
+		if prior != nil && prior.Live == s.Live && prior.Colors[s.Live].Commit == s.LiveCommit {
+			live.PromotedAt = prior.Colors[s.Live].PromotedAt
+		} else {
+			at := now.UTC().Truncate(time.Second)
+			live.PromotedAt = &at
+		}
+		r.Colors[s.Live] = live
+	}
+	if s.Previous != "" && s.Previous != s.Live {
+		r.Colors[s.Previous] = ColorRelease{Commit: s.PrevCommit, Digest: s.PrevDigest, State: StatePrevious}
+	}
+	return r
+}

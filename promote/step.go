@@ -1,6 +1,7 @@
 package promote
 
 import (
+	"errors"
 	"fmt"
 	"time"
 )
@@ -10,145 +11,31 @@ type Phase string
 
 // Phases of the release state machine.
 const (
-	PhaseIdle      Phase = "Idle"
-	PhaseDeploying Phase = "Deploying"
-	PhaseVerifying Phase = "Verifying"
-	PhaseFlipping  Phase = "Flipping"
-	PhaseRecording Phase = "Recording"
+	PhaseIdle         Phase = "Idle"
+	PhaseDeploying    Phase = "Deploying"
+	PhaseVerifying    Phase = "Verifying"
+	PhaseFlipping     Phase = "Flipping"
+	PhaseRecording    Phase = "Recording"
+	PhaseSoaking      Phase = "Soaking"
+	PhaseFlippingBack Phase = "FlippingBack"
 )
 
-// ErrTransient marks errors that are retried, never treated as failures.
-var ErrTransient = transientErr{}
+// OnFailure values of bundle.yaml.
+const (
+	OnFailureRevert = "revert"
+	OnFailureHold   = "hold"
+)
 
-type transientErr struct{}
+// Results written in the Tandem-Result trailer.
+const (
+	ResultPromoted = "promoted"
+	ResultReverted = "reverted"
+	ResultHeld     = "held"
+)
 
-func (transientErr) Error() string { return "transient" }
-
-// Candidate is a commit to release. Payload is opaque to promote (the rendered objects).
-type Candidate struct {
-	Commit, Subject, Digest string
-	RenderErr               error
-	Payload                 any
-}
-
-// State is a bundle's release state. Step never mutates its input.
-type State struct {
-	Bundle       string
-	Colors       [2]string
-	OnFailure    string // "revert" | "hold"
-	Live         string // "" before the first deploy
-	LiveCommit   string
-	LiveDigest   string
-	Previous     string
-	PrevDigest   string
-	PreviousWarm bool
-	Phase        Phase
-	Candidate    *Candidate
-	Target       string // color being deployed/verified/flipped to
-	Attempt      int
-}
-
-// Idle returns the color that is not live (colors[0] before the first deploy).
-func (s State) Idle() string {
-	if s.Live == s.Colors[0] {
-		return s.Colors[1]
-	}
-	if s.Live == "" {
-		return s.Colors[0]
-	}
-	return s.Colors[0]
-}
-
-// Observation is input to Step: NewCandidate, Deployed, Verified, Flipped.
-type Observation struct {
-	Kind      string // "candidate" | "deployed" | "verified" | "flipped"
-	Candidate *Candidate
-	Err       error
-	Transient bool
-	Reason    string
-}
-
-// Decision is what the driver must do next.
-type Decision struct {
-	Kind     string // "none" | "deploy" | "verify" | "flip" | "scaledown+record" | "record" | "retry"
-	Color    string
-	Message  string
-	After    time.Duration
-	Failing  string
-	Restores string
-}
-
-// Backoff is the capped exponential retry delay for attempt n.
-func Backoff(n int) time.Duration {
-	d := time.Second << min(n, 6)
-	return min(d, time.Minute)
-}
-
-// Step is the pure decision core: no I/O, no clock.
-func Step(s State, o Observation) (State, Decision) {
-	if o.Err != nil && o.Transient {
-		s.Attempt++
-		return s, Decision{Kind: "retry", After: Backoff(s.Attempt - 1)}
-	}
-	s.Attempt = 0
-	switch o.Kind {
-	case "candidate":
-		c := o.Candidate
-		if c.Digest != "" && c.Digest == s.LiveDigest && c.RenderErr == nil {
-			s.Phase = PhaseIdle
-			return s, Decision{Kind: "none"}
-		}
-		s.Candidate = c
-		s.Target = s.Idle()
-		if c.RenderErr != nil {
-			return fail(s, c.RenderErr.Error())
-		}
-		if s.PreviousWarm && c.Digest == s.PrevDigest {
-			s.Phase = PhaseFlipping
-			return s, Decision{Kind: "flip", Color: s.Target}
-		}
-		s.Phase = PhaseDeploying
-		if s.Target == s.Previous {
-			// The candidate replaces what the previous color ran: it is
-			// no longer a warm copy of an earlier release.
-			s.Previous, s.PrevDigest, s.PreviousWarm = "", "", false
-		}
-		return s, Decision{Kind: "deploy", Color: s.Target}
-	case "deployed":
-		if o.Err != nil {
-			return fail(s, o.Err.Error())
-		}
-		s.Phase = PhaseVerifying
-		return s, Decision{Kind: "verify", Color: s.Target}
-	case "verified":
-		if o.Err != nil {
-			return fail(s, o.Err.Error())
-		}
-		s.Phase = PhaseFlipping
-		return s, Decision{Kind: "flip", Color: s.Target}
-	case "flipped":
-		if o.Err != nil {
-			return fail(s, o.Err.Error())
-		}
-		s.Previous, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveDigest, s.Live != ""
-		s.Live, s.LiveCommit, s.LiveDigest = s.Target, s.Candidate.Commit, s.Candidate.Digest
-		s.Phase = PhaseIdle
-		return s, Decision{Kind: "record", Color: s.Live,
-			Message: PromoteMessage(s.Bundle, s.Live, s.Candidate.Commit, o.Reason)}
-	}
-	return s, Decision{Kind: "none"}
-}
-
-func fail(s State, reason string) (State, Decision) {
-	s.Phase = PhaseIdle
-	c := s.Candidate
-	if s.Live == "" || s.OnFailure == "hold" {
-		return s, Decision{Kind: "scaledown+record", Color: s.Target, Failing: c.Commit,
-			Message: HoldMessage(s.Bundle, c.Commit, reason)}
-	}
-	return s, Decision{Kind: "scaledown+record", Color: s.Target, Failing: c.Commit, Restores: s.LiveCommit,
-		Message: RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, s.Live)}
-}
+// ErrTransient marks errors that are retried, never treated as failures: an
+// unreachable API server, a Git remote that does not answer.
+var ErrTransient = errors.New("transient")
 
 // Transient wraps err so that errors.Is(err, ErrTransient) is true.
 func Transient(err error) error {
@@ -156,4 +43,279 @@ func Transient(err error) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %w", ErrTransient, err)
+}
+
+// Policy is the part of bundle.yaml that steers a release.
+type Policy struct {
+	OnFailure      string        // OnFailureRevert or OnFailureHold
+	HealthTimeout  time.Duration // verification bound
+	Soak           time.Duration // watch the new live color this long after the flip
+	ScaleDownAfter time.Duration // then scale the previous color to zero ...
+	ScaleDownNever bool          // ... unless it is kept warm for ever
+}
+
+// Candidate is a commit to release. Payload is opaque to promote (the
+// rendered objects); only the cluster adapter looks into it.
+type Candidate struct {
+	Commit, Subject, Digest string
+	RenderErr               error
+	Policy                  Policy
+	Payload                 any
+}
+
+// ReleaseRef is what one color runs: a commit and the digest of its render.
+type ReleaseRef struct{ Commit, Digest string }
+
+// State is a bundle's release state. Step never mutates its input.
+type State struct {
+	Bundle string
+	Colors [2]string
+	Policy Policy
+
+	Live, LiveCommit, LiveDigest     string
+	Previous, PrevCommit, PrevDigest string
+	// PreviousWarm: the previous color still runs its release, scaled up.
+	PreviousWarm bool
+
+	Phase     Phase
+	Candidate *Candidate
+	Target    string // the color being deployed, verified or flipped to
+	// Warm: the candidate is a flip back to the warm previous color.
+	Warm bool
+	// Displaced is the warm previous release that the candidate's deploy
+	// replaced; a failure restores it so that a rollback stays instant.
+	Displaced *ReleaseRef
+	Evidence  string // what verification showed, for the promotion commit
+	Attempt   int    // transient retries of the pending decision
+	Pending   Decision
+}
+
+// Idle returns the color that is not live (the first color before the first deploy).
+func (s State) Idle() string {
+	if s.Live == s.Colors[0] {
+		return s.Colors[1]
+	}
+	return s.Colors[0]
+}
+
+// EventKind names what happened.
+type EventKind string
+
+// Events fed to Step. Each but EvCandidate reports the outcome of the
+// decision Step made before it.
+const (
+	EvCandidate   EventKind = "candidate"    // a new commit changes the bundle
+	EvCold        EventKind = "cold"         // the previous color turned out not to be warm
+	EvDeployed    EventKind = "deployed"     // the target color was applied
+	EvVerified    EventKind = "verified"     // the target color's health is known
+	EvFlipped     EventKind = "flipped"      // the stable Services select the target
+	EvRecorded    EventKind = "recorded"     // the promotion commit landed
+	EvSoaked      EventKind = "soaked"       // the soak window ended (Err: it degraded)
+	EvFlippedBack EventKind = "flipped-back" // the stable Services are back on the previous color
+)
+
+// Event is input to Step. Err is the effect's error; a transient one
+// (errors.Is(Err, ErrTransient)) is retried, never a failure.
+type Event struct {
+	Kind      EventKind
+	Candidate *Candidate // EvCandidate
+	Err       error
+	Evidence  string // EvVerified: per-app readiness
+}
+
+// Action is what the driver must do.
+type Action string
+
+// Actions of a Decision.
+const (
+	ActNone     Action = "none"      // nothing to do; ScaleDown may name a color to scale down later
+	ActDeploy   Action = "deploy"    // apply the candidate to Color
+	ActVerify   Action = "verify"    // wait for Color's health within the policy's timeout
+	ActFlip     Action = "flip"      // point every stable twin at Color (Warm: check it first)
+	ActRecord   Action = "record"    // commit the promotion (Message, Result)
+	ActSoak     Action = "soak"      // watch Color for After
+	ActFlipBack Action = "flip-back" // point every stable twin back at Color
+	ActFail     Action = "fail"      // take Color out (scale to zero or Restore), then commit Message
+	ActReroute  Action = "reroute"   // recovery: put the stable twins back on Color
+	ActRetry    Action = "retry"     // repeat Redo after After
+)
+
+// Decision is what the driver must do next.
+type Decision struct {
+	Action  Action
+	Color   string
+	Warm    bool          // ActFlip: confirm the color is still warm first (EvCold if not)
+	Message string        // ActRecord, ActFail: the commit message
+	Result  string        // ActRecord, ActFail: ResultPromoted, ResultReverted or ResultHeld
+	Reason  string        // ActFail: why, for release.yaml's lastFailure
+	Failing string        // ActFail: the failing commit
+	After   time.Duration // ActRetry: delay; ActSoak: duration
+	// Restores is the commit whose bundle files a revert restores ("" for hold).
+	Restores string
+	// Restore (ActFail): re-apply this release to Color instead of scaling it
+	// to zero: it is the warm previous release the candidate displaced.
+	Restore *ReleaseRef
+	// ScaleDown (ActNone after a promotion): the previous color, to scale
+	// to zero after the policy's ScaleDownAfter.
+	ScaleDown string
+	Redo      *Decision // ActRetry: the decision to repeat
+}
+
+// Backoff is the capped exponential retry delay for attempt n (1s, 2s, 4s ... 1m).
+func Backoff(n int) time.Duration {
+	d := time.Second << min(max(n, 0), 6)
+	return min(d, time.Minute)
+}
+
+// Step is the pure decision core: state and event in, new state and the
+// next decision out. No I/O, no clock.
+func Step(s State, e Event) (State, Decision) {
+	if e.Err != nil && errors.Is(e.Err, ErrTransient) && e.Kind != EvCandidate {
+		s.Attempt++
+		redo := s.Pending
+		return s, Decision{Action: ActRetry, After: Backoff(s.Attempt - 1), Redo: &redo}
+	}
+	s.Attempt = 0
+	s, d := step(s, e)
+	s.Pending = d
+	return s, d
+}
+
+func step(s State, e Event) (State, Decision) {
+	switch e.Kind {
+	case EvCandidate:
+		c := e.Candidate
+		s.Policy = c.Policy
+		if c.RenderErr == nil && c.Digest != "" && c.Digest == s.LiveDigest {
+			s.Phase = PhaseIdle
+			return s, Decision{Action: ActNone}
+		}
+		s.Candidate, s.Target, s.Warm, s.Displaced, s.Evidence = c, s.Idle(), false, nil, ""
+		if c.RenderErr != nil {
+			// Nothing was applied: no color to take out of service.
+			s, d := fail(s, c.RenderErr.Error())
+			d.Color = ""
+			return s, d
+		}
+		if s.PreviousWarm && s.Target == s.Previous && c.Digest == s.PrevDigest {
+			s.Phase, s.Warm = PhaseFlipping, true
+			return s, Decision{Action: ActFlip, Color: s.Target, Warm: true}
+		}
+		return deploy(s)
+	case EvCold:
+		s.PreviousWarm, s.Warm = false, false
+		return deploy(s)
+	case EvDeployed:
+		if e.Err != nil {
+			return fail(s, e.Err.Error())
+		}
+		s.Phase = PhaseVerifying
+		return s, Decision{Action: ActVerify, Color: s.Target}
+	case EvVerified:
+		if e.Err != nil {
+			return fail(s, e.Err.Error())
+		}
+		s.Phase, s.Evidence = PhaseFlipping, e.Evidence
+		return s, Decision{Action: ActFlip, Color: s.Target}
+	case EvFlipped:
+		if e.Err != nil {
+			return fail(s, e.Err.Error())
+		}
+		evidence := s.Evidence
+		if s.Warm {
+			evidence = s.Target + " already ran this release (warm); flipped back without a cold start"
+		}
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != ""
+		s.Live, s.LiveCommit, s.LiveDigest = s.Target, s.Candidate.Commit, s.Candidate.Digest
+		s.Displaced = nil
+		s.Phase = PhaseRecording
+		return s, Decision{Action: ActRecord, Color: s.Live, Result: ResultPromoted,
+			Message: PromoteMessage(s.Bundle, s.Live, s.Candidate.Commit, evidence)}
+	case EvRecorded:
+		if s.Policy.Soak > 0 && s.PreviousWarm {
+			s.Phase = PhaseSoaking
+			return s, Decision{Action: ActSoak, Color: s.Live, After: s.Policy.Soak}
+		}
+		return settled(s)
+	case EvSoaked:
+		if e.Err == nil {
+			return settled(s)
+		}
+		s.Phase, s.Evidence = PhaseFlippingBack, e.Err.Error()
+		return s, Decision{Action: ActFlipBack, Color: s.Previous}
+	case EvFlippedBack:
+		reason := "degraded during the soak: " + s.Evidence
+		if e.Err != nil {
+			// Traffic could not be moved back: record the failure, keep
+			// the (degraded) live color, and let a human decide.
+			s.Phase = PhaseIdle
+			reason += "; flipping back to " + s.Previous + " failed: " + e.Err.Error()
+			return s, Decision{Action: ActFail, Result: ResultHeld, Reason: reason, Failing: s.Candidate.Commit,
+				Message: HoldMessage(s.Bundle, s.Candidate.Commit, reason)}
+		}
+		failed := s.Live
+		s.Live, s.LiveCommit, s.LiveDigest = s.Previous, s.PrevCommit, s.PrevDigest
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
+		s.Target = failed
+		return failAfterSoak(s, reason)
+	}
+	return s, Decision{Action: ActNone}
+}
+
+// deploy sends the candidate to the target color. If that color held the
+// warm previous release, the release is remembered so a failure restores it.
+func deploy(s State) (State, Decision) {
+	if s.Target == s.Previous && s.Previous != "" {
+		if s.PreviousWarm {
+			s.Displaced = &ReleaseRef{Commit: s.PrevCommit, Digest: s.PrevDigest}
+		}
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
+	}
+	s.Phase = PhaseDeploying
+	return s, Decision{Action: ActDeploy, Color: s.Target}
+}
+
+// settled ends a promotion: the previous color is scaled down later.
+func settled(s State) (State, Decision) {
+	s.Phase = PhaseIdle
+	d := Decision{Action: ActNone}
+	if s.PreviousWarm && !s.Policy.ScaleDownNever {
+		d.ScaleDown = s.Previous
+	}
+	return s, d
+}
+
+// fail takes the target color out of service and records the failure:
+// a revert of the bundle's files, or (hold, first deploy) release.yaml only.
+func fail(s State, reason string) (State, Decision) {
+	s.Phase = PhaseIdle
+	c := s.Candidate
+	d := Decision{Action: ActFail, Color: s.Target, Failing: c.Commit, Reason: reason}
+	if s.Displaced != nil {
+		d.Restore = s.Displaced
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Target, s.Displaced.Commit, s.Displaced.Digest, true
+		s.Displaced = nil
+	}
+	if s.Live == "" || s.Policy.OnFailure == OnFailureHold {
+		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
+		return s, d
+	}
+	d.Result, d.Restores = ResultReverted, s.LiveCommit
+	d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic stayed on "+s.Live)
+	return s, d
+}
+
+// failAfterSoak records a release that degraded after its flip; traffic is
+// already back on the previous color.
+func failAfterSoak(s State, reason string) (State, Decision) {
+	s.Phase = PhaseIdle
+	c := s.Candidate
+	d := Decision{Action: ActFail, Color: s.Target, Failing: c.Commit, Reason: reason}
+	if s.Policy.OnFailure == OnFailureHold {
+		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
+		return s, d
+	}
+	d.Result, d.Restores = ResultReverted, s.LiveCommit
+	d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic went back to "+s.Live)
+	return s, d
 }

@@ -2,77 +2,294 @@ package promote
 
 import (
 	"errors"
+	"strings"
 	"testing"
+	"time"
 )
 
-func TestStepSequences(t *testing.T) {
-	base := State{Bundle: "shop", Colors: colorsBG, OnFailure: "revert", Live: "blue", LiveCommit: "3f2a", LiveDigest: "sha256:a"}
-	cand := &Candidate{Commit: "9c1e", Subject: "bump", Digest: "sha256:b"}
-	type step struct {
-		o    Observation
-		want string
-	}
-	for name, tc := range map[string]struct {
-		s     State
-		steps []step
-	}{
-		"promote":      {base, []step{{Observation{Kind: "candidate", Candidate: cand}, "deploy"}, {Observation{Kind: "deployed"}, "verify"}, {Observation{Kind: "verified"}, "flip"}, {Observation{Kind: "flipped"}, "record"}}},
-		"fail revert":  {base, []step{{Observation{Kind: "candidate", Candidate: cand}, "deploy"}, {Observation{Kind: "deployed"}, "verify"}, {Observation{Kind: "verified", Err: errors.New("x")}, "scaledown+record"}}},
-		"transient":    {base, []step{{Observation{Kind: "candidate", Candidate: cand}, "deploy"}, {Observation{Kind: "deployed", Err: errors.New("down"), Transient: true}, "retry"}}},
-		"same digest":  {base, []step{{Observation{Kind: "candidate", Candidate: &Candidate{Commit: "x", Digest: "sha256:a"}}, "none"}}},
-		"first deploy": {State{Bundle: "shop", Colors: colorsBG}, []step{{Observation{Kind: "candidate", Candidate: cand}, "deploy"}, {Observation{Kind: "deployed", Err: errors.New("bad")}, "scaledown+record"}}},
-	} {
-		s := tc.s
-		for i, st := range tc.steps {
-			var d Decision
-			s, d = Step(s, st.o)
-			if d.Kind != st.want {
-				t.Errorf("%s step %d: got %s want %s", name, i, d.Kind, st.want)
-			}
+// tstep is one event fed to Step and what must come out.
+type tstep struct {
+	ev     Event
+	action Action
+	color  string
+	check  func(t *testing.T, s State, d Decision)
+}
+
+func ev(k EventKind) Event                { return Event{Kind: k} }
+func evErr(k EventKind, msg string) Event { return Event{Kind: k, Err: errors.New(msg)} }
+func cand(commit, digest string) Event {
+	return candWith(commit, digest, Policy{OnFailure: OnFailureRevert})
+}
+func candWith(commit, digest string, p Policy) Event {
+	return Event{Kind: EvCandidate, Candidate: &Candidate{Commit: commit, Subject: "change " + commit, Digest: digest, Policy: p}}
+}
+
+func result(want string) func(*testing.T, State, Decision) {
+	return func(t *testing.T, _ State, d Decision) {
+		t.Helper()
+		if got := ParseTrailers(d.Message)[TrailerResult]; len(got) != 1 || got[0] != want {
+			t.Errorf("Tandem-Result %v, want %s; message:\n%s", got, want, d.Message)
 		}
 	}
 }
 
-func TestStepWarmFlipBackAndHold(t *testing.T) {
-	s := State{Bundle: "shop", Colors: colorsBG, OnFailure: "hold", Live: "green", LiveCommit: "9c1e", LiveDigest: "sha256:b",
-		Previous: "blue", PrevDigest: "sha256:a", PreviousWarm: true}
-	s2, d := Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "r1", Digest: "sha256:a"}})
-	if d.Kind != "flip" || d.Color != "blue" {
-		t.Fatalf("warm revert: %+v", d)
-	}
-	s3, d := Step(s2, Observation{Kind: "flipped"})
-	if d.Kind != "record" || s3.Live != "blue" || s3.Previous != "green" || !s3.PreviousWarm {
-		t.Fatalf("after flip: %+v %+v", s3, d)
-	}
-	_, d = Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "x", RenderErr: errors.New("render")}})
-	if d.Kind != "scaledown+record" || d.Restores != "" || !IsAgentCommit(d.Message) || ParseTrailers(d.Message)["Tandem-Result"][0] != "held" {
-		t.Fatalf("hold: %+v", d)
-	}
-	if !errors.Is(Transient(errors.New("down")), ErrTransient) || Transient(nil) != nil {
-		t.Fatal("Transient")
+func live(color, commit string) func(*testing.T, State, Decision) {
+	return func(t *testing.T, s State, _ Decision) {
+		t.Helper()
+		if s.Live != color || s.LiveCommit != commit {
+			t.Errorf("live %s@%s, want %s@%s", s.Live, s.LiveCommit, color, commit)
+		}
 	}
 }
 
-// A candidate deployed over the warm previous color makes it cold: a later
-// revert to the earlier release must be deployed and verified, not flipped
-// to a color that no longer runs it.
-func TestStepDeployOverPreviousMakesItCold(t *testing.T) {
-	s := State{Bundle: "shop", Colors: colorsBG, OnFailure: "revert", Live: "green", LiveCommit: "v2", LiveDigest: "sha256:v2",
-		Previous: "blue", PrevDigest: "sha256:v1", PreviousWarm: true}
-	s, d := Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "v3", Subject: "bad", Digest: "sha256:v3"}})
-	if d.Kind != "deploy" || d.Color != "blue" {
-		t.Fatalf("v3: %+v", d)
+func all(fs ...func(*testing.T, State, Decision)) func(*testing.T, State, Decision) {
+	return func(t *testing.T, s State, d Decision) {
+		t.Helper()
+		for _, f := range fs {
+			f(t, s, d)
+		}
 	}
-	if s.PreviousWarm || s.PrevDigest != "" {
-		t.Fatalf("blue still counted warm after v3 was deployed to it: %+v", s)
+}
+
+// Every transition of the contract's lifecycle (section 4), as sequences of
+// events from a starting state.
+func TestStep(t *testing.T) {
+	blueLive := State{Bundle: "shop", Colors: colorsBG, Live: "blue", LiveCommit: "v1", LiveDigest: "sha256:1"}
+	// green is live with v2; blue still runs v1, scaled up (warm).
+	greenWarmBlue := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
+		Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true}
+	soak := Policy{OnFailure: OnFailureRevert, Soak: time.Minute, ScaleDownAfter: 10 * time.Minute}
+	for _, tc := range []struct {
+		name  string
+		from  State
+		steps []tstep
+	}{
+		{"first deploy goes live on the first color", State{Bundle: "shop", Colors: colorsBG}, []tstep{
+			{cand("v1", "sha256:1"), ActDeploy, "blue", nil},
+			{ev(EvDeployed), ActVerify, "blue", nil},
+			{Event{Kind: EvVerified, Evidence: "client-blue: 2/2 ready"}, ActFlip, "blue", nil},
+			{ev(EvFlipped), ActRecord, "blue", all(result(ResultPromoted), live("blue", "v1"), func(t *testing.T, _ State, d Decision) {
+				if !strings.Contains(d.Message, "client-blue: 2/2 ready") {
+					t.Errorf("promotion message lacks the evidence:\n%s", d.Message)
+				}
+			})},
+			{ev(EvRecorded), ActNone, "", func(t *testing.T, s State, d Decision) {
+				if d.ScaleDown != "" || s.Previous != "" {
+					t.Errorf("first deploy has no previous color: %+v", d)
+				}
+			}},
+		}},
+		{"first deploy fails: hold, nothing to revert to", State{Bundle: "shop", Colors: colorsBG}, []tstep{
+			{cand("v1", "sha256:1"), ActDeploy, "blue", nil},
+			{ev(EvDeployed), ActVerify, "blue", nil},
+			{evErr(EvVerified, "server-blue: ImagePullBackOff"), ActFail, "blue", all(result(ResultHeld), func(t *testing.T, s State, d Decision) {
+				if d.Restores != "" || s.Live != "" || d.Reason != "server-blue: ImagePullBackOff" {
+					t.Errorf("hold: %+v", d)
+				}
+			})},
+		}},
+		{"promote to the idle color, previous scaled down later", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", all(result(ResultPromoted), live("green", "v2"))},
+			{ev(EvRecorded), ActNone, "", func(t *testing.T, s State, d Decision) {
+				if d.ScaleDown != "blue" || s.Previous != "blue" || s.PrevCommit != "v1" || !s.PreviousWarm {
+					t.Errorf("after promotion: %+v %+v", s, d)
+				}
+			}},
+		}},
+		{"verification fails: revert, traffic stays", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{evErr(EvVerified, "client-green: CrashLoopBackOff"), ActFail, "green", all(result(ResultReverted), live("blue", "v1"), func(t *testing.T, s State, d Decision) {
+				if d.Restores != "v1" || d.Failing != "v2" || !strings.Contains(d.Message, "traffic stayed on blue") {
+					t.Errorf("revert: %+v", d)
+				}
+			})},
+		}},
+		{"apply fails (dry run refused): revert", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{evErr(EvDeployed, "Deployment shop/client-green: invalid"), ActFail, "green", result(ResultReverted)},
+		}},
+		{"flip fails: revert", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{evErr(EvFlipped, "Service shop/client: forbidden"), ActFail, "green", all(result(ResultReverted), live("blue", "v1"))},
+		}},
+		{"onFailure hold records the failure only", blueLive, []tstep{
+			{candWith("v2", "sha256:2", Policy{OnFailure: OnFailureHold}), ActDeploy, "green", nil},
+			{evErr(EvDeployed, "bad"), ActFail, "green", all(result(ResultHeld), func(t *testing.T, _ State, d Decision) {
+				if d.Restores != "" {
+					t.Errorf("hold restores files: %+v", d)
+				}
+			})},
+		}},
+		{"render error: nothing applied, nothing taken out", greenWarmBlue, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v3", RenderErr: errors.New("bundles/shop/app/kustomization.yaml: boom"), Policy: Policy{OnFailure: OnFailureRevert}}},
+				ActFail, "", all(result(ResultReverted), func(t *testing.T, s State, d Decision) {
+					if !s.PreviousWarm || s.Previous != "blue" {
+						t.Errorf("a render error cooled the warm previous color: %+v", s)
+					}
+				})},
+		}},
+		{"newest wins: a newer candidate replaces one in verification", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{cand("v3", "sha256:3"), ActDeploy, "green", func(t *testing.T, s State, _ Decision) {
+				if s.Candidate.Commit != "v3" {
+					t.Errorf("candidate %s, want v3", s.Candidate.Commit)
+				}
+			}},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", live("green", "v3")},
+		}},
+		{"a candidate that renders what is live is no release", blueLive, []tstep{
+			{cand("v1-again", "sha256:1"), ActNone, "", nil},
+		}},
+		{"human git revert to the warm previous release flips back at once", greenWarmBlue, []tstep{
+			{cand("revert-v2", "sha256:1"), ActFlip, "blue", func(t *testing.T, _ State, d Decision) {
+				if !d.Warm {
+					t.Error("flip back not marked warm")
+				}
+			}},
+			{ev(EvFlipped), ActRecord, "blue", all(result(ResultPromoted), live("blue", "revert-v2"), func(t *testing.T, s State, d Decision) {
+				if !strings.Contains(d.Message, "warm") || s.Previous != "green" || !s.PreviousWarm {
+					t.Errorf("warm flip back: %+v\n%s", s, d.Message)
+				}
+			})},
+		}},
+		{"warm flip back finds the color cold: deploy and verify it", greenWarmBlue, []tstep{
+			{cand("revert-v2", "sha256:1"), ActFlip, "blue", nil},
+			{ev(EvCold), ActDeploy, "blue", nil},
+			{ev(EvDeployed), ActVerify, "blue", nil},
+		}},
+		{"a failed candidate restores the warm release it displaced", greenWarmBlue, []tstep{
+			{cand("v3", "sha256:3"), ActDeploy, "blue", func(t *testing.T, s State, _ Decision) {
+				if s.PreviousWarm {
+					t.Error("blue counted warm while v3 is deployed to it")
+				}
+			}},
+			{ev(EvDeployed), ActVerify, "blue", nil},
+			{evErr(EvVerified, "server-blue: ErrImagePull"), ActFail, "blue", all(result(ResultReverted), live("green", "v2"), func(t *testing.T, s State, d Decision) {
+				if d.Restore == nil || d.Restore.Commit != "v1" || !s.PreviousWarm || s.Previous != "blue" || d.Restores != "v2" {
+					t.Errorf("restore: %+v state %+v", d, s)
+				}
+			})},
+			// The human then reverts v2: blue runs v1 again, so it flips at once.
+			{cand("revert-v2", "sha256:1"), ActFlip, "blue", nil},
+		}},
+		{"a success over the warm previous color does not restore it", greenWarmBlue, []tstep{
+			{cand("v3", "sha256:3"), ActDeploy, "blue", nil},
+			{ev(EvDeployed), ActVerify, "blue", nil},
+			{ev(EvVerified), ActFlip, "blue", nil},
+			{ev(EvFlipped), ActRecord, "blue", func(t *testing.T, s State, _ Decision) {
+				if s.Previous != "green" || s.PrevCommit != "v2" || s.Displaced != nil {
+					t.Errorf("after promotion over the warm color: %+v", s)
+				}
+			}},
+		}},
+		{"soak passes: previous color scaled down later", blueLive, []tstep{
+			{candWith("v2", "sha256:2", soak), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{ev(EvRecorded), ActSoak, "green", func(t *testing.T, _ State, d Decision) {
+				if d.After != time.Minute {
+					t.Errorf("soak for %s, want 1m", d.After)
+				}
+			}},
+			{ev(EvSoaked), ActNone, "", func(t *testing.T, _ State, d Decision) {
+				if d.ScaleDown != "blue" {
+					t.Errorf("scale down %q, want blue", d.ScaleDown)
+				}
+			}},
+		}},
+		{"soak fails: flip back to the warm previous color, then revert", blueLive, []tstep{
+			{candWith("v2", "sha256:2", soak), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{ev(EvRecorded), ActSoak, "green", nil},
+			{evErr(EvSoaked, "server-green: CrashLoopBackOff"), ActFlipBack, "blue", nil},
+			{ev(EvFlippedBack), ActFail, "green", all(result(ResultReverted), live("blue", "v1"), func(t *testing.T, s State, d Decision) {
+				if d.Restores != "v1" || d.Failing != "v2" || !strings.Contains(d.Message, "traffic went back to blue") ||
+					!strings.Contains(d.Reason, "CrashLoopBackOff") || s.Previous != "" {
+					t.Errorf("soak revert: %+v state %+v\n%s", d, s, d.Message)
+				}
+			})},
+		}},
+		{"soak fails and the flip back fails: hold on the live color", blueLive, []tstep{
+			{candWith("v2", "sha256:2", soak), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{ev(EvRecorded), ActSoak, "green", nil},
+			{evErr(EvSoaked, "degraded"), ActFlipBack, "blue", nil},
+			{evErr(EvFlippedBack, "forbidden"), ActFail, "", all(result(ResultHeld), live("green", "v2"))},
+		}},
+		{"no soak without a previous color to go back to", State{Bundle: "shop", Colors: colorsBG}, []tstep{
+			{candWith("v1", "sha256:1", soak), ActDeploy, "blue", nil},
+			{ev(EvDeployed), ActVerify, "blue", nil},
+			{ev(EvVerified), ActFlip, "blue", nil},
+			{ev(EvFlipped), ActRecord, "blue", nil},
+			{ev(EvRecorded), ActNone, "", nil},
+		}},
+		{"transient errors are retried with backoff, never a failure", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{Event{Kind: EvDeployed, Err: Transient(errors.New("connection refused"))}, ActRetry, "", retry(ActDeploy, time.Second)},
+			{Event{Kind: EvDeployed, Err: Transient(errors.New("connection refused"))}, ActRetry, "", retry(ActDeploy, 2*time.Second)},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{Event{Kind: EvVerified, Err: Transient(errors.New("etcd down"))}, ActRetry, "", retry(ActVerify, time.Second)},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{Event{Kind: EvFlipped, Err: Transient(errors.New("timeout"))}, ActRetry, "", retry(ActFlip, time.Second)},
+			{ev(EvFlipped), ActRecord, "green", live("green", "v2")},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.from
+			for i, st := range tc.steps {
+				var d Decision
+				s, d = Step(s, st.ev)
+				if d.Action != st.action || d.Color != st.color {
+					t.Fatalf("step %d (%s): got %s %q, want %s %q (decision %+v)", i, st.ev.Kind, d.Action, d.Color, st.action, st.color, d)
+				}
+				if st.check != nil {
+					st.check(t, s, d)
+				}
+			}
+		})
 	}
-	s, d = Step(s, Observation{Kind: "deployed"})
-	s, d = Step(s, Observation{Kind: "verified", Err: errors.New("ImagePullBackOff")})
-	if d.Kind != "scaledown+record" || d.Restores != "v2" {
-		t.Fatalf("v3 failure: %+v", d)
+}
+
+func retry(want Action, after time.Duration) func(*testing.T, State, Decision) {
+	return func(t *testing.T, _ State, d Decision) {
+		t.Helper()
+		if d.Redo == nil || d.Redo.Action != want || d.After != after {
+			t.Errorf("retry: redo %+v after %s, want %s after %s", d.Redo, d.After, want, after)
+		}
 	}
-	_, d = Step(s, Observation{Kind: "candidate", Candidate: &Candidate{Commit: "revert-v2", Digest: "sha256:v1"}})
-	if d.Kind != "deploy" || d.Color != "blue" {
-		t.Fatalf("revert to v1 after blue went cold: got %+v, want a deploy to blue", d)
+}
+
+func TestStepDoesNotMutateItsInput(t *testing.T) {
+	s := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
+		Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true}
+	before := s
+	Step(s, cand("v3", "sha256:3"))
+	if s != before {
+		t.Fatalf("Step changed its input: %+v", s)
+	}
+}
+
+func TestBackoffIsCapped(t *testing.T) {
+	for n, want := range map[int]time.Duration{0: time.Second, 1: 2 * time.Second, 5: 32 * time.Second, 6: time.Minute, 60: time.Minute} {
+		if got := Backoff(n); got != want {
+			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
+		}
+	}
+	if !errors.Is(Transient(errors.New("down")), ErrTransient) || Transient(nil) != nil {
+		t.Fatal("Transient")
 	}
 }

@@ -64,10 +64,7 @@ func (a *agent) resync(context.Context) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, run := range a.bundles {
-		select {
-		case run.resync <- struct{}{}:
-		default:
-		}
+		run.driver.Resync()
 	}
 }
 
@@ -182,12 +179,7 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 	}
 	cand := a.candidate(ctx, snap, b, run.seen)
 	run.seen = snap.Commit
-	select { // latest wins: replace a candidate the driver has not taken yet
-	case <-run.candidates:
-	default:
-	}
-	run.candidates <- cand
-	run.newer() // and cancel a verification in flight
+	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
 }
 
 // bundleChanged reports whether any file under b's directory other than

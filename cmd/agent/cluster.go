@@ -36,10 +36,10 @@ func newCluster(ap *applier.Applier, renderAt func(context.Context, *render.Bund
 	return &cluster{ap: ap, renderAt: renderAt, applied: map[string]map[string]colorRun{}}
 }
 
-// deploy applies the shared objects, then res's color (pruning what the
-// color no longer has).
-func (c *cluster) deploy(ctx context.Context, b *render.Bundle, res *render.Result) (applier.ChangeSet, error) {
-	if len(res.Shared) > 0 {
+// deploy applies the shared objects (when shared is set), then res's color
+// (pruning what the color no longer has).
+func (c *cluster) deploy(ctx context.Context, b *render.Bundle, res *render.Result, shared bool) (applier.ChangeSet, error) {
+	if shared && len(res.Shared) > 0 {
 		if _, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared}); err != nil {
 			return applier.ChangeSet{}, fmt.Errorf("bundle %s shared: %w", b.Name, err)
 		}

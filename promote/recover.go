@@ -1,0 +1,86 @@
+package promote
+
+import (
+	"fmt"
+	"time"
+)
+
+// View is what the cluster shows of a bundle: which color the stable
+// Services select, and what each color runs (from its annotations).
+type View struct {
+	Live   string // the color every stable twin selects; "" when there are none
+	Mixed  bool   // the stable twins disagree, or one selects no color
+	Colors map[string]ColorView
+}
+
+// ColorView is one color of a bundle as the cluster shows it.
+type ColorView struct {
+	Commit, Digest  string
+	Healthy         bool // every workload is current by kstatus rules
+	ScaledDown      bool // tandem scaled it to zero
+	Replicas, Ready int
+}
+
+// warm reports whether the color runs digest, scaled up and healthy.
+func (c ColorView) warm(digest string) bool {
+	return c.Healthy && !c.ScaledDown && c.Replicas > 0 && digest != "" && c.Digest == digest
+}
+
+// Recover is the state a (re)started agent resumes from, and what it must
+// do first, given release.yaml (nil when there is none), the cluster's view
+// and the time now. It converges after a crash at any moment:
+//
+//   - the stable twins select the recorded live color: resume (and finish a
+//     soak that was cut short);
+//   - they select another color whose workloads are healthy: the flip
+//     happened before the crash, so commit that promotion;
+//   - they are mixed, or select an unhealthy color: put them back on the
+//     recorded live color (never leave traffic on a broken color).
+func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) {
+	s := base
+	s.Phase = PhaseIdle
+	if rel != nil && rel.Live != "" {
+		s.Live = rel.Live
+		s.LiveCommit, s.LiveDigest = rel.Colors[rel.Live].Commit, rel.Colors[rel.Live].Digest
+		prev := s.Idle()
+		if pc, ok := rel.Colors[prev]; ok && pc.State == StatePrevious {
+			s.Previous, s.PrevCommit, s.PrevDigest = prev, pc.Commit, pc.Digest
+			s.PreviousWarm = v.Colors[prev].warm(pc.Digest)
+		}
+	}
+	switch {
+	case v.Live == "" && !v.Mixed:
+		return s, Decision{Action: ActNone} // no twins yet: first deploy, or no Services
+	case !v.Mixed && v.Live == s.Live:
+		promoted := rel.Colors[s.Live].PromotedAt
+		if s.Policy.Soak > 0 && s.PreviousWarm && promoted != nil && now.Before(promoted.Add(s.Policy.Soak)) {
+			// Killed during the soak: watch for the rest of it.
+			s.Phase = PhaseSoaking
+			s.Candidate = &Candidate{Commit: s.LiveCommit, Digest: s.LiveDigest, Policy: s.Policy}
+			return s, Decision{Action: ActSoak, Color: s.Live, After: promoted.Add(s.Policy.Soak).Sub(now)}
+		}
+		return settled(s)
+	}
+	cv := v.Colors[v.Live]
+	if !v.Mixed && cv.Healthy && cv.Commit != "" {
+		// The flip happened, the commit did not: record it now.
+		s.Candidate = &Candidate{Commit: cv.Commit, Digest: cv.Digest, Policy: s.Policy}
+		s.Target = v.Live
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != "" && v.Colors[s.Live].warm(s.LiveDigest)
+		s.Live, s.LiveCommit, s.LiveDigest = v.Live, cv.Commit, cv.Digest
+		s.Phase = PhaseRecording
+		evidence := fmt.Sprintf("recovered after a restart: the flip had happened; %s %d/%d ready", v.Live, cv.Ready, cv.Replicas)
+		d := Decision{Action: ActRecord, Color: s.Live, Result: ResultPromoted,
+			Message: PromoteMessage(s.Bundle, s.Live, cv.Commit, evidence)}
+		s.Pending = d
+		return s, d
+	}
+	if s.Live == "" {
+		// Nothing recorded and nothing healthy selected: wait for a candidate.
+		return s, Decision{Action: ActNone, Reason: "the stable Services select an unhealthy or mixed color and release.yaml records none"}
+	}
+	d := Decision{Action: ActReroute, Color: s.Live,
+		Reason: "the stable Services are mixed or select an unhealthy color; putting them back on " + s.Live}
+	s.Pending = d
+	return s, d
+}
