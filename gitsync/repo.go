@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -474,8 +475,9 @@ func (t *Tree) RestoreDir(dir, fromCommit string) error {
 	return nil
 }
 
-// ChangedSince reports whether any file under dir differs between commit and the working state.
-func (t *Tree) ChangedSince(commit, dir string) (bool, error) {
+// ChangedSince reports whether any file under dir, other than the paths in
+// except, differs between commit and the working state.
+func (t *Tree) ChangedSince(commit, dir string, except ...string) (bool, error) {
 	old, err := t.r.flat(commit)
 	if err != nil {
 		return false, err
@@ -486,7 +488,7 @@ func (t *Tree) ChangedSince(commit, dir string) (bool, error) {
 	}
 	dir = path.Clean(dir)
 	for _, p := range diffFlat(old, cur) {
-		if under(p, dir) {
+		if under(p, dir) && !slices.Contains(except, p) {
 			return true, nil
 		}
 	}

@@ -344,7 +344,8 @@ func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (promote.Writ
 	}
 	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
 		if rv := rec.Revert; rv != nil {
-			changed, err := t.ChangedSince(rv.Failing, g.dir)
+			// release.yaml is the agent's own file: its promotion commits do not count.
+			changed, err := t.ChangedSince(rv.Failing, g.dir, path.Join(g.dir, releaseFile))
 			if err != nil {
 				return "", err
 			}

@@ -290,8 +290,10 @@ func TestBundleMovesTogetherOrNotAtAll(t *testing.T) {
 	}
 }
 
-// TestDemoSteps follows the README's demo: first deploy, promote, a human git
-// revert that flips back to the warm color at once, then an automatic revert.
+// TestDemoSteps follows the demo: first deploy on blue; v2 verified
+// on green and promoted; a server image that does not exist is reverted while
+// traffic stays on green (and blue is restored to v1, its warm standby); a
+// human git revert of v2 then flips back to the warm blue at once.
 func TestDemoSteps(t *testing.T) {
 	s := newScenario(t, "revert", "60s", app{"client", "example/client:v1"}, app{"server", "example/server:v1"})
 	s.start()
@@ -308,11 +310,20 @@ func TestDemoSteps(t *testing.T) {
 	}
 	s.wantSelectors("green", "client", "server")
 
+	s.setImage("server", "missing.invalid/server:v3")
+	v3 := s.push("server v3")
+	c = s.waitCommits(3)[0]
+	want(t, c, "reverted")
+	if c.Trailers["Tandem-Reverts"] != v3 {
+		t.Errorf("Tandem-Reverts = %q, want %s", c.Trailers["Tandem-Reverts"], v3)
+	}
+	s.wantSelectors("green", "client", "server")
+
 	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
 	s.git(s.clone, "revert", "--no-edit", v2)
 	s.git(s.clone, "push", "--quiet", "origin", "HEAD:main")
 	start := time.Now()
-	c = s.waitCommits(3)[0]
+	c = s.waitCommits(4)[0]
 	want(t, c, "promoted")
 	t.Logf("git revert to the warm color promoted in %s", time.Since(start).Round(10*time.Millisecond))
 	if c.Trailers["Tandem-Color"] != "blue" {
@@ -320,13 +331,11 @@ func TestDemoSteps(t *testing.T) {
 	}
 	s.wantSelectors("blue", "client", "server")
 	if !s.agent.LogContains("warm flip-back") {
-		t.Errorf("the agent did not flip back to the warm color")
+		t.Errorf("the agent did not flip back to the warm color:\n%s", s.agent.LogTail())
 	}
-
-	s.setImage("server", "missing.invalid/server:v3")
-	s.push("server v3")
-	want(t, s.waitCommits(4)[0], "reverted")
-	s.wantSelectors("blue", "client", "server")
+	if h := s.humanCommits(); len(h) != 4 {
+		t.Errorf("human commits on the branch: %v, want all 4 kept", h)
+	}
 }
 
 // TestOnFailureHold records the failure in release.yaml and writes no revert.
