@@ -68,6 +68,7 @@ type Snapshot struct{ Commit, Dir string }
 // Commit is one commit of a range with its parsed trailers.
 type Commit struct {
 	Hash, Subject, Body, Author string
+	When                        time.Time // committer time
 	Trailers                    map[string][]string
 }
 
@@ -389,15 +390,20 @@ func (r *Repo) Commits(ctx context.Context, from, to string) ([]Commit, error) {
 		if stop[c.Hash] {
 			return nil
 		}
-		subject, body, _ := strings.Cut(strings.TrimRight(c.Message, "\n"), "\n")
-		out = append(out, Commit{Hash: c.Hash.String(), Subject: subject, Body: strings.TrimSpace(body),
-			Author: c.Author.Name + " <" + c.Author.Email + ">", Trailers: ParseTrailers(c.Message)})
+		out = append(out, commitOf(c))
 		return nil
 	})
 	if err != nil && err != storer.ErrStop {
 		return nil, fmt.Errorf("commits %s..%s: %w", from, to, err)
 	}
 	return out, nil
+}
+
+// commitOf is a go-git commit as gitsync reports it.
+func commitOf(c *object.Commit) Commit {
+	subject, body, _ := strings.Cut(strings.TrimRight(c.Message, "\n"), "\n")
+	return Commit{Hash: c.Hash.String(), Subject: subject, Body: strings.TrimSpace(body), When: c.Committer.When,
+		Author: c.Author.Name + " <" + c.Author.Email + ">", Trailers: ParseTrailers(c.Message)}
 }
 
 // ParseTrailers returns the git trailers ("Key: value" lines) of the last

@@ -236,6 +236,16 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		note("apply", changes, err)
 		return Event{Kind: EvDeployed, Err: err}, true
 	case ActVerify:
+		if dec.Warm {
+			v, err := d.cluster.Observe(ctx)
+			if err != nil {
+				return Event{Kind: EvVerified, Err: Transient(err)}, true
+			}
+			if !v.Colors[dec.Color].Runs(c.Digest) {
+				note("verify", dec.Color+" does not run this release any more; deploying it instead", nil)
+				return Event{Kind: EvCold}, true
+			}
+		}
 		evidence, err, newer := d.cancellable(ctx, func(ctx context.Context) (string, error) {
 			return d.cluster.Verify(ctx, dec.Color, d.st.Policy.HealthTimeout)
 		})
@@ -246,16 +256,6 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		note("verify", evidence, err)
 		return Event{Kind: EvVerified, Err: err, Evidence: evidence}, true
 	case ActFlip:
-		if dec.Warm {
-			v, err := d.cluster.Observe(ctx)
-			if err != nil {
-				return Event{Kind: EvFlipped, Err: Transient(err)}, true
-			}
-			if !v.Colors[dec.Color].warm(c.Digest) {
-				note("flip", dec.Color+" is not warm any more; deploying it instead", nil)
-				return Event{Kind: EvCold}, true
-			}
-		}
 		err := d.cluster.Route(ctx, dec.Color)
 		detail := "stable Services switched"
 		if dec.Warm {

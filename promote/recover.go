@@ -21,9 +21,10 @@ type ColorView struct {
 	Replicas, Ready int
 }
 
-// warm reports whether the color runs digest, scaled up and healthy.
-func (c ColorView) warm(digest string) bool {
-	return c.Healthy && !c.ScaledDown && c.Replicas > 0 && digest != "" && c.Digest == digest
+// Runs reports whether the color runs the release with digest, scaled up:
+// a standby that can take traffic once it is healthy.
+func (c ColorView) Runs(digest string) bool {
+	return !c.ScaledDown && c.Replicas > 0 && digest != "" && c.Digest == digest
 }
 
 // Recover is the state a (re)started agent resumes from, and what it must
@@ -45,7 +46,7 @@ func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) 
 		prev := s.Idle()
 		if pc, ok := rel.Colors[prev]; ok && pc.State == StatePrevious {
 			s.Previous, s.PrevCommit, s.PrevDigest = prev, pc.Commit, pc.Digest
-			s.PreviousWarm = v.Colors[prev].warm(pc.Digest)
+			s.PreviousWarm = v.Colors[prev].Runs(pc.Digest)
 		}
 	}
 	switch {
@@ -66,7 +67,7 @@ func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) 
 		// The flip happened, the commit did not: record it now.
 		s.Candidate = &Candidate{Commit: cv.Commit, Digest: cv.Digest, Policy: s.Policy}
 		s.Target = v.Live
-		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != "" && v.Colors[s.Live].warm(s.LiveDigest)
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != "" && v.Colors[s.Live].Runs(s.LiveDigest)
 		s.Live, s.LiveCommit, s.LiveDigest = v.Live, cv.Commit, cv.Digest
 		s.Phase = PhaseRecording
 		evidence := fmt.Sprintf("recovered after a restart: the flip had happened; %s %d/%d ready", v.Live, cv.Ready, cv.Replicas)

@@ -105,7 +105,7 @@ type EventKind string
 // decision Step made before it.
 const (
 	EvCandidate   EventKind = "candidate"    // a new commit changes the bundle
-	EvCold        EventKind = "cold"         // the previous color turned out not to be warm
+	EvCold        EventKind = "cold"         // the previous color turned out not to run the release any more
 	EvDeployed    EventKind = "deployed"     // the target color was applied
 	EvVerified    EventKind = "verified"     // the target color's health is known
 	EvFlipped     EventKind = "flipped"      // the stable Services select the target
@@ -131,7 +131,7 @@ const (
 	ActNone     Action = "none"      // nothing to do; ScaleDown may name a color to scale down later
 	ActDeploy   Action = "deploy"    // apply the candidate to Color
 	ActVerify   Action = "verify"    // wait for Color's health within the policy's timeout
-	ActFlip     Action = "flip"      // point every stable twin at Color (Warm: check it first)
+	ActFlip     Action = "flip"      // point every stable twin at Color
 	ActRecord   Action = "record"    // commit the promotion (Message, Result)
 	ActSoak     Action = "soak"      // watch Color for After
 	ActFlipBack Action = "flip-back" // point every stable twin back at Color
@@ -142,9 +142,11 @@ const (
 
 // Decision is what the driver must do next.
 type Decision struct {
-	Action  Action
-	Color   string
-	Warm    bool          // ActFlip: confirm the color is still warm first (EvCold if not)
+	Action Action
+	Color  string
+	// Warm (ActVerify, ActFlip): Color should already run the candidate, a
+	// warm standby; the driver confirms it does (EvCold if not) before verifying.
+	Warm    bool
 	Message string        // ActRecord, ActFail: the commit message
 	Result  string        // ActRecord, ActFail: ResultPromoted, ResultReverted or ResultHeld
 	Reason  string        // ActFail: why, for release.yaml's lastFailure
@@ -198,8 +200,10 @@ func step(s State, e Event) (State, Decision) {
 			return s, d
 		}
 		if s.PreviousWarm && s.Target == s.Previous && c.Digest == s.PrevDigest {
-			s.Phase, s.Warm = PhaseFlipping, true
-			return s, Decision{Action: ActFlip, Color: s.Target, Warm: true}
+			// A rollback to what the warm previous color runs: no deploy,
+			// no cold start; confirm it is healthy, then flip.
+			s.Phase, s.Warm = PhaseVerifying, true
+			return s, Decision{Action: ActVerify, Color: s.Target, Warm: true}
 		}
 		return deploy(s)
 	case EvCold:
@@ -216,7 +220,7 @@ func step(s State, e Event) (State, Decision) {
 			return fail(s, e.Err.Error())
 		}
 		s.Phase, s.Evidence = PhaseFlipping, e.Evidence
-		return s, Decision{Action: ActFlip, Color: s.Target}
+		return s, Decision{Action: ActFlip, Color: s.Target, Warm: s.Warm}
 	case EvFlipped:
 		if e.Err != nil {
 			return fail(s, e.Err.Error())

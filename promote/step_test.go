@@ -150,7 +150,12 @@ func TestStep(t *testing.T) {
 			{cand("v1-again", "sha256:1"), ActNone, "", nil},
 		}},
 		{"human git revert to the warm previous release flips back at once", greenWarmBlue, []tstep{
-			{cand("revert-v2", "sha256:1"), ActFlip, "blue", func(t *testing.T, _ State, d Decision) {
+			{cand("revert-v2", "sha256:1"), ActVerify, "blue", func(t *testing.T, _ State, d Decision) {
+				if !d.Warm {
+					t.Error("rollback to the warm color not marked warm")
+				}
+			}},
+			{ev(EvVerified), ActFlip, "blue", func(t *testing.T, _ State, d Decision) {
 				if !d.Warm {
 					t.Error("flip back not marked warm")
 				}
@@ -162,8 +167,12 @@ func TestStep(t *testing.T) {
 			})},
 		}},
 		{"warm flip back finds the color cold: deploy and verify it", greenWarmBlue, []tstep{
-			{cand("revert-v2", "sha256:1"), ActFlip, "blue", nil},
-			{ev(EvCold), ActDeploy, "blue", nil},
+			{cand("revert-v2", "sha256:1"), ActVerify, "blue", nil},
+			{ev(EvCold), ActDeploy, "blue", func(t *testing.T, s State, _ Decision) {
+				if s.PreviousWarm || s.Previous != "" {
+					t.Errorf("cold color still counted as the warm previous: %+v", s)
+				}
+			}},
 			{ev(EvDeployed), ActVerify, "blue", nil},
 		}},
 		{"a failed candidate restores the warm release it displaced", greenWarmBlue, []tstep{
@@ -178,8 +187,8 @@ func TestStep(t *testing.T) {
 					t.Errorf("restore: %+v state %+v", d, s)
 				}
 			})},
-			// The human then reverts v2: blue runs v1 again, so it flips at once.
-			{cand("revert-v2", "sha256:1"), ActFlip, "blue", nil},
+			// The human then reverts v2: blue runs v1 again, so no deploy.
+			{cand("revert-v2", "sha256:1"), ActVerify, "blue", nil},
 		}},
 		{"a success over the warm previous color does not restore it", greenWarmBlue, []tstep{
 			{cand("v3", "sha256:3"), ActDeploy, "blue", nil},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -61,11 +62,22 @@ lastFailure: {commit: 77ab0000000000000000000000000000000000cc, reason: "server-
 	if err := os.WriteFile(filepath.Join(dir, "release.yaml"), []byte(rel), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The trail: a real repository whose last agent commit is a revert.
+	for _, args := range [][]string{
+		{"init", "--quiet", "-b", "main"},
+		{"add", "-A"},
+		{"-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "--quiet", "-m",
+			"Revert \"bump\" in bundle shop\n\nserver-green: ImagePullBackOff.\n\nTandem-Bundle: shop\nTandem-Result: reverted\nTandem-Reverts: 77ab\nTandem-Restores: 9c1e\n"},
+	} {
+		if out, err := exec.Command("git", append([]string{"-C", repo}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
 	code, out, errOut := runCLI(t, "status", repo)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	for _, want := range []string{"shop", "green", "9c1e", "blue", "ImagePullBackOff"} {
+	for _, want := range []string{"shop", "green", "9c1e", "blue", "ImagePullBackOff", "reverted"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status output lacks %q:\n%s", want, out)
 		}

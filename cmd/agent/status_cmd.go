@@ -7,13 +7,15 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
 // statusCmd is `tandem-agent status <repo dir>`: each bundle's live color,
-// live commit, previous color and last failure, from release.yaml.
-func statusCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
+// live commit, previous color and last failure from release.yaml, and its
+// last result from the commit trail (the Tandem-* trailers).
+func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tandem-agent status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := fs.String("root", ".", "directory inside the repository under which bundles are found")
@@ -43,7 +45,18 @@ func statusCmd(_ context.Context, args []string, stdout, stderr io.Writer) error
 			rels = append(rels, *rel)
 		}
 	}
-	if err := promote.WriteTable(stdout, promote.StatusRows(rels)); err != nil {
+	// The trail: each bundle's newest agent commit (the last 1,000 commits).
+	var trail []promote.Outcome
+	commits, err := gitsync.History(ctx, positional[0], 1000)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("commit trail: %w", err))
+	}
+	for _, c := range commits {
+		if o, ok := promote.OutcomeOf(c.Hash, c.When, c.Trailers); ok {
+			trail = append(trail, o)
+		}
+	}
+	if err := promote.WriteTable(stdout, promote.StatusRows(rels, promote.LastOutcomes(trail))); err != nil {
 		return err
 	}
 	return errors.Join(errs...)

@@ -7,14 +7,11 @@
 //
 //  1. first deploy: v1 goes live on blue;
 //  2. a commit bumps client and server to v2: verified on green, promoted;
-//  3. a human `git revert` of the v2 commit: the agent flips back to the
-//     warm blue at once (blue still runs v1, scaled up);
-//  4. a commit whose server image does not exist: the agent reverts it and
-//     traffic stays on blue.
-//
-// (A failed candidate is deployed to the idle color, so it overwrites what
-// that color kept warm: the revert comes before the bad push to show the
-// warm flip-back.)
+//  3. a commit whose server image does not exist: the agent reverts it,
+//     traffic stays on green, and blue (which the bad candidate displaced)
+//     is restored to v1 as a warm standby;
+//  4. a human `git revert` of the v2 commit: the agent flips back to the
+//     warm blue at once, without a cold start.
 //
 // It exits 0 when every step behaved, and leaves nothing running.
 package main
@@ -126,7 +123,19 @@ func run(ctx context.Context, agentBin, example string, keep bool) (err error) {
 		return err
 	}
 
-	step("3. a developer rolls back v2 with git revert")
+	step("3. a developer pushes a server image that does not exist")
+	bad, err := d.commit(ctx, "bump server to v3", map[string]string{
+		"- name: example/shop-server\n  newTag: v2": "- name: example/shop-server\n  newName: missing.invalid/shop-server\n  newTag: v3",
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println("pushed", bad[:7])
+	if err := d.expect(ctx, 3, "reverted", "green"); err != nil {
+		return err
+	}
+
+	step("4. a developer rolls back v2 with git revert: blue still runs v1, warm")
 	if _, err := testenv.Git(ctx, d.clone, "pull", "--quiet", "--rebase"); err != nil {
 		return err
 	}
@@ -136,20 +145,11 @@ func run(ctx context.Context, agentBin, example string, keep bool) (err error) {
 	if _, err := testenv.Git(ctx, d.clone, "push", "--quiet", "origin", "main"); err != nil {
 		return err
 	}
-	if err := d.expect(ctx, 3, "promoted", "blue"); err != nil {
+	if err := d.expect(ctx, 4, "promoted", "blue"); err != nil {
 		return err
 	}
-
-	step("4. a developer pushes a server image that does not exist")
-	bad, err := d.commit(ctx, "bump server to v3", map[string]string{
-		"- name: example/shop-server\n  newTag: v1": "- name: example/shop-server\n  newName: missing.invalid/shop-server\n  newTag: v3",
-	})
-	if err != nil {
-		return err
-	}
-	fmt.Println("pushed", bad[:7])
-	if err := d.expect(ctx, 4, "reverted", "blue"); err != nil {
-		return err
+	if !d.agent.LogContains("warm flip-back") {
+		return fmt.Errorf("step 4: the agent did not flip back to the warm blue at once")
 	}
 
 	step("done: every step behaved; stopping the agent and the control plane")
