@@ -58,7 +58,10 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
 	if c.MetricsAddr != "" {
 		go func() {
-			if err := srv.serve(ctx); err != nil {
+			listening := func(addr string) {
+				log.Info().Str("addr", addr).Msg("serving /healthz, /readyz, /metrics and /hooks/git")
+			}
+			if err := srv.serve(ctx, listening); err != nil {
 				log.Error().Err(err).Str("addr", c.MetricsAddr).Msg("http server stopped")
 			}
 		}()

@@ -43,12 +43,14 @@ func newServer(addr string, m *metrics, webhook http.Handler, withPprof bool) *s
 	return s
 }
 
-// serve listens until ctx ends, then shuts down gracefully.
-func (s *server) serve(ctx context.Context) error {
+// serve listens until ctx ends, then shuts down gracefully. listening is
+// told the bound address (useful with port 0).
+func (s *server) serve(ctx context.Context, listening func(addr string)) error {
 	ln, err := net.Listen("tcp", s.srv.Addr)
 	if err != nil {
 		return err
 	}
+	listening(ln.Addr().String())
 	go func() {
 		<-ctx.Done()
 		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
