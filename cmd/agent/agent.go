@@ -14,6 +14,7 @@ import (
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
+	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -173,13 +174,30 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 			log.Error().Err(err).Msg("cannot diff the bundle; will retry on the next poll")
 			return
 		}
-		if !changed {
+		if !changed || a.onlyAgentCommits(ctx, run.seen, snap.Commit) {
+			// The agent's own commits (a revert restores what is live) are
+			// never candidates.
+			run.seen = snap.Commit
 			return
 		}
 	}
 	cand := a.candidate(ctx, snap, b, run.seen)
 	run.seen = snap.Commit
 	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
+}
+
+// onlyAgentCommits reports whether every commit in (from, to] is the agent's.
+func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
+	commits, err := a.repo.Commits(ctx, from, to)
+	if err != nil || len(commits) == 0 {
+		return false
+	}
+	for _, c := range commits {
+		if !promote.IsAgentCommit(c.Subject + "\n\n" + c.Body) {
+			return false
+		}
+	}
+	return true
 }
 
 // bundleChanged reports whether any file under b's directory other than

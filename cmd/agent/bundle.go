@@ -216,6 +216,12 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 	}
 }
 
+// The adapters satisfy promote's interfaces.
+var (
+	_ promote.Cluster = (*bundleCluster)(nil)
+	_ promote.Git     = (*bundleGit)(nil)
+)
+
 // bundleCluster is promote.Cluster for one bundle, on top of the applier.
 // The bundle follows the candidates (its namespace may change with them).
 type bundleCluster struct {
