@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
@@ -189,4 +192,42 @@ func TestTwoReplicasNeverActAtOnce(t *testing.T) {
 		t.Errorf("agent commits: %d (err %v), want 2: every release committed once", len(all), err)
 	}
 	s.wantSelectors("green", "server")
+}
+
+// TestDriftIsCorrectedAndSIGTERMIsGraceful: someone edits the cluster by hand
+// (deletes the live Deployment, points a stable Service elsewhere); at the
+// next --resync-interval the agent re-applies the live color and its stable
+// twins. SIGTERM then stops the agent cleanly.
+func TestDriftIsCorrectedAndSIGTERMIsGraceful(t *testing.T) {
+	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
+	s.start("--resync-interval", "2s")
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.wantSelectors("blue", "server")
+
+	if err := s.cs.AppsV1().Deployments(s.ns).Delete(s.ctx, "server-blue", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	patch := `{"spec":{"selector":{"tandem.dev/color":"green"}}}`
+	if _, err := s.cs.CoreV1().Services(s.ns).Patch(s.ctx, "server", types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, err := s.cs.AppsV1().Deployments(s.ns).Get(s.ctx, "server-blue", metav1.GetOptions{})
+		if err == nil && s.selectors()["server"] == "blue" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("drift not corrected within 30s: deployment err %v, selectors %v", err, s.selectors())
+		}
+	}
+	if n := len(s.waitCommits(1)); n != 1 {
+		t.Errorf("drift correction wrote %d commits, want none", n-1)
+	}
+
+	if err := s.agent.Stop(10 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: the agent did not exit cleanly: %v", err)
+	}
+	if !s.agent.LogContains(`"message":"stopped"`) {
+		t.Errorf("no clean shutdown in the log:\n%s", s.agent.LogTail())
+	}
 }
