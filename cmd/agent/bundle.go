@@ -298,6 +298,8 @@ func (c *bundleCluster) Scale(ctx context.Context, color string, up bool) error 
 // fails (crash loop, pull errors) or stays unready for long is a degradation.
 func (c *bundleCluster) Watch(ctx context.Context, color string, d time.Duration) error {
 	end := time.Now().Add(d)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
 	for {
 		left := time.Until(end)
 		if left <= 0 {
@@ -307,8 +309,10 @@ func (c *bundleCluster) Watch(ctx context.Context, color string, d time.Duration
 		if err != nil {
 			return classify(err)
 		}
-		if !sleep(ctx, min(left, 2*time.Second)) {
+		select {
+		case <-ctx.Done():
 			return ctx.Err()
+		case <-tick.C:
 		}
 	}
 }
@@ -373,16 +377,4 @@ func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (promote.Writ
 		return promote.Written{}, err
 	}
 	return promote.Written{Commit: w.Commit, Attempts: w.Attempts}, nil
-}
-
-// sleep waits d or until ctx ends; it reports whether the wait completed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
