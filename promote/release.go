@@ -1,11 +1,14 @@
 package promote
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"time"
 
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
 
@@ -64,10 +67,22 @@ func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) 
 	if r.Live != "" && !ok(r.Live) {
 		return nil, fmt.Errorf("%s: live: %q is not one of the bundle's colors %v", file, r.Live, colors)
 	}
-	for c := range r.Colors {
+	for c, cr := range r.Colors {
 		if !ok(c) {
 			return nil, fmt.Errorf("%s: colors: %q is not one of the bundle's colors %v", file, c, colors)
 		}
+		if cr.State != StateLive && cr.State != StatePrevious {
+			return nil, fmt.Errorf("%s: colors.%s.state: %q: want %q or %q", file, c, cr.State, StateLive, StatePrevious)
+		}
+		if (cr.State == StateLive) != (c == r.Live) {
+			return nil, fmt.Errorf("%s: colors.%s.state: %q disagrees with live: %q", file, c, cr.State, r.Live)
+		}
+	}
+	if r.Live != "" && r.Colors[r.Live].Commit == "" {
+		return nil, fmt.Errorf("%s: colors.%s.commit: the live color names no commit", file, r.Live)
+	}
+	if err := singleDocument(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return &r, nil
 }
@@ -109,4 +124,26 @@ func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
 		r.Colors[s.Previous] = ColorRelease{Commit: s.PrevCommit, Digest: s.PrevDigest, State: StatePrevious}
 	}
 	return r
+}
+
+// singleDocument refuses a second YAML document, which the decoder would
+// silently ignore.
+func singleDocument(data []byte) error {
+	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	docs := 0
+	for {
+		doc, err := rd.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		if docs++; docs > 1 {
+			return fmt.Errorf("a second YAML document: release.yaml holds one")
+		}
+	}
 }

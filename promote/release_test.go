@@ -46,10 +46,23 @@ func TestParseReleaseStrict(t *testing.T) {
 		"bad color":     {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\ncolors: {red: {}}\n", `colors: "red"`},
 		"apiVersion":    {"apiVersion: v1\nkind: Release\nbundle: shop\n", "apiVersion"},
 		"kind":          {"apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nbundle: shop\n", "kind"},
+		"second document": {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\n---\napiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: green\n",
+			"second YAML document"},
+		"unknown state": {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: blue\ncolors: {blue: {commit: a, state: live}, green: {commit: b, state: standby}}\n",
+			`colors.green.state: "standby"`},
+		"two live colors": {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: blue\ncolors: {blue: {commit: a, state: live}, green: {commit: b, state: live}}\n",
+			"colors.green.state"},
+		"live without a commit": {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: green\n", "colors.green.commit"},
 	} {
 		_, err := ParseRelease("bundles/shop/release.yaml", []byte(tc.in), colorsBG)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "bundles/shop/release.yaml") {
 			t.Errorf("%s: err %v, want mention of %q", name, err, tc.want)
 		}
+	}
+}
+
+func TestParseReleaseAcceptsALeadingDocumentMarker(t *testing.T) {
+	if _, err := ParseRelease("release.yaml", []byte("---\n"+sampleRelease), colorsBG); err != nil {
+		t.Fatal(err)
 	}
 }

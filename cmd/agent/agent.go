@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net/http"
+	"net/mail"
 	"os"
 	"path"
 	"path/filepath"
@@ -186,14 +187,20 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
 }
 
-// onlyAgentCommits reports whether every commit in (from, to] is the agent's.
+// onlyAgentCommits reports whether every commit in (from, to] is the
+// agent's: written by its author and carrying its trailers. A human commit
+// with forged trailers is still a candidate.
 func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
 	commits, err := a.repo.Commits(ctx, from, to)
 	if err != nil || len(commits) == 0 {
 		return false
 	}
+	author, err := mail.ParseAddress(a.cfg.GitAuthor)
+	if err != nil {
+		return false
+	}
 	for _, c := range commits {
-		if !promote.IsAgentCommit(c.Subject + "\n\n" + c.Body) {
+		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Subject+"\n\n"+c.Body) {
 			return false
 		}
 	}

@@ -97,7 +97,11 @@ func readRelease(dir string, b *render.Bundle) (*promote.Release, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	return promote.ParseRelease(file, data, b.Spec.Colors)
+	rel, err := promote.ParseRelease(file, data, b.Spec.Colors)
+	if err == nil && rel.Bundle != b.Name {
+		return nil, fmt.Errorf("%s: bundle: %q is not this bundle (%q)", file, rel.Bundle, b.Name)
+	}
+	return rel, err
 }
 
 // candidate renders b at snap for both colors.

@@ -64,3 +64,18 @@ func (s *scenario) read(rel string) string {
 	}
 	return string(data)
 }
+
+// TestForgedTrailersAreStillACandidate: a human commit that carries the
+// agent's trailers is not mistaken for the agent's own: it is released.
+func TestForgedTrailersAreStillACandidate(t *testing.T) {
+	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
+	s.start()
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.setImage("server", "example/server:v2")
+	s.push("server v2\n\nTandem-Bundle: " + s.ns + "\nTandem-Result: promoted\n")
+	for deadline := time.Now().Add(time.Minute); s.selectors()["server"] != "green"; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a human commit with forged trailers was not released; selectors %v", s.selectors())
+		}
+	}
+}
