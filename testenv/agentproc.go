@@ -47,6 +47,9 @@ func (a *Agent) Exited() (bool, error) {
 	}
 }
 
+// PID is the agent's process id (for reading /proc/<pid>/status in benchmarks).
+func (a *Agent) PID() int { return a.p.cmd.Process.Pid }
+
 // LogTail returns the end of the agent's log.
 func (a *Agent) LogTail() string { return a.p.logTail() }
 

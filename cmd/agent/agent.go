@@ -137,8 +137,10 @@ func (a *agent) sync(ctx context.Context) error {
 	}
 	a.m.lastSync.SetToCurrentTime()
 	if poll.Tip == a.tip {
+		a.m.sync.WithLabelValues("unchanged").Observe(time.Since(start).Seconds())
 		return nil
 	}
+	defer func() { a.m.sync.WithLabelValues("new").Observe(time.Since(start).Seconds()) }()
 	log := a.log.With().Str("commit", short(poll.Tip)).Logger()
 	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {

@@ -17,6 +17,7 @@ type metrics struct {
 	live         *prometheus.GaugeVec
 	lastSync     prometheus.Gauge
 	poll         prometheus.Histogram
+	sync         *prometheus.HistogramVec
 	transient    *prometheus.CounterVec
 	mu           sync.Mutex
 	liveByBundle map[string][2]string // bundle → {color, commit} currently exported
@@ -47,13 +48,18 @@ func newMetrics() *metrics {
 			Help:    "Duration of a Git poll (head check, and fetch when the tip moved).",
 			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30},
 		}),
+		sync: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tandem_sync_duration_seconds",
+			Help:    "Duration of one pass of the loop: the head check and, on a new tip, checkout, bundle discovery, diffs and renders of changed bundles. tip is unchanged or new.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30, 120},
+		}, []string{"tip"}),
 		transient: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_transient_errors_total",
 			Help: "Errors retried without failing a release, by dependency (git, cluster).",
 		}, []string{"dependency"}),
 		liveByBundle: map[string][2]string{},
 	}
-	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.transient,
+	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
