@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -155,6 +156,56 @@ func TestWriteRacingPusherKeepsBothCommits(t *testing.T) {
 	files, _ := rem.Git("ls-tree", "-r", "--name-only", "main")
 	if !strings.Contains(files, "human.txt") || !strings.Contains(files, "bundles/shop/release.yaml") || !strings.Contains(files, "README") {
 		t.Fatalf("tree = %q", files)
+	}
+}
+
+// TestConcurrentWritesDoNotCollide: two goroutines of one process writing at
+// once take turns, so the second edits on top of the first's commit and
+// neither push is rejected.
+func TestConcurrentWritesDoNotCollide(t *testing.T) {
+	ctx := context.Background()
+	rem, _ := newRemote(t)
+	r := open(t, rem.Path)
+	write := func(file string, inEdit func()) (Written, string, error) {
+		var tip string
+		w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
+			tip = tr.Tip()
+			inEdit()
+			return "tandem: " + file + "\n\nTandem-Result: promoted\n", tr.WriteFile(file, []byte("x\n"))
+		})
+		return w, tip, err
+	}
+	secondEditing := make(chan struct{})
+	type out struct {
+		w   Written
+		tip string
+		err error
+	}
+	second := make(chan out, 1)
+	first, _, err := write("a/release.yaml", func() {
+		go func() {
+			var once sync.Once
+			w, tip, err := write("b/release.yaml", func() { once.Do(func() { close(secondEditing) }) })
+			second <- out{w, tip, err}
+		}()
+		select { // the second writer must not get to edit while the first does
+		case <-secondEditing:
+			t.Error("the second Write edited while the first was still editing")
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-second
+	if s.err != nil {
+		t.Fatal(s.err)
+	}
+	if first.Attempts != 1 || s.w.Attempts != 1 {
+		t.Errorf("attempts %d and %d, want 1 and 1 (no push rejected)", first.Attempts, s.w.Attempts)
+	}
+	if s.tip != first.Commit {
+		t.Errorf("the second Write edited tip %s, want the first's commit %s", s.tip, first.Commit)
 	}
 }
 

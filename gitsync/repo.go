@@ -88,6 +88,10 @@ type Repo struct {
 	remote *git.Remote
 	auth   *authSource
 	mu     sync.Mutex
+	// wmu serializes Write transactions of this process: without it two
+	// goroutines writing at once both edit the same tip and one push is
+	// rejected by the other, costing a fetch and a backoff per collision.
+	wmu sync.Mutex
 	// fetches counts fetches that transferred (or tried to); tests use it.
 	fetches int
 }
@@ -596,6 +600,8 @@ func sortKey(e object.TreeEntry) string {
 // remote moved fetches again and re-runs edit on the new tip, with capped,
 // jittered backoff. It never force-pushes.
 func (r *Repo) Write(ctx context.Context, edit Edit) (Written, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delay := 100 * time.Millisecond
