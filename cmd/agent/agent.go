@@ -36,6 +36,7 @@ type agent struct {
 	tip     string                // last tip rendered
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
+	diffs   diffCache
 }
 
 func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -212,7 +213,7 @@ func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
 // bundleChanged reports whether any file under b's directory other than
 // release.yaml differs between two commits.
 func (a *agent) bundleChanged(ctx context.Context, b *render.Bundle, from, to string) (bool, error) {
-	paths, err := a.repo.ChangedPaths(ctx, from, to)
+	paths, err := a.changedPaths(ctx, from, to)
 	if err != nil {
 		return false, err
 	}
@@ -226,6 +227,32 @@ func (a *agent) bundleChanged(ctx context.Context, b *render.Bundle, from, to st
 }
 
 const releaseFile = "release.yaml"
+
+// diffCache remembers ChangedPaths(from, to) for the newest to. Bundles mostly
+// last saw the same commit, so a pass over a new tip diffs the two trees once
+// instead of once per bundle (each diff walks both whole trees).
+type diffCache struct {
+	mu   sync.Mutex
+	to   string
+	from map[string][]string
+}
+
+func (a *agent) changedPaths(ctx context.Context, from, to string) ([]string, error) {
+	a.diffs.mu.Lock()
+	defer a.diffs.mu.Unlock()
+	if a.diffs.to != to {
+		a.diffs.to, a.diffs.from = to, map[string][]string{}
+	}
+	if p, ok := a.diffs.from[from]; ok {
+		return p, nil
+	}
+	p, err := a.repo.ChangedPaths(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	a.diffs.from[from] = p
+	return p, nil
+}
 
 // prune removes checkouts of tips older than keep.
 func (a *agent) prune(keep string) {
