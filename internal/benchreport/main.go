@@ -8,6 +8,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"flag"
 	"fmt"
 	"io"
@@ -42,10 +43,90 @@ var areas = []area{
 		Note: "A 2-app bundle on the local control plane, pods ready at once in the simulated cluster; the agent is woken by the file watch on the local remote. p50 and p95 over the runs, in milliseconds, split by phase (apply, verify, flip, commit) from the durations in the agent's JSON log."},
 }
 
+// figures is a table of named figures from one benchmark: one row per case
+// (the part of the name after the function), one column per metric. Used
+// where the reference cannot run here (it is a figure measured elsewhere,
+// cited in Ref.Source) or where the comparison is between rows (Growth).
+type figures struct {
+	Title   string
+	Bench   string
+	Columns []column
+	Ref     *reference
+	Growth  *growth
+	Note    string
+}
+
+type column struct {
+	Metric, Header string
+	Digits         int // decimals shown
+}
+
+// reference is a figure of another tool, measured elsewhere: shown beside
+// Metric in the rows it applies to (all when Rows is empty), with the ratio.
+type reference struct {
+	Header, Metric, Source string
+	Value                  float64
+	Rows                   []string
+}
+
+// growth states how Metric grows from row From to row To (e.g. 10 → 100 bundles).
+type growth struct {
+	Metric, From, To string
+	Scale            float64 // To's size / From's size
+	What             string
+}
+
+var figureTables = []figures{
+	{Title: "Footprint: the idle agent", Bench: "BenchmarkFleet",
+		Columns: []column{
+			{Metric: "idle-rss-MiB", Header: "RSS (MiB)", Digits: 1},
+			{Metric: "idle-anon-MiB", Header: "anonymous RSS (MiB)", Digits: 1},
+			{Metric: "heap-MiB", Header: "Go heap in use (MiB)", Digits: 1},
+			{Metric: "idle-cpu-mcores", Header: "CPU (millicores)", Digits: 1},
+			{Metric: "hwm-MiB", Header: "peak RSS since start (MiB)", Digits: 1},
+			{Metric: "idle-window-s", Header: "window (s)"},
+		},
+		Ref: &reference{Header: "kustomize-controller idle (MiB)", Metric: "idle-rss-MiB", Value: 171,
+			Source: "Flux's kustomize-controller, idle in the field (sylva-core reports, /work/shared/research/anchors-perf-rel.md §1.2); it cannot run here, so this is not the same machine"},
+		Note: "One agent (default --interval 30s) on N bundles of 2 apps each, after all went live and a 5 s warm-up, sampled every second over the window; no commits. RSS is VmRSS from /proc; anonymous RSS (RssAnon) is the agent's own memory, the rest is the mapped 100 MB binary, which this kernel (6.18, ext4 large folios) maps in 2 MiB pages. CPU is utime+stime over the window. Ratio = tandem RSS / reference."},
+	{Title: "Footprint: 1,000 no-op polls", Bench: "BenchmarkPollGrowth",
+		Columns: []column{
+			{Metric: "polls", Header: "polls"},
+			{Metric: "heap-before-MiB", Header: "heap before (MiB)", Digits: 2},
+			{Metric: "heap-after-MiB", Header: "heap after (MiB)", Digits: 2},
+			{Metric: "heap-growth-KiB", Header: "heap growth (KiB)"},
+			{Metric: "rss-before-MiB", Header: "RSS before (MiB)", Digits: 1},
+			{Metric: "rss-after-MiB", Header: "RSS after (MiB)", Digits: 1},
+			{Metric: "head-check-ms", Header: "head check (ms)", Digits: 2},
+		},
+		Note: "10 bundles, --interval 50ms, the remote unchanged. Heap is go_memstats_heap_inuse_bytes from the agent's /metrics right after a forced GC (pprof heap?gc=1), so before and after compare live data; polls are counted from tandem_git_poll_duration_seconds_count after 100 polls of warm-up. Goal: no growth."},
+	{Title: "Footprint: peak memory during a 500-object promotion", Bench: "BenchmarkPeakMemory",
+		Columns: []column{
+			{Metric: "rss-before-MiB", Header: "RSS live, before (MiB)", Digits: 1},
+			{Metric: "peak-MiB", Header: "peak RSS (MiB)", Digits: 1},
+			{Metric: "promote-ms", Header: "push to promotion (ms)"},
+		},
+		Ref: &reference{Header: "kustomize-controller idle (MiB)", Metric: "peak-MiB", Value: 171,
+			Source: "the same field figure as above"},
+		Note: "One bundle of 20 Deployments, 20 Services and 460 ConfigMaps: first deploy, then a commit changing all 500 objects, promoted to the other color (render of both colors, dry run, apply, verify, flip of 20 stable Services, commit). Peak is VmHWM, the process's lifetime maximum. Ratio = tandem's peak / the reference's idle figure."},
+	{Title: "Scale: one agent, many bundles", Bench: "BenchmarkFleet",
+		Columns: []column{
+			{Metric: "all-live-s", Header: "all live from empty (s)", Digits: 1},
+			{Metric: "promote-one-ms", Header: "promote one, others idle (ms)"},
+			{Metric: "noop-cycle-ms", Header: "no-op cycle (ms)", Digits: 1},
+			{Metric: "head-check-ms", Header: "head check (ms)", Digits: 2},
+		},
+		Ref: &reference{Header: "Flux, 100 Kustomizations all applied (s)", Metric: "all-live-s", Value: 26, Rows: []string{"bundles=100"},
+			Source: "fluxcd/flux-benchmark RESULTS.md, Flux 2.8/2.9 on a 16-core runner with a 3-node kind cluster and Deployments scaled to 0 (anchors-perf-rel.md §1.2); not this machine"},
+		Growth: &growth{Metric: "noop-cycle-ms", From: "bundles=10", To: "bundles=100", Scale: 10, What: "A no-op cycle"},
+		Note:   "N bundles of 2 apps (a Deployment of 1 replica and a Service each) in one repository, one agent, default --concurrency 4. All live: agent start to the N-th first-promotion commit, on an empty cluster (the simulated kubelet makes pods ready at once; the controller-manager runs at its default 20 QPS). Promote one: median of 3 pushes changing one bundle, push to its promotion commit. No-op cycle: the agent's pass over a new tip that changes no bundle (fetch, checkout, discovery, one diff per bundle), mean of 5, from tandem_sync_duration_seconds{tip=\"new\"}. Head check: a poll of an unchanged remote."},
+}
+
 type result map[string]map[string]float64 // full name → metric → value
 
 func main() {
 	out := flag.String("o", "", "write the report here (default stdout)")
+	elapsed := flag.Duration("elapsed", 0, "wall time of the benchmark run, shown in the header")
 	flag.Parse()
 	res, err := parse(os.Stdin)
 	if err != nil {
@@ -53,7 +134,14 @@ func main() {
 		os.Exit(1)
 	}
 	w := os.Stdout
+	var notes []byte
 	if *out != "" {
+		// The hand-written notes at the end of the report survive a regeneration.
+		if old, err := os.ReadFile(*out); err == nil {
+			if i := bytes.Index(old, []byte("\n"+notesHeading)); i >= 0 {
+				notes = old[i:]
+			}
+		}
 		f, err := os.Create(*out)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "benchreport:", err)
@@ -62,8 +150,12 @@ func main() {
 		defer f.Close()
 		w = f
 	}
-	write(w, res)
+	write(w, res, *elapsed)
+	_, _ = w.Write(notes)
 }
+
+// notesHeading starts the hand-written part of the report, kept as is.
+const notesHeading = "## Notes on the goals"
 
 // parse reads benchmark lines: "BenchmarkX/a/b-2  10  123 ns/op  4.5 objects/s".
 func parse(r io.Reader) (result, error) {
@@ -94,10 +186,14 @@ func parse(r io.Reader) (result, error) {
 	return res, sc.Err()
 }
 
-func write(w io.Writer, res result) {
+func write(w io.Writer, res result, elapsed time.Duration) {
 	host, _ := os.Hostname()
-	fmt.Fprintf(w, "# Benchmarks\n\nGenerated by `make bench` on %s: %d cores, %s memory, %s, host %s.\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), memTotal(), runtime.Version(), host)
+	took := ""
+	if elapsed > 0 {
+		took = fmt.Sprintf(" The benchmarks took %s of wall time.", elapsed.Round(time.Second))
+	}
+	fmt.Fprintf(w, "# Benchmarks\n\nGenerated by `make bench` on %s: %d cores, %s memory, %s, host %s.%s\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), memTotal(), runtime.Version(), host, took)
 	fmt.Fprintf(w, "Every tandem figure has its reference measured in the same run; compare ratios, not absolute times.\n")
 	for _, a := range areas {
 		rows, impls := collect(res, a)
@@ -141,6 +237,77 @@ func write(w io.Writer, res result) {
 				}
 			}
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+		}
+	}
+	for _, t := range figureTables {
+		writeFigures(w, res, t)
+	}
+}
+
+// writeFigures writes one figures table.
+func writeFigures(w io.Writer, res result, t figures) {
+	fmt.Fprintf(w, "\n## %s\n\n%s\n\n", t.Title, t.Note)
+	rows := map[string]map[string]float64{}
+	for name, m := range res {
+		bench, row, _ := strings.Cut(name, "/")
+		if bench != t.Bench {
+			continue
+		}
+		for _, c := range t.Columns {
+			if _, ok := m[c.Metric]; ok {
+				rows[row] = m
+				break
+			}
+		}
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(w, "_Not measured in this run (%s did not run)._\n", t.Bench)
+		return
+	}
+	header := []string{"case"}
+	for _, c := range t.Columns {
+		header = append(header, c.Header)
+	}
+	if t.Ref != nil {
+		header = append(header, t.Ref.Header, "ratio")
+	}
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(header, " | "), strings.Repeat(" --- |", len(header)))
+	for _, row := range sortedKeys(rows) {
+		m := rows[row]
+		cells := []string{row}
+		for _, c := range t.Columns {
+			if v, ok := m[c.Metric]; ok {
+				cells = append(cells, strconv.FormatFloat(v, 'f', c.Digits, 64))
+			} else {
+				cells = append(cells, "–")
+			}
+		}
+		if t.Ref != nil {
+			if len(t.Ref.Rows) > 0 && !slices.Contains(t.Ref.Rows, row) {
+				cells = append(cells, "", "")
+			} else if v, ok := m[t.Ref.Metric]; ok && t.Ref.Value != 0 {
+				cells = append(cells, strconv.FormatFloat(t.Ref.Value, 'f', -1, 64), fmt.Sprintf("%.2fx", v/t.Ref.Value))
+			} else {
+				cells = append(cells, strconv.FormatFloat(t.Ref.Value, 'f', -1, 64), "–")
+			}
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
+	if t.Ref != nil {
+		fmt.Fprintf(w, "\nReference: %s.\n", t.Ref.Source)
+	}
+	if g := t.Growth; g != nil {
+		from, to := rows[g.From][g.Metric], rows[g.To][g.Metric]
+		if from > 0 && to > 0 {
+			r := to / from
+			kind := "better than linear"
+			switch {
+			case r > g.Scale*1.1:
+				kind = "worse than linear"
+			case r >= g.Scale*0.9:
+				kind = "linear"
+			}
+			fmt.Fprintf(w, "\n%s costs %.2fx as much at %s as at %s (%.0fx the bundles): %s.\n", g.What, r, g.To, g.From, g.Scale, kind)
 		}
 	}
 }
