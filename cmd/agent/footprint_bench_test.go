@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -64,6 +65,30 @@ func measureOnce(b *testing.B, measure func(b *testing.B) map[string]float64) {
 	for k, v := range m {
 		b.ReportMetric(v, k)
 	}
+}
+
+var (
+	releaseOnce sync.Once
+	releaseBin  string
+	releaseErr  error
+)
+
+// releaseAgent builds tandem-agent as `make build` ships it (static,
+// -trimpath, -s -w), once per process: footprint is measured on what users run.
+func releaseAgent(b testing.TB) string {
+	b.Helper()
+	releaseOnce.Do(func() {
+		releaseBin = filepath.Join(filepath.Dir(agentBin), "tandem-agent-release")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", releaseBin, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			releaseErr = fmt.Errorf("build the release agent: %v\n%s", err, out)
+		}
+	})
+	if releaseErr != nil {
+		b.Fatal(releaseErr)
+	}
+	return releaseBin
 }
 
 // fleet is one repository holding n bundles under bundles/<prefix>/ and one
@@ -169,7 +194,7 @@ func (f *fleet) start(extra ...string) {
 	args := append([]string{"run", "--repo", "file://" + f.remote, "--kubeconfig", env.Kubeconfig,
 		"--metrics-addr", f.metrics, "--pprof", "--workdir", filepath.Join(f.work, "agent"),
 		"--root", "bundles/" + f.ns, "--log-format", "json"}, extra...)
-	a, err := testenv.StartAgent(agentBin, args, filepath.Join(f.work, "agent.log"))
+	a, err := testenv.StartAgent(releaseAgent(f.t), args, filepath.Join(f.work, "agent.log"))
 	if err != nil {
 		f.t.Fatal(err)
 	}
