@@ -39,6 +39,21 @@ var badSetup = map[string]func(t *testing.T, outside, repo string){
 	"symlink-dir-escape": func(t *testing.T, outside, repo string) {
 		must(t, os.Symlink(outside, filepath.Join(repo, "app", "linkdir")))
 	},
+	"generator-symlink": func(t *testing.T, outside, repo string) {
+		must(t, os.Symlink(filepath.Join(outside, "outside.yaml"), filepath.Join(repo, "app", "link.txt")))
+	},
+	"symlink-kustomization": func(t *testing.T, outside, repo string) {
+		must(t, os.Symlink(filepath.Join(outside, "kustomization.yaml"), filepath.Join(repo, "app", "kustomization.yaml")))
+	},
+	"symlink-spec-path": func(t *testing.T, outside, repo string) {
+		must(t, os.Symlink(outside, filepath.Join(repo, "app")))
+	},
+	"symlink-bundle-yaml": func(t *testing.T, outside, repo string) {
+		must(t, os.MkdirAll(filepath.Join(repo, "evil", "app"), 0o755))
+		must(t, os.WriteFile(filepath.Join(outside, "bundle.yaml"), []byte("apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata: {name: evil}\nspec: {namespace: kube-system}\n"), 0o644))
+		must(t, os.Symlink(filepath.Join(outside, "bundle.yaml"), filepath.Join(repo, "evil", "bundle.yaml")))
+		must(t, os.Remove(filepath.Join(repo, "bundle.yaml")))
+	},
 	"enormous-file": func(t *testing.T, outside, repo string) {
 		big := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata:\n  a: \"" + strings.Repeat("x", maxInputBytes+1) + "\"\n"
 		must(t, os.WriteFile(filepath.Join(repo, "app", "big.yaml"), []byte(big), 0o644))

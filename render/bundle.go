@@ -88,6 +88,9 @@ func validLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) 
 // becomes Bundle.File (Dir is its directory). Unknown fields are errors.
 func ParseBundle(file string, data []byte) (*Bundle, error) {
 	file = filepath.ToSlash(file)
+	if n := yamlDocuments(data); n > 1 {
+		return nil, fmt.Errorf("%s: a second YAML document is not allowed (one Bundle per file, found %d documents)", file, n)
+	}
 	var r rawBundle
 	if err := yaml.UnmarshalStrict(data, &r); err != nil {
 		// Name the field with its full path where the decoder says which one.
@@ -230,6 +233,11 @@ func Discover(repoRoot, root string) ([]*Bundle, error) {
 		if err != nil {
 			return err
 		}
+		if d.Type()&fs.ModeSymlink != 0 {
+			if err := insideRoot(repoRoot, p); err != nil {
+				return fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
+			}
+		}
 		data, err := readLimited(p, maxInputBytes)
 		if err != nil {
 			return fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
@@ -302,6 +310,22 @@ func LoadBundleDir(dir string) (repoRoot string, b *Bundle, err error) {
 		return "", nil, err
 	}
 	return repoRoot, b, nil
+}
+
+// insideRoot refuses p if it resolves (through symlinks) outside repoRoot.
+func insideRoot(repoRoot, p string) error {
+	root, err := filepath.EvalSymlinks(repoRoot)
+	if err != nil {
+		return err
+	}
+	r, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return fmt.Errorf("symlink: %w", err)
+	}
+	if !within(root, r) {
+		return fmt.Errorf("symlink to %s: %w", r, ErrOutsideRoot)
+	}
+	return nil
 }
 
 func readLimited(p string, limit int64) ([]byte, error) {

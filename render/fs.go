@@ -205,6 +205,9 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkYAMLExpansion(data); err != nil {
+		return nil, f.record(fmt.Errorf("%s: %w", f.rel(p), err))
+	}
 	switch filepath.Base(p) {
 	case "kustomization.yaml", "kustomization.yml", "Kustomization":
 		if err := f.vetKustomization(p, data); err != nil {

@@ -133,6 +133,9 @@ func Render(ctx context.Context, b *Bundle, o Options) (*Result, error) {
 		res.Twins = append(res.Twins, twin(u, o.Color, o.Live, o.Commit))
 	}
 	sortObjects(res.Twins)
+	if err := checkTwins(res.Twins, res.Objects, shared); err != nil {
+		return nil, fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err)
+	}
 	return res, nil
 }
 
@@ -265,6 +268,29 @@ func checkDuplicates(lists ...[]*unstructured.Unstructured) error {
 			}
 			seen[id] = true
 		}
+	}
+	return nil
+}
+
+// checkTwins refuses a stable twin whose name is taken by a colored or
+// shared object: applying both would make them overwrite each other.
+func checkTwins(twins []*unstructured.Unstructured, colored, shared []*unstructured.Unstructured) error {
+	id := func(u *unstructured.Unstructured) string {
+		return u.GroupVersionKind().GroupKind().String() + " " + u.GetNamespace() + "/" + u.GetName()
+	}
+	taken := map[string]string{}
+	for _, u := range colored {
+		taken[id(u)] = "a colored object of spec.path"
+	}
+	for _, u := range shared {
+		taken[id(u)] = "an object of spec.shared"
+	}
+	for _, t := range twins {
+		if what, ok := taken[id(t)]; ok {
+			return fmt.Errorf("Service %s/%s: the stable Service of this name conflicts with %s of the same name (rename one, or annotate the colored Service %s: \"false\")",
+				t.GetNamespace(), t.GetName(), what, AnnotationRoute)
+		}
+		taken[id(t)] = "another stable Service"
 	}
 	return nil
 }

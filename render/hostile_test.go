@@ -1,0 +1,116 @@
+package render
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const okBundle = "apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: shop\nspec:\n  namespace: shop\n"
+
+// hostileBundles are bundle.yaml files a hostile or careless commit could
+// carry; each must be refused with an error naming the file and the field.
+var hostileBundles = []struct{ name, in, want string }{
+	{"billion-laughs", okBundle + "  x0: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n  x1: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n  x2: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n  x3: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n  x4: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n  x5: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n  x6: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n  x7: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n  x8: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n", "bundles/shop/bundle.yaml"},
+	{"deeply-nested", okBundle + "  colors: " + strings.Repeat("[", 50000) + strings.Repeat("]", 50000) + "\n", "bundles/shop/bundle.yaml"},
+	{"duplicate-key", okBundle + "  namespace: kube-system\n", "bundles/shop/bundle.yaml"},
+	{"second-document", okBundle + "---\n" + strings.Replace(okBundle, "namespace: shop", "namespace: kube-system", 1), "second YAML document"},
+	{"namespace-traversal", strings.Replace(okBundle, "namespace: shop", "namespace: ../kube-system", 1), "spec.namespace"},
+	{"namespace-underscore", strings.Replace(okBundle, "namespace: shop", "namespace: kube_system", 1), "spec.namespace"},
+	{"name-too-long", strings.Replace(okBundle, "name: shop", "name: "+strings.Repeat("a", 64), 1), "metadata.name"},
+	{"negative-duration", okBundle + "  soak: -5m\n", "spec.soak"},
+	{"zero-health-timeout", okBundle + "  healthTimeout: 0s\n", "spec.healthTimeout"},
+	{"shared-escape", okBundle + "  shared: ../../other\n", "spec.shared"},
+	{"shared-equals-path", okBundle + "  shared: app\n", "spec.shared"},
+	{"empty-file", "", "apiVersion"},
+	{"binary-garbage", "\x00\x01\x02\xff\xfe", "bundles/shop/bundle.yaml"},
+	{"top-level-list", "- apiVersion: tandem.dev/v1alpha1\n", "bundles/shop/bundle.yaml"},
+	{"colors-not-a-list", okBundle + "  colors: blue\n", "bundles/shop/bundle.yaml"},
+	{"unknown-nested-field", okBundle + "  plugins: [exec]\n", `unknown field "spec.plugins"`},
+	{"unknown-metadata-field", strings.Replace(okBundle, "  name: shop", "  name: shop\n  namespace: kube-system", 1), `unknown field "metadata.namespace"`},
+	{"huge-duration", okBundle + "  healthTimeout: 99999999999999h\n", "spec.healthTimeout"},
+}
+
+// TestHostileBundleYAML refuses every hostile bundle.yaml with an error that
+// starts with the file and names the field.
+func TestHostileBundleYAML(t *testing.T) {
+	for _, c := range hostileBundles {
+		t.Run(c.name, func(t *testing.T) {
+			b, err := ParseBundle("bundles/shop/bundle.yaml", []byte(c.in))
+			if err == nil {
+				t.Fatalf("parsed %+v, want an error containing %q", b, c.want)
+			}
+			t.Log(err)
+			if !strings.HasPrefix(err.Error(), "bundles/shop/bundle.yaml") || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("error %q: want it to start with the file and contain %q", err, c.want)
+			}
+		})
+	}
+}
+
+// TestHostileDiscover covers hostile repository layouts: duplicate bundle
+// names, nested bundles, an enormous bundle.yaml and a --root that escapes.
+func TestHostileDiscover(t *testing.T) {
+	cases := []struct {
+		name  string
+		files map[string]string
+		root  string
+		want  string
+	}{
+		{"duplicate-bundle-name", map[string]string{"a/bundle.yaml": okBundle, "b/bundle.yaml": okBundle}, ".", `b/bundle.yaml: metadata.name "shop" is also used by a/bundle.yaml`},
+		{"nested-bundle", map[string]string{"a/bundle.yaml": okBundle, "a/x/bundle.yaml": strings.Replace(okBundle, "name: shop", "name: other", 1)}, ".", "a/x/bundle.yaml: bundle is nested inside the bundle of a/bundle.yaml"},
+		{"enormous-bundle-yaml", map[string]string{"a/bundle.yaml": okBundle + "#" + strings.Repeat("x", maxInputBytes)}, ".", "a/bundle.yaml: file is"},
+		{"root-escape", map[string]string{"a/bundle.yaml": okBundle}, "../..", "root:"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			repo := t.TempDir()
+			for p, data := range c.files {
+				must(t, os.MkdirAll(filepath.Join(repo, filepath.Dir(p), "app"), 0o755))
+				must(t, os.WriteFile(filepath.Join(repo, p), []byte(data), 0o644))
+			}
+			_, err := Discover(repo, c.root)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Discover: %v, want an error containing %q", err, c.want)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+// FuzzParseBundle: ParseBundle never panics or hangs, and what it accepts is
+// valid: DNS labels, two different colors, clean relative paths.
+func FuzzParseBundle(f *testing.F) {
+	f.Add(okBundle)
+	f.Add(okBundle + "  path: app\n  shared: shared\n  colors: [a, b]\n  healthTimeout: 1m\n  soak: 10s\n  scaleDownAfter: never\n  onFailure: hold\n")
+	for _, c := range hostileBundles {
+		if len(c.in) < 4096 {
+			f.Add(c.in)
+		}
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseBundle("bundle.yaml", []byte(s))
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "bundle.yaml") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		sp := b.Spec
+		if !validLabel(b.Name) || !validLabel(sp.Namespace) || !validLabel(sp.Colors[0]) || !validLabel(sp.Colors[1]) || sp.Colors[0] == sp.Colors[1] {
+			t.Fatalf("accepted invalid names: %+v", b)
+		}
+		for _, p := range []string{sp.Path, sp.Shared} {
+			if p == "" && p == sp.Path {
+				t.Fatalf("empty spec.path accepted: %+v", b)
+			}
+			if _, err := cleanRel(p); p != "" && err != nil {
+				t.Fatalf("accepted path %q: %v", p, err)
+			}
+		}
+		if sp.HealthTimeout <= 0 || sp.Soak < 0 || sp.ScaleDownAfter < 0 || (sp.OnFailure != "revert" && sp.OnFailure != "hold") {
+			t.Fatalf("accepted invalid spec: %+v", sp)
+		}
+	})
+}
