@@ -56,8 +56,30 @@ testenv: ## Build the control-plane binaries (cached by version and tools go.sum
 	echo "$$want" > $(TESTENV_BIN)/.complete
 
 .PHONY: test
-test: testenv $(HELM) ## Run every test (-race), against a real control plane and real Git
+test: testenv $(HELM) ## Run every test (-race), against a real control plane and real Git, then fuzz-smoke
 	TANDEM_HELM=$(HELM) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz-smoke
+
+# Go fuzz targets, as package:target. `make test` runs each for FUZZ_SMOKE
+# (about 40 s in all, plus a one-time instrumented build); `make fuzz` runs
+# each for FUZZTIME. New crashers land in <pkg>/testdata/fuzz/<target>/ and
+# then run as regression cases in every plain `go test`.
+FUZZ_TARGETS := ./render:FuzzParseBundle ./promote:FuzzParseRelease ./promote:FuzzParseTrailers \
+                ./gitsync:FuzzWebhook ./gitsync:FuzzParseTrailers
+FUZZ_SMOKE   ?= 5s
+FUZZTIME     ?= 1m
+
+.PHONY: fuzz-smoke
+fuzz-smoke: ## Run every fuzz target briefly (FUZZ_SMOKE each, default 5s); part of make test
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZ_SMOKE)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_SMOKE) $$pkg; done
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 1m): bundle.yaml, release.yaml, webhook, trailers
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 .PHONY: lint
 lint: $(STATICCHECK) ## go vet, gofmt check and staticcheck
