@@ -39,7 +39,9 @@ func newServer(addr string, m *metrics, webhook http.Handler, withPprof bool) *s
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/heap", pprof.Index)
 	}
-	s.srv = &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// A slow or endless request body (a hostile webhook client) cannot hold a
+	// connection: headers within 10s, the whole request within 30s.
+	s.srv = &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, MaxHeaderBytes: 64 << 10}
 	return s
 }
 
