@@ -78,3 +78,47 @@ func yamlDocuments(data []byte) int {
 		n++
 	}
 }
+
+// CheckYAML refuses YAML that a strict single-object parser would mishandle:
+// more than one document (the rest would be silently ignored), a key given
+// twice in one mapping (the last would silently win) or aliases that expand
+// past a million nodes.
+func CheckYAML(data []byte) error {
+	if n := yamlDocuments(data); n > 1 {
+		return fmt.Errorf("a second YAML document is not allowed (found %d documents)", n)
+	}
+	if err := checkYAMLExpansion(data); err != nil {
+		return err
+	}
+	var doc kyaml.Node
+	if err := kyaml.NewDecoder(bytes.NewReader(data)).Decode(&doc); err != nil {
+		return nil // empty, or a syntax error the real parser reports
+	}
+	return duplicateKey(&doc, 0)
+}
+
+// duplicateKey reports the first mapping key that appears twice.
+func duplicateKey(n *kyaml.Node, depth int) error {
+	if n == nil || depth > 10_000 || n.Kind == kyaml.AliasNode {
+		return nil
+	}
+	if n.Kind == kyaml.MappingNode {
+		seen := map[string]bool{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i]
+			if k.Kind != kyaml.ScalarNode || k.Value == "<<" {
+				continue
+			}
+			if seen[k.Value] {
+				return fmt.Errorf("line %d: key %q appears twice", k.Line, k.Value)
+			}
+			seen[k.Value] = true
+		}
+	}
+	for _, c := range n.Content {
+		if err := duplicateKey(c, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
