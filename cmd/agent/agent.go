@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
 	"os"
@@ -167,6 +169,10 @@ func (a *agent) sync(ctx context.Context) error {
 // files (other than release.yaml) differ from those it last saw.
 func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) {
 	log := a.log.With().Str("bundle", b.Name).Str("commit", short(snap.Commit)).Logger()
+	if err := vetRelease(snap.Dir, b); err != nil {
+		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
+		return
+	}
 	run, err := a.runFor(ctx, snap, b)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the bundle's driver")
@@ -252,6 +258,38 @@ func (a *agent) changedPaths(ctx context.Context, from, to string) ([]string, er
 	}
 	a.diffs.from[from] = p
 	return p, nil
+}
+
+// maxReleaseBytes bounds release.yaml; the agent's own stays far below.
+const maxReleaseBytes = 1 << 20
+
+// vetRelease refuses a release.yaml that is not a plain file of the checkout:
+// a symlink (to /dev/zero, a credential file, anything outside the
+// repository), a directory, an oversized file or several YAML documents.
+// Without this check it would be read unbounded on a driver's first start.
+func vetRelease(dir string, b *render.Bundle) error {
+	file := path.Join(b.Dir, releaseFile)
+	fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(file)))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: must be a regular file, not %s", file, fi.Mode().Type())
+	}
+	if fi.Size() > maxReleaseBytes {
+		return fmt.Errorf("%s: file is %d bytes, larger than the %d byte limit", file, fi.Size(), maxReleaseBytes)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if err := render.CheckYAML(data); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
 }
 
 // prune removes checkouts of tips older than keep.

@@ -35,7 +35,11 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rels []promote.Release
 	var errs []error
 	for _, b := range bundles {
-		rel, err := readRelease(positional[0], b)
+		err := vetRelease(positional[0], b)
+		var rel *promote.Release
+		if err == nil {
+			rel, err = readRelease(positional[0], b)
+		}
 		switch {
 		case err != nil:
 			errs = append(errs, err)
