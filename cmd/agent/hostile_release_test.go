@@ -32,6 +32,7 @@ func TestHostileReleaseFile(t *testing.T) {
 		{"unknown-color-entry", goodRelease + "  purple: {commit: \"1\"}\n", "", false, `colors: "purple" is not one of the bundle's colors`},
 		{"unknown-field", goodRelease + "hooks: [rm -rf]\n", "", false, "hooks"},
 		{"wrong-apiversion", strings.Replace(goodRelease, "tandem.dev/v1alpha1", "v1", 1), "", false, "apiVersion"},
+		{"other-bundle", strings.Replace(goodRelease, "bundle: shop", "bundle: other", 1), "", false, `bundle: "other" is not this bundle`},
 		{"wrong-kind", strings.Replace(goodRelease, "kind: Release", "kind: Bundle", 1), "", false, "kind"},
 		{"duplicate-key", goodRelease + "live: green\n", "", false, `key "live" appears twice`},
 		{"second-document", goodRelease + "---\n" + strings.Replace(goodRelease, "live: blue", "live: green", 1), "", false, "second YAML document"},
