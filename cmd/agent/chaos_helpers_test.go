@@ -1,0 +1,309 @@
+package main
+
+// Helpers for the chaos tests (crashes, outages, races): reading the agent's
+// JSON log as events, hooks on the bare remote, and the invariants that must
+// hold after every crash.
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tandem-gitops/tandem/promote"
+	"github.com/tandem-gitops/tandem/testenv"
+)
+
+// logEvent is one JSON line of the agent's log.
+type logEvent map[string]any
+
+func (e logEvent) str(k string) string {
+	s, _ := e[k].(string)
+	return s
+}
+
+// events parses every JSON line of the agent's log so far.
+func (s *scenario) events() []logEvent {
+	data, err := os.ReadFile(s.agent.Log)
+	if err != nil {
+		return nil
+	}
+	var out []logEvent
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		var e logEvent
+		if json.Unmarshal(sc.Bytes(), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// phaseOf matches an event of the given phase about commit (short or full; "" for any).
+func phaseOf(phase, commit string, ok bool) func(logEvent) bool {
+	return func(e logEvent) bool {
+		if e.str("phase") != phase || (commit != "" && e.str("commit") != short(commit)) {
+			return false
+		}
+		return ok == (e.str("error") == "")
+	}
+}
+
+// waitEvent polls the agent's log until an event matches, and returns it.
+func (s *scenario) waitEvent(what string, timeout time.Duration, match func(logEvent) bool) logEvent {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		for _, e := range s.events() {
+			if match(e) {
+				return e
+			}
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no %s in the agent log after %s\n%s", what, timeout, s.agent.LogTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// hasEvent reports whether the agent's log has an event matching.
+func (s *scenario) hasEvent(match func(logEvent) bool) bool {
+	for _, e := range s.events() {
+		if match(e) {
+			return true
+		}
+	}
+	return false
+}
+
+// slowHook installs a pre-receive or post-receive hook that touches marker,
+// then sleeps before letting the push go on. pre-receive holds the push
+// before the branch moves; post-receive after it moved, before the pusher
+// hears back.
+func (s *scenario) slowHook(kind, marker string, sleep time.Duration) {
+	s.t.Helper()
+	script := fmt.Sprintf("#!/bin/sh\ncat >/dev/null\ntouch %q\nsleep %s\nexit 0\n", marker, strconv.FormatFloat(sleep.Seconds(), 'f', 2, 64))
+	if err := os.WriteFile(filepath.Join(s.remote, "hooks", kind), []byte(script), 0o755); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// removeHooks removes every hook slowHook or rejectPushes installed.
+func (s *scenario) removeHooks() {
+	s.t.Helper()
+	for _, kind := range []string{"pre-receive", "post-receive"} {
+		if err := os.Remove(filepath.Join(s.remote, "hooks", kind)); err != nil && !os.IsNotExist(err) {
+			s.t.Fatal(err)
+		}
+	}
+}
+
+// waitFile waits until path exists.
+func (s *scenario) waitFile(path string, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s did not appear in %s (the agent never pushed)\n%s", path, timeout, s.agent.LogTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitOutcome waits until the branch has an agent commit (promoted or
+// reverted) for candidate and returns the agent commits, newest first.
+func (s *scenario) waitOutcome(candidate string, timeout time.Duration) []testenv.TrailerCommit {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		commits, err := testenv.AgentCommits(s.ctx, s.remote, "main")
+		if err == nil && countResults(commits, "promoted", candidate)+countResults(commits, "reverted", candidate) > 0 {
+			return commits
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("no promotion or revert of %s after %s (err %v)\n%s", short(candidate), timeout, err, s.agent.LogTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ledger is what a chaos test pushed and expects: every human commit, and
+// for each candidate the result it must end with.
+type ledger struct {
+	humans     []string          // every commit a human pushed
+	candidates []string          // commits that changed the bundle, in order
+	expect     map[string]string // candidate → promoted | reverted
+}
+
+func newLedger() *ledger { return &ledger{expect: map[string]string{}} }
+
+func (l *ledger) candidate(commit, result string) {
+	l.humans = append(l.humans, commit)
+	l.candidates = append(l.candidates, commit)
+	l.expect[commit] = result
+}
+
+// invariants checks, after the agent settled, what must hold after any
+// crash: the stable twins all select one color, never empty, whose
+// workloads are healthy; release.yaml on the branch records that color as
+// live; each candidate has exactly one promotion or revert commit, of the
+// expected kind; every human commit is still on the branch. It returns the
+// live color.
+func (s *scenario) invariants(l *ledger, apps ...string) string {
+	s.t.Helper()
+	sel := s.selectors()
+	if len(sel) != len(apps) {
+		s.t.Fatalf("stable Services %v, want one per app %v", sel, apps)
+	}
+	live := sel[apps[0]]
+	for _, a := range apps {
+		if sel[a] == "" || sel[a] != live {
+			s.t.Fatalf("stable Services select %v: empty or mixed", sel)
+		}
+	}
+	for _, a := range apps {
+		name := a + "-" + live
+		d, err := s.cs.AppsV1().Deployments(s.ns).Get(s.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			s.t.Fatalf("live color %s: Deployment %s: %v", live, name, err)
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		st := d.Status
+		if want == 0 || st.ObservedGeneration < d.Generation || st.UpdatedReplicas != want || st.ReadyReplicas != want || st.AvailableReplicas != want {
+			s.t.Fatalf("stable Services select %s but Deployment %s is not healthy: replicas %d, status %+v", live, name, want, st)
+		}
+	}
+	file := "bundles/" + s.ns + "/release.yaml"
+	data := s.git(s.remote, "show", "main:"+file)
+	rel, err := promote.ParseRelease(file, []byte(data), [2]string{"blue", "green"})
+	if err != nil {
+		s.t.Fatalf("release.yaml on the branch: %v", err)
+	}
+	if rel.Live != live {
+		s.t.Fatalf("release.yaml records live %q, the stable Services select %q:\n%s", rel.Live, live, data)
+	}
+	commits, err := testenv.AgentCommits(s.ctx, s.remote, "main")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, c := range l.candidates {
+		p, r := countResults(commits, "promoted", c), countResults(commits, "reverted", c)
+		if p+r != 1 {
+			s.t.Fatalf("candidate %s has %d promotion and %d revert commits, want exactly one in all", short(c), p, r)
+		}
+		if got := map[bool]string{true: "promoted", false: "reverted"}[p == 1]; got != l.expect[c] {
+			s.t.Fatalf("candidate %s was %s, want %s", short(c), got, l.expect[c])
+		}
+	}
+	if last := l.candidates[len(l.candidates)-1]; l.expect[last] == "promoted" && rel.Colors[live].Commit != last {
+		s.t.Fatalf("release.yaml: live %s runs %s, want the last promoted candidate %s", live, short(rel.Colors[live].Commit), short(last))
+	}
+	for _, h := range l.humans {
+		if _, err := testenv.Git(s.ctx, s.remote, "merge-base", "--is-ancestor", h, "main"); err != nil {
+			s.t.Fatalf("human commit %s is no longer on the branch: %v", short(h), err)
+		}
+	}
+	return live
+}
+
+// chaosSeed is the seed of the random timings: $TANDEM_CHAOS_SEED to replay
+// a run, else the clock. Tests log it.
+func chaosSeed() uint64 {
+	if v := os.Getenv("TANDEM_CHAOS_SEED"); v != "" {
+		if n, err := strconv.ParseUint(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return uint64(time.Now().UnixNano())
+}
+
+// lockedRand is a seeded source safe for the parallel phases.
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.Rand
+}
+
+func newLockedRand(seed uint64) *lockedRand {
+	return &lockedRand{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+}
+
+// upTo returns a random duration in [0, d).
+func (l *lockedRand) upTo(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Duration(l.r.Int64N(int64(d)))
+}
+
+// freeAddr returns a free 127.0.0.1:port for the agent's --metrics-addr.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// metric returns the sum of the samples of a counter on the agent's
+// /metrics whose label set contains labels (e.g. `dependency="git"`).
+func metric(t testing.TB, addr, name, labels string) float64 {
+	t.Helper()
+	out, err := httpGet("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	var sum float64
+	for _, line := range strings.Split(out, "\n") {
+		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, labels) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// httpGet returns the body of a GET to url (a 2s timeout).
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return string(body), nil
+}
