@@ -65,6 +65,12 @@ type Options struct {
 	// EndpointsTimeout bounds Flip's wait for EndpointSlices when ctx has no
 	// earlier deadline (default DefaultEndpointsTimeout).
 	EndpointsTimeout time.Duration
+	// OnUnreachable, when set, is called once each time a wait (WaitHealthy,
+	// Flip's wait for EndpointSlices) starts to meet an unreachable API
+	// server, with what was being done and the error. The wait rides a short
+	// outage out (WaitOptions.UnreachableGrace) without returning an error;
+	// this lets the caller report the outage all the same.
+	OnUnreachable func(op string, err error)
 }
 
 func (o *Options) defaults() error {

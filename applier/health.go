@@ -265,6 +265,7 @@ func (a *Applier) WaitHealthy(ctx context.Context, objs []*unstructured.Unstruct
 			return rep, &HealthError{TimedOut: true, Failures: append(failed, notReady...), Report: rep}
 		case ev := <-events:
 			c.apply(ev, time.Now())
+			a.reportOutage("wait for health", c, time.Now())
 		case <-tick.C:
 		}
 		now := time.Now()

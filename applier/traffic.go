@@ -242,6 +242,7 @@ func (a *Applier) waitEndpoints(ctx context.Context, ns string, ts []*twin, colo
 			return fmt.Errorf("EndpointSlices not switched to %s after %s: %s", color, time.Since(start).Round(time.Second), strings.Join(pending, "; "))
 		case ev := <-events:
 			c.apply(ev, time.Now())
+			a.reportOutage("wait for EndpointSlices", c, time.Now())
 		}
 		if !c.allSynced() {
 			continue

@@ -108,6 +108,7 @@ type cache struct {
 	synced []bool
 	errs   []error
 	since  []time.Time // when the current run of list errors began
+	told   bool        // the current outage was reported (see outage)
 }
 
 func newCache(n int) *cache {
@@ -161,4 +162,26 @@ func (c *cache) failing(now time.Time) (time.Duration, error) {
 		}
 	}
 	return d, err
+}
+
+// outage returns the error of an API server that became unreachable since
+// the sources were last all healthy, once per outage; otherwise nil.
+func (c *cache) outage(now time.Time) error {
+	_, err := c.failing(now)
+	switch {
+	case err == nil:
+		c.told = false
+		return nil
+	case c.told || !IsTransient(err):
+		return nil
+	}
+	c.told = true
+	return err
+}
+
+// reportOutage tells Options.OnUnreachable about a new outage seen by c.
+func (a *Applier) reportOutage(op string, c *cache, now time.Time) {
+	if err := c.outage(now); err != nil && a.opts.OnUnreachable != nil {
+		a.opts.OnUnreachable(op, err)
+	}
 }

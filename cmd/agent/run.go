@@ -48,12 +48,15 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cluster, err := applier.New(restCfg, applier.Options{})
+	m := newMetrics()
+	cluster, err := applier.New(restCfg, applier.Options{OnUnreachable: func(op string, err error) {
+		// A wait rides a short API server outage out; say so all the same.
+		m.transient.WithLabelValues("cluster").Inc()
+		log.Warn().Str("dependency", "cluster").Str("op", op).Err(err).Msg("api server unreachable; waiting for it, not failing the release")
+	}})
 	if err != nil {
 		return err
 	}
-
-	m := newMetrics()
 	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
 	if c.MetricsAddr != "" {
