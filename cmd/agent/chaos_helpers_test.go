@@ -168,7 +168,14 @@ func (l *ledger) candidate(commit, result string) {
 // live color.
 func (s *scenario) invariants(l *ledger, apps ...string) string {
 	s.t.Helper()
-	sel := s.selectors()
+	return s.invariantsIn(s.ns, l, apps...)
+}
+
+// invariantsIn is invariants for the bundle (and namespace) ns of the
+// remote; the ledger's candidates are those of that bundle.
+func (s *scenario) invariantsIn(ns string, l *ledger, apps ...string) string {
+	s.t.Helper()
+	sel := s.selectorsIn(ns)
 	if len(sel) != len(apps) {
 		s.t.Fatalf("stable Services %v, want one per app %v", sel, apps)
 	}
@@ -180,7 +187,7 @@ func (s *scenario) invariants(l *ledger, apps ...string) string {
 	}
 	for _, a := range apps {
 		name := a + "-" + live
-		d, err := s.cs.AppsV1().Deployments(s.ns).Get(s.ctx, name, metav1.GetOptions{})
+		d, err := s.cs.AppsV1().Deployments(ns).Get(s.ctx, name, metav1.GetOptions{})
 		if err != nil {
 			s.t.Fatalf("live color %s: Deployment %s: %v", live, name, err)
 		}
@@ -193,7 +200,7 @@ func (s *scenario) invariants(l *ledger, apps ...string) string {
 			s.t.Fatalf("stable Services select %s but Deployment %s is not healthy: replicas %d, status %+v", live, name, want, st)
 		}
 	}
-	file := "bundles/" + s.ns + "/release.yaml"
+	file := "bundles/" + ns + "/release.yaml"
 	data := s.git(s.remote, "show", "main:"+file)
 	rel, err := promote.ParseRelease(file, []byte(data), [2]string{"blue", "green"})
 	if err != nil {
@@ -202,14 +209,11 @@ func (s *scenario) invariants(l *ledger, apps ...string) string {
 	if rel.Live != live {
 		s.t.Fatalf("release.yaml records live %q, the stable Services select %q:\n%s", rel.Live, live, data)
 	}
-	commits, err := testenv.AgentCommits(s.ctx, s.remote, "main")
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	commits := s.bundleCommits(ns)
 	for _, c := range l.candidates {
 		p, r := countResults(commits, "promoted", c), countResults(commits, "reverted", c)
 		if p+r != 1 {
-			s.t.Fatalf("candidate %s has %d promotion and %d revert commits, want exactly one in all", short(c), p, r)
+			s.t.Fatalf("bundle %s: candidate %s has %d promotion and %d revert commits, want exactly one in all", ns, short(c), p, r)
 		}
 		if got := map[bool]string{true: "promoted", false: "reverted"}[p == 1]; got != l.expect[c] {
 			s.t.Fatalf("candidate %s was %s, want %s", short(c), got, l.expect[c])
@@ -306,4 +310,30 @@ func httpGet(url string) (string, error) {
 		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(body), nil
+}
+
+// selectorsIn returns the color each stable Service of bundle ns selects.
+func (s *scenario) selectorsIn(ns string) map[string]string {
+	s.t.Helper()
+	list, err := s.cs.CoreV1().Services(ns).List(s.ctx, metav1.ListOptions{LabelSelector: "tandem.dev/bundle=" + ns + ",!tandem.dev/color"})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, svc := range list.Items {
+		out[svc.Name] = svc.Spec.Selector["tandem.dev/color"]
+	}
+	return out
+}
+
+// bundleCommits lists the agent commits of the branch for bundle, newest first.
+func (s *scenario) bundleCommits(bundle string) []testenv.TrailerCommit {
+	s.t.Helper()
+	var out []testenv.TrailerCommit
+	for _, c := range s.agentCommits() {
+		if c.Trailers["Tandem-Bundle"] == bundle {
+			out = append(out, c)
+		}
+	}
+	return out
 }
