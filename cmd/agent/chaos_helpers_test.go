@@ -9,14 +9,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -261,57 +258,6 @@ func (l *lockedRand) upTo(d time.Duration) time.Duration {
 	return time.Duration(l.r.Int64N(int64(d)))
 }
 
-// freeAddr returns a free 127.0.0.1:port for the agent's --metrics-addr.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// metric returns the sum of the samples of a counter on the agent's
-// /metrics whose label set contains labels (e.g. `dependency="git"`).
-func metric(t testing.TB, addr, name, labels string) float64 {
-	t.Helper()
-	out, err := httpGet("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatalf("GET /metrics: %v", err)
-	}
-	var sum float64
-	for _, line := range strings.Split(out, "\n") {
-		if !strings.HasPrefix(line, name+"{") || !strings.Contains(line, labels) {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			sum += v
-		}
-	}
-	return sum
-}
-
-// httpGet returns the body of a GET to url (a 2s timeout).
-func httpGet(url string) (string, error) {
-	c := &http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(url)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return string(body), nil
-}
-
 // selectorsIn returns the color each stable Service of bundle ns selects.
 func (s *scenario) selectorsIn(ns string) map[string]string {
 	s.t.Helper()
@@ -336,4 +282,16 @@ func (s *scenario) bundleCommits(bundle string) []testenv.TrailerCommit {
 		}
 	}
 	return out
+}
+
+// transientErrors reads tandem_transient_errors_total{dependency=dep} from
+// the agent's /metrics at base (0 when the series does not exist yet).
+func transientErrors(t *testing.T, base, dep string) float64 {
+	t.Helper()
+	code, body := httpGet(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("GET %s/metrics: %d", base, code)
+	}
+	v, _ := metric(body, "tandem_transient_errors_total", "dependency="+dep)
+	return v
 }

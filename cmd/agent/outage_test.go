@@ -50,8 +50,8 @@ func TestOutage(t *testing.T) {
 	s.ctx, s.cs = ctx, cs
 	l := newLedger()
 	l.candidate(s.git(s.clone, "rev-parse", "HEAD"), "promoted")
-	addr := freeAddr(t)
-	s.start("--kubeconfig", oe.Kubeconfig, "--metrics-addr", addr)
+	s.start("--kubeconfig", oe.Kubeconfig)
+	base := metricsURL(t, s.agent)
 	s.waitOutcome(l.candidates[0], 2*time.Minute)
 	s.invariants(l, apps...)
 
@@ -133,7 +133,7 @@ func TestOutage(t *testing.T) {
 			defer func() { s.t = outer }()
 			before := map[string]float64{}
 			for _, dep := range []string{"cluster", "git"} {
-				before[dep] = metric(t, addr, "tandem_transient_errors_total", `dependency="`+dep+`"`)
+				before[dep] = transientErrors(t, base, dep)
 			}
 			mark := len(s.events())
 			image := fmt.Sprintf("example/server:outage%d", i+1)
@@ -151,7 +151,7 @@ func TestOutage(t *testing.T) {
 			felt := tc.felt(cand, mark)
 			var grew []string
 			for _, dep := range []string{"cluster", "git"} {
-				if after := metric(t, addr, "tandem_transient_errors_total", `dependency="`+dep+`"`); after > before[dep] {
+				if after := transientErrors(t, base, dep); after > before[dep] {
 					grew = append(grew, fmt.Sprintf("%s +%.0f", dep, after-before[dep]))
 				}
 			}
