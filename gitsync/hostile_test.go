@@ -1,6 +1,7 @@
 package gitsync
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -163,4 +165,70 @@ func FuzzParseTrailers(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestHostileTrees checks out commits whose trees were crafted by hand (git
+// mktree accepts them; git fsck and Git hosts would not): nothing is written
+// outside the checkout and the error names the path.
+func TestHostileTrees(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		tree func(g func(stdin string, args ...string) string, outside string) string
+		want string
+	}{
+		{"symlink-then-file-through-it", func(g func(string, ...string) string, outside string) string {
+			link := g(outside, "hash-object", "-w", "--stdin")
+			evil := g("pwned\n", "hash-object", "-w", "--stdin")
+			sub := g("100644 blob "+evil+"\tevil\n", "mktree")
+			return g("120000 blob "+link+"\ta\n040000 tree "+sub+"\ta\n", "mktree")
+		}, `path "a/evil" goes through the symlink "a"`},
+		{"symlink-then-file-same-name", func(g func(string, ...string) string, outside string) string {
+			link := g(outside+"/evil", "hash-object", "-w", "--stdin")
+			evil := g("pwned\n", "hash-object", "-w", "--stdin")
+			return g("120000 blob "+link+"\tx\n100644 blob "+evil+"\tx\n", "mktree")
+		}, `path "x" appears twice in the tree`},
+		{"dotdot-directory", func(g func(string, ...string) string, outside string) string {
+			evil := g("pwned\n", "hash-object", "-w", "--stdin")
+			sub := g("100644 blob "+evil+"\tevil\n", "mktree")
+			return g("040000 tree "+sub+"\t..\n", "mktree")
+		}, `invalid path ".."`},
+		{"dotgit-directory", func(g func(string, ...string) string, outside string) string {
+			evil := g("#!/bin/sh\ntouch "+outside+"/evil\n", "hash-object", "-w", "--stdin")
+			hooks := g("100755 blob "+evil+"\tpost-checkout\n", "mktree")
+			sub := g("040000 tree "+hooks+"\thooks\n", "mktree")
+			return g("040000 tree "+sub+"\t.git\n", "mktree")
+		}, `invalid path component: ".git"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			rem, seed := newRemote(t)
+			outside := t.TempDir()
+			g := func(stdin string, args ...string) string {
+				t.Helper()
+				cmd := exec.Command("git", args...)
+				cmd.Dir = rem.Path
+				cmd.Stdin = strings.NewReader(stdin)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("git %v: %v\n%s", args, err, out)
+				}
+				return strings.TrimSpace(string(out))
+			}
+			commit := g("", "commit-tree", tc.tree(g, outside), "-p", seed, "-m", "hostile tree")
+			g("", "update-ref", "refs/heads/main", commit)
+			r := open(t, rem.Path)
+			p, err := r.Poll(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = r.Checkout(ctx, p.Tip, filepath.Join(t.TempDir(), "co"))
+			if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+				t.Fatalf("the checkout wrote %s outside its directory (err %v)", entries[0].Name(), err)
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Checkout: %v, want an error containing %q", err, tc.want)
+			}
+			t.Log(err)
+		})
+	}
 }

@@ -244,12 +244,16 @@ func (r *Repo) Checkout(ctx context.Context, commit, dir string) (Snapshot, erro
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return Snapshot{}, fmt.Errorf("checkout %s: %w", dir, err)
 	}
+	seen := map[string]bool{}
 	err = tree.Files().ForEach(func(f *object.File) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if strings.Contains(f.Name, "..") && hasDotDot(f.Name) {
 			return fmt.Errorf("path %q escapes the tree", f.Name)
+		}
+		if err := vetTreePath(dir, f.Name, seen); err != nil {
+			return err
 		}
 		full := filepath.Join(dir, filepath.FromSlash(f.Name))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -288,6 +292,32 @@ func (r *Repo) Checkout(ctx context.Context, commit, dir string) (Snapshot, erro
 		return Snapshot{}, fmt.Errorf("checkout %s into %s: %w", commit, dir, err)
 	}
 	return Snapshot{Commit: c.Hash.String(), Dir: dir}, nil
+}
+
+// vetTreePath refuses what only a hand-crafted tree holds (git fsck and every
+// Git host reject it): a path given twice (a symlink "a" and a file "a" would
+// write through the link), a path under a symlink the checkout already wrote
+// ("a" -> /elsewhere and "a/x" would write /elsewhere/x), and ".git" components.
+func vetTreePath(dir, name string, seen map[string]bool) error {
+	if seen[name] {
+		return fmt.Errorf("path %q appears twice in the tree", name)
+	}
+	seen[name] = true
+	parts := strings.Split(name, "/")
+	for i, part := range parts {
+		if strings.EqualFold(part, ".git") {
+			return fmt.Errorf("path %q has a .git component", name)
+		}
+		if i == len(parts)-1 {
+			break
+		}
+		prefix := strings.Join(parts[:i+1], "/")
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(prefix)))
+		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("path %q goes through the symlink %q", name, prefix)
+		}
+	}
+	return nil
 }
 
 func hasDotDot(p string) bool {
