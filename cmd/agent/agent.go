@@ -36,6 +36,7 @@ type agent struct {
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
 	tip     string                // last tip rendered
+	settled []settledBundle       // the bundles of the last full pass if all were handled; nil: none
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
 	diffs   diffCache
@@ -144,12 +145,27 @@ func (a *agent) sync(ctx context.Context) error {
 		return nil
 	}
 	defer func() { a.m.sync.WithLabelValues("new").Observe(time.Since(start).Seconds()) }()
+	if a.settled != nil && a.touchesNoBundle(ctx, poll.Tip) {
+		// Nothing for any bundle (a README, another tool's files, the
+		// agent's own release.yaml commits): what offer would do for each
+		// bundle, without checking out the whole tree.
+		a.mu.Lock()
+		for _, sb := range a.settled {
+			if run, ok := a.bundles[sb.name]; ok {
+				run.seen = poll.Tip
+			}
+		}
+		a.mu.Unlock()
+		a.tip = poll.Tip
+		return nil
+	}
 	log := a.log.With().Str("commit", short(poll.Tip)).Logger()
 	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {
 		return err
 	}
 	a.prune(poll.Tip)
+	a.settled = nil
 	bundles, err := render.Discover(snap.Dir, a.cfg.Root)
 	if err != nil {
 		// A broken bundle.yaml layout is the repository's problem, not a
@@ -158,42 +174,76 @@ func (a *agent) sync(ctx context.Context) error {
 		a.tip = poll.Tip
 		return nil
 	}
+	ok := true
+	settled := []settledBundle{}
 	for _, b := range bundles {
-		a.offer(ctx, snap, b)
+		ok = a.offer(ctx, snap, b) && ok
+		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/")})
+	}
+	if ok {
+		a.settled = settled
 	}
 	a.tip = poll.Tip
 	return nil
 }
 
+// settledBundle is a bundle of the last full pass.
+type settledBundle struct{ name, dir string }
+
+// touchesNoBundle reports whether tip differs from the last tip only in
+// paths that concern no bundle: outside every bundle directory of the last
+// full pass, or a bundle's release.yaml, and no bundle.yaml anywhere. After a
+// full pass in which every bundle was handled, each bundle has seen the last
+// tip, so such a tip is no candidate for any of them. Any error: full pass.
+func (a *agent) touchesNoBundle(ctx context.Context, tip string) bool {
+	paths, err := a.changedPaths(ctx, a.tip, tip)
+	if err != nil {
+		return false
+	}
+	for _, p := range paths {
+		if path.Base(p) == "bundle.yaml" {
+			return false
+		}
+		for _, sb := range a.settled {
+			if strings.HasPrefix(p, sb.dir+"/") && p != sb.dir+"/"+releaseFile {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // offer starts b's driver on first sight, and gives it a candidate when b's
 // files (other than release.yaml) differ from those it last saw.
-func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) {
+// It reports false when it could not (the next new tip gets a full pass).
+func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
 	log := a.log.With().Str("bundle", b.Name).Str("commit", short(snap.Commit)).Logger()
 	if err := vetRelease(snap.Dir, b); err != nil {
 		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
-		return
+		return false // a fix may touch release.yaml only: no skipping passes until then
 	}
 	run, err := a.runFor(ctx, snap, b)
 	if err != nil {
 		log.Error().Err(err).Msg("cannot start the bundle's driver")
-		return
+		return false
 	}
 	if run.seen != "" {
 		changed, err := a.bundleChanged(ctx, b, run.seen, snap.Commit)
 		if err != nil {
 			log.Error().Err(err).Msg("cannot diff the bundle; will retry on the next poll")
-			return
+			return false
 		}
 		if !changed || a.onlyAgentCommits(ctx, run.seen, snap.Commit) {
 			// The agent's own commits (a revert restores what is live) are
 			// never candidates.
 			run.seen = snap.Commit
-			return
+			return true
 		}
 	}
 	cand := a.candidate(ctx, snap, b, run.seen)
 	run.seen = snap.Commit
 	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
+	return true
 }
 
 // onlyAgentCommits reports whether every commit in (from, to] is the

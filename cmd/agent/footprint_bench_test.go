@@ -140,7 +140,7 @@ func twoApps(name string) map[string]string {
 }
 
 // newFleet makes a remote with n bundles; files gives each bundle's app/ files.
-func newFleet(b *testing.B, n int, files func(name string) map[string]string) *fleet {
+func newFleet(b testing.TB, n int, files func(name string) map[string]string) *fleet {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	b.Cleanup(cancel)
