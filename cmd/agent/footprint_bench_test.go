@@ -450,6 +450,7 @@ func BenchmarkFleet(b *testing.B) {
 		b.Run(fmt.Sprintf("bundles=%d", n), func(b *testing.B) {
 			measureOnce(b, func(b *testing.B) map[string]float64 {
 				m := map[string]float64{}
+				releaseAgent(b) // built before the clock starts
 				f := newFleet(b, n, twoApps)
 				start := time.Now()
 				f.start()
@@ -468,14 +469,14 @@ func BenchmarkFleet(b *testing.B) {
 	}
 }
 
-// BenchmarkPollGrowth runs an agent on 10 bundles with --interval 50ms
+// BenchmarkPollGrowth runs an agent on 10 bundles with --interval 20ms
 // against a remote that does not change, and compares its Go heap (after a
 // forced GC) and resident memory before and after 1,000 polls.
 func BenchmarkPollGrowth(b *testing.B) {
 	b.Run("bundles=10/polls=1000", func(b *testing.B) {
 		measureOnce(b, func(b *testing.B) map[string]float64 {
 			f := newFleet(b, 10, twoApps)
-			f.start("--interval", "50ms")
+			f.start("--interval", "20ms")
 			f.waitLive(5 * time.Minute)
 			f.settle(3 * time.Second)
 			waitPolls := func(n float64) {
