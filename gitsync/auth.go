@@ -46,7 +46,8 @@ func urlKind(raw string) (kind, error) {
 		return 0, errors.New("git url: empty")
 	}
 	if strings.Contains(raw, "::") {
-		return 0, fmt.Errorf("git url %s: transport helpers are refused", Redact(raw))
+		helper, _, _ := strings.Cut(raw, "::")
+		return 0, fmt.Errorf("git url %s::...: transport helpers are refused", redactRefused(helper))
 	}
 	if strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "./") || strings.HasPrefix(raw, "../") {
 		return kindLocal, nil
@@ -72,7 +73,19 @@ func urlKind(raw string) (kind, error) {
 	if scpLike.MatchString(raw) && !strings.Contains(raw, "://") {
 		return kindSSH, nil
 	}
-	return 0, fmt.Errorf("git url %s: unrecognised form (use https://, ssh://, user@host:path or a local path)", Redact(raw))
+	return 0, fmt.Errorf("git url %s: unrecognised form (use https://, ssh://, user@host:path or a local path)", redactRefused(raw))
+}
+
+// redactRefused shows a URL that could not be parsed: everything up to the
+// last "@" may be credentials written in a form Redact does not recognise.
+func redactRefused(raw string) string {
+	if i := strings.LastIndex(raw, "@"); i >= 0 {
+		return "***" + raw[i:]
+	}
+	if len(raw) > 40 {
+		return raw[:12] + "..."
+	}
+	return raw
 }
 
 func checkURL(raw string) error { _, err := urlKind(raw); return err }

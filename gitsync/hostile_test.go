@@ -232,3 +232,24 @@ func TestHostileTrees(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedURLNeverEchoesCredentials: a URL gitsync refuses is shown in the
+// error without anything that may be a credential.
+func TestRefusedURLNeverEchoesCredentials(t *testing.T) {
+	const tok = "SENTINEL-url-5e1f"
+	for _, u := range []string{
+		"ext::sh -c " + tok,
+		"https//git:" + tok + "@example.com/r.git",
+		"ftp://git:" + tok + "@example.com/r.git",
+		"http://git:" + tok + "@example.com/r.git",
+	} {
+		err := checkURL(u)
+		if err == nil {
+			t.Errorf("%q accepted", u)
+			continue
+		}
+		if strings.Contains(err.Error(), tok) {
+			t.Errorf("error for a refused URL leaks the credential: %v", err)
+		}
+	}
+}
