@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -347,5 +348,56 @@ func TestHostileWebhookRequests(t *testing.T) {
 	want(t, c, "promoted")
 	if c.Trailers["Tandem-Source"] != v2 {
 		t.Fatalf("the signed webhook promoted %s, want %s", c.Trailers["Tandem-Source"], v2)
+	}
+}
+
+// TestHostileGitTree pushes a commit whose tree was crafted by hand: next to
+// the bundle, a symlink "x" to a directory outside and a file "x/evil". The
+// agent must not write outside its checkout, must apply nothing, must name the
+// path in its log, and must carry on once a newer commit fixes the branch.
+func TestHostileGitTree(t *testing.T) {
+	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
+	s.start()
+	want(t, s.waitCommits(1)[0], "promoted")
+	before := s.inventory()
+	outside := t.TempDir()
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	good := s.git(s.clone, "rev-parse", "HEAD^{tree}")
+	git := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", args...)
+		cmd.Dir = s.clone
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	entries := git("", "ls-tree", good)
+	link := git(outside, "hash-object", "-w", "--stdin")
+	evil := git("pwned\n", "hash-object", "-w", "--stdin")
+	sub := git("100644 blob "+evil+"\tevil\n", "mktree")
+	tree := git(entries+"\n120000 blob "+link+"\tx\n040000 tree "+sub+"\tx\n", "mktree")
+	bad := git("", "commit-tree", tree, "-p", "HEAD", "-m", "hostile: crafted tree")
+	s.git(s.clone, "push", "--quiet", "origin", bad+":refs/heads/main")
+	s.waitLog(`path \"x/evil\" goes through the symlink \"x\"`)
+	if e, _ := os.ReadDir(outside); len(e) != 0 {
+		t.Fatalf("the agent wrote %s outside its checkout", e[0].Name())
+	}
+	s.wantSelectors("blue", "server")
+	if after := s.inventory(); strings.Join(after, " ") != strings.Join(before, " ") {
+		t.Fatalf("objects changed:\nbefore %v\nafter  %v", before, after)
+	}
+	// A human repairs the branch (the good tree on top); the agent moves on.
+	fix := git("", "commit-tree", good, "-p", bad, "-m", "drop the crafted entries")
+	s.git(s.clone, "push", "--quiet", "origin", fix+":refs/heads/main")
+	s.git(s.clone, "reset", "--quiet", "--hard", fix)
+	s.setImage("server", "example/server:v2")
+	s.push("server v2")
+	want(t, s.waitCommits(2)[0], "promoted")
+	s.wantSelectors("green", "server")
+	if e, _ := os.ReadDir(outside); len(e) != 0 {
+		t.Fatalf("the agent wrote %s outside its checkout", e[0].Name())
 	}
 }

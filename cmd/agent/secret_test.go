@@ -341,3 +341,50 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestSecretsInRepoURL: credentials written into --repo itself (a common
+// mistake) never reach the log, whether the remote is unreachable, refuses
+// them, or the URL is refused outright.
+func TestSecretsInRepoURL(t *testing.T) {
+	sec := newSecrets(t)
+	rem, err := testenv.NewRemote(filepath.Join(t.TempDir(), "remote.git"))
+	must(t, err)
+	_, err = rem.Seed(map[string]string{"README": "x\n"}, "seed")
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served, stop, err := rem.ServeHTTP(ctx, func(_, password string) bool { return false })
+	must(t, err)
+	defer stop()
+	withCreds := func(u string) string { return strings.Replace(u, "://", "://git:"+sec.token+"@", 1) }
+	for _, tc := range []struct{ name, url, want string }{
+		{"unreachable", withCreds("http://" + freeAddr(t) + "/r.git"), "sync failed"},
+		{"refused", withCreds(served), "sync failed"},
+		{"bad-scheme", "ftp://git:" + sec.token + "@127.0.0.1/r.git", "scheme"},
+		{"transport-helper", "ext::sh -c " + sec.token, "transport helpers are refused"},
+		{"malformed-scheme", "https//git:" + sec.token + "@example.com/r.git", "unrecognised form"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			a, err := testenv.StartAgent(agentBin, []string{"run", "--repo", tc.url, "--kubeconfig", env.Kubeconfig,
+				"--interval", "300ms", "--metrics-addr", "", "--workdir", filepath.Join(dir, "work")}, filepath.Join(dir, "agent.log"))
+			must(t, err)
+			deadline := time.Now().Add(30 * time.Second)
+			for !a.LogContains(tc.want) {
+				if exited, _ := a.Exited(); exited || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			_ = a.Stop(10 * time.Second)
+			log := readFile(t, a.Log)
+			if !strings.Contains(log, tc.want) {
+				t.Fatalf("the agent log has no %q:\n%s", tc.want, log)
+			}
+			if l := sec.leaks([]byte(log)); len(l) > 0 {
+				t.Fatalf("the agent log leaks %v:\n%s", l, log)
+			}
+			t.Logf("%s: clean; %s", tc.name, lastLine(log))
+		})
+	}
+}
