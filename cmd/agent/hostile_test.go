@@ -351,8 +351,8 @@ func TestHostileWebhookRequests(t *testing.T) {
 	}
 }
 
-// TestHostileGitTree pushes a commit whose tree was crafted by hand: next to
-// the bundle, a symlink "x" to a directory outside and a file "x/evil". The
+// TestHostileGitTree pushes a commit whose tree was crafted by hand: in the
+// bundle's directory, a symlink "x" to a directory outside and a file "x/evil". The
 // agent must not write outside its checkout, must apply nothing, must name the
 // path in its log, and must carry on once a newer commit fixes the branch.
 func TestHostileGitTree(t *testing.T) {
@@ -374,14 +374,27 @@ func TestHostileGitTree(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out))
 	}
-	entries := git("", "ls-tree", good)
 	link := git(outside, "hash-object", "-w", "--stdin")
 	evil := git("pwned\n", "hash-object", "-w", "--stdin")
 	sub := git("100644 blob "+evil+"\tevil\n", "mktree")
-	tree := git(entries+"\n120000 blob "+link+"\tx\n040000 tree "+sub+"\tx\n", "mktree")
+	// The crafted entries go into the bundle's directory (a change to the
+	// bundle, so the agent checks the tip out); the trees above are rebuilt.
+	replace := func(listing, name, tree string) string {
+		var out []string
+		for _, l := range strings.Split(listing, "\n") {
+			if strings.HasSuffix(l, "\t"+name) {
+				l = "040000 tree " + tree + "\t" + name
+			}
+			out = append(out, l)
+		}
+		return strings.Join(out, "\n") + "\n"
+	}
+	bundleTree := git(git("", "ls-tree", good+":bundles/"+s.ns)+"\n120000 blob "+link+"\tx\n040000 tree "+sub+"\tx\n", "mktree")
+	bundlesTree := git(replace(git("", "ls-tree", good+":bundles"), s.ns, bundleTree), "mktree")
+	tree := git(replace(git("", "ls-tree", good), "bundles", bundlesTree), "mktree")
 	bad := git("", "commit-tree", tree, "-p", "HEAD", "-m", "hostile: crafted tree")
 	s.git(s.clone, "push", "--quiet", "origin", bad+":refs/heads/main")
-	s.waitLog(`path \"x/evil\" goes through the symlink \"x\"`)
+	s.waitLog(`x/evil\" goes through the symlink \"bundles/` + s.ns + `/x\"`)
 	if e, _ := os.ReadDir(outside); len(e) != 0 {
 		t.Fatalf("the agent wrote %s outside its checkout", e[0].Name())
 	}
