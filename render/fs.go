@@ -60,10 +60,14 @@ func (f *confinedFS) check(p string) error {
 		return f.record(fmt.Errorf("%s: relative path: %w", p, ErrOutsideRoot))
 	}
 	c := filepath.Clean(p)
-	if f.allowRemote && isRemoteClone(c) {
-		return nil
+	root, realRoot := f.root, f.root
+	if f.allowRemote {
+		if clone, realClone, ok := remoteClone(c); ok {
+			// A remote base is confined to its own clone.
+			root, realRoot = clone, realClone
+		}
 	}
-	if !within(f.root, c) {
+	if !within(root, c) {
 		return f.record(fmt.Errorf("%s: %w", p, ErrOutsideRoot))
 	}
 	// Resolve the longest existing prefix.
@@ -71,7 +75,7 @@ func (f *confinedFS) check(p string) error {
 	for {
 		r, err := filepath.EvalSymlinks(probe)
 		if err == nil {
-			if !within(f.root, r) {
+			if !within(realRoot, r) {
 				return f.record(fmt.Errorf("%s: symlink to %s: %w", f.rel(c), r, ErrOutsideRoot))
 			}
 			return nil
@@ -319,22 +323,25 @@ func (f *confinedFS) vetPluginConfig(p string) error {
 	return nil
 }
 
-// isRemoteClone reports whether p lies in a temporary directory kustomize
-// cloned a remote base into (only consulted with AllowRemoteBases).
-func isRemoteClone(p string) bool {
-	tmp, err := filepath.EvalSymlinks(os.TempDir())
+// remoteClone returns the temporary directory kustomize cloned a remote base
+// into when p lies in one (only consulted with AllowRemoteBases): as p names
+// it, and with symlinks resolved, so that links inside the clone are checked
+// against the clone and not against the repository root.
+func remoteClone(p string) (dir, realDir string, ok bool) {
+	t := os.TempDir()
+	real, err := filepath.EvalSymlinks(t)
 	if err != nil {
-		tmp = os.TempDir()
+		real = t
 	}
-	for _, t := range []string{tmp, os.TempDir()} {
-		rel, err := filepath.Rel(t, p)
+	for _, base := range []string{real, t} {
+		rel, err := filepath.Rel(base, p)
 		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 			continue
 		}
 		first := strings.SplitN(filepath.ToSlash(rel), "/", 2)[0]
 		if strings.HasPrefix(first, "kustomize-") {
-			return true
+			return filepath.Join(base, first), filepath.Join(real, first), true
 		}
 	}
-	return false
+	return "", "", false
 }

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -130,5 +131,32 @@ func TestCheckYAML(t *testing.T) {
 		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckYAML(%.40q) = %v, want %q", in, err, want)
 		}
+	}
+}
+
+// TestRemoteBaseStaysConfined: with --allow-remote-bases, kustomize clones a
+// remote base into a temporary kustomize-* directory, which the render may
+// read; a symlink in that clone must not reach outside it.
+func TestRemoteBaseStaysConfined(t *testing.T) {
+	outside := filepath.Join(t.TempDir(), "outside.yaml")
+	must(t, os.WriteFile(outside, []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: stolen}\n"), 0o644))
+	clone, err := os.MkdirTemp("", "kustomize-")
+	must(t, err)
+	t.Cleanup(func() { os.RemoveAll(clone) })
+	must(t, os.WriteFile(filepath.Join(clone, "ok.yaml"), []byte("a: 1\n"), 0o644))
+	must(t, os.Symlink(outside, filepath.Join(clone, "link.yaml")))
+	must(t, os.Symlink(filepath.Dir(outside), filepath.Join(clone, "linkdir")))
+	root := t.TempDir()
+	var firstErr error
+	fsys := newConfinedFS(root, filepath.Join(filepath.Dir(root), ".overlay"), nil, true, &firstErr)
+	if _, err := fsys.ReadFile(filepath.Join(clone, "ok.yaml")); err != nil {
+		t.Fatalf("a file of the clone: %v", err)
+	}
+	for _, p := range []string{filepath.Join(clone, "link.yaml"), filepath.Join(clone, "linkdir", "outside.yaml")} {
+		_, err := fsys.ReadFile(p)
+		if err == nil || !errors.Is(err, ErrOutsideRoot) {
+			t.Fatalf("read %s through a symlink out of the remote clone: err %v", p, err)
+		}
+		t.Log(err)
 	}
 }
