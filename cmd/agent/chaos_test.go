@@ -16,8 +16,9 @@ import (
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
-// crashRuns is how many kills each phase gets (at least this many must land
-// inside the phase; a kill that landed just after it is counted apart).
+// crashRuns is how many kills each phase gets inside the phase (a kill that
+// landed just after it is counted apart, and another one follows, up to
+// 3*crashRuns kills in all).
 const crashRuns = 5
 
 // crashPhases are the phases of TestCrashAtEveryPhase.
@@ -78,7 +79,7 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 	s.invariants(l, apps...)
 
 	applyWin, verifyWin := 500*time.Millisecond, 2*time.Second
-	for i := 1; inside < crashRuns && i <= crashRuns+4; i++ {
+	for i := 1; inside < crashRuns && i <= 3*crashRuns; i++ {
 		all++
 		result, image := "promoted", fmt.Sprintf("example/server:%s%d", phase, i)
 		if phase == "revert" {
@@ -134,8 +135,11 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 			delay = rng.upTo(1500 * time.Millisecond)
 			time.Sleep(delay)
 			s.agent.Kill()
-			in = true
-			where = "after the commit, during its push (" + kind + " hook)"
+			// The branch must not have moved yet with pre-receive, and must
+			// have with post-receive: that is where the kill landed.
+			landed := s.outcomes(cand) == 1
+			in = landed == (kind == "post-receive")
+			where = fmt.Sprintf("after the commit, during its push (%s hook; on the branch before the restart: %v)", kind, landed)
 		case "revert":
 			s.slowHook("pre-receive", s.work+"/pushed", 3*time.Second)
 			s.waitEvent("failed verification", time.Minute, phaseOf("verify", cand, false))
@@ -162,12 +166,13 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 		time.Sleep(time.Second) // a duplicate commit would show up now
 		live := s.invariants(l, apps...)
 		t.Logf("kill %d survived: live %s, %d agent commits", i, live, len(s.agentCommits()))
-		// Widen or narrow the random windows to what the phases take here.
-		if d := s.durationOf("apply", cand); d > 0 {
-			applyWin = max(d, 200*time.Millisecond)
+		// Narrow the random windows to three quarters of the shortest
+		// apply and verification seen here, so kills land inside them.
+		if d := s.durationOf("apply", cand) * 3 / 4; d > 0 {
+			applyWin = max(min(applyWin, d), 20*time.Millisecond)
 		}
-		if d := s.durationOf("verify", cand); d > 0 {
-			verifyWin = max(d, 500*time.Millisecond)
+		if d := s.durationOf("verify", cand) * 3 / 4; d > 0 {
+			verifyWin = max(min(verifyWin, d), 100*time.Millisecond)
 		}
 	}
 	time.Sleep(3 * time.Second)
