@@ -154,7 +154,9 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 	}
 	if colored {
 		k["nameSuffix"] = "-" + sentinel
-		k["namespace"] = b.Spec.Namespace
+		// No "namespace" here: kustomize's namespace transformer checks every
+		// object against every other for ID conflicts (quadratic, 35% of a
+		// 2000-object render); setNamespace does the same job afterwards.
 		k["labels"] = []map[string]any{{
 			"pairs":            map[string]string{LabelBundle: b.Name, LabelColor: sentinel},
 			"includeSelectors": true,
@@ -198,7 +200,39 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 	if *budget < 0 {
 		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
 	}
-	return decode(out, b.Name, colored)
+	objs, err = decode(out, b.Name, colored)
+	if err == nil && colored {
+		setNamespace(objs, b.Spec.Namespace)
+	}
+	return objs, err
+}
+
+// setNamespace puts colored objects in ns, as a kustomize "namespace:" in
+// the overlay would: metadata.namespace of every namespaced object, and the
+// namespace of RoleBinding subjects that are ServiceAccounts named "default"
+// (kustomize's defaultOnly rule) or of the bundle (renamed with the suffix).
+// Cluster-scoped objects are left alone; Render refuses them in colored paths.
+// Duplicates this could create are caught by checkDuplicates.
+func setNamespace(objs []*unstructured.Unstructured, ns string) {
+	for _, u := range objs {
+		if isClusterScoped(u) {
+			continue
+		}
+		u.SetNamespace(ns)
+		if u.GetKind() != "RoleBinding" || u.GroupVersionKind().Group != "rbac.authorization.k8s.io" {
+			continue
+		}
+		subjects, _ := u.Object["subjects"].([]any)
+		for _, s := range subjects {
+			m, ok := s.(map[string]any)
+			if !ok || m["kind"] != "ServiceAccount" {
+				continue
+			}
+			if name, _ := m["name"].(string); name == "default" || strings.HasSuffix(name, "-"+sentinel) {
+				m["namespace"] = ns
+			}
+		}
+	}
 }
 
 // strip removes the virtual overlay path from kustomize's messages.
