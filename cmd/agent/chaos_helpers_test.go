@@ -7,6 +7,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -18,7 +19,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/testenv"
@@ -294,4 +297,50 @@ func transientErrors(t *testing.T, base, dep string) float64 {
 	}
 	v, _ := metric(body, "tandem_transient_errors_total", "dependency="+dep)
 	return v
+}
+
+// guardSelectors watches the stable Services of bundle ns for the rest of
+// the test and records every moment one of them selects no color. The
+// returned func reports how many Service versions were seen and the
+// violations.
+func (s *scenario) guardSelectors(ns string) func() (seen int, empty []string) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	var mu sync.Mutex
+	var n int
+	var bad []string
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		opts := metav1.ListOptions{LabelSelector: "tandem.dev/bundle=" + ns + ",!tandem.dev/color"}
+		for ctx.Err() == nil {
+			w, err := s.cs.CoreV1().Services(ns).Watch(ctx, opts)
+			if err != nil {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			for ev := range w.ResultChan() {
+				svc, ok := ev.Object.(*corev1.Service)
+				if !ok {
+					opts.ResourceVersion = "" // expired: start over from now
+					continue
+				}
+				mu.Lock()
+				n++
+				if ev.Type != watch.Deleted && svc.Spec.Selector["tandem.dev/color"] == "" {
+					bad = append(bad, fmt.Sprintf("%s %s/%s selector %v", ev.Type, ns, svc.Name, svc.Spec.Selector))
+				}
+				opts.ResourceVersion = svc.ResourceVersion
+				mu.Unlock()
+			}
+			w.Stop()
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() (int, []string) {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return n, bad
+	}
 }

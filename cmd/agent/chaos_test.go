@@ -72,6 +72,7 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	t.Cleanup(cancel)
 	s.ctx = ctx
+	guard := s.guardSelectors(s.ns)
 	l := newLedger()
 	l.candidate(s.git(s.clone, "rev-parse", "HEAD"), "promoted")
 	s.start()
@@ -177,6 +178,11 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 	}
 	time.Sleep(3 * time.Second)
 	s.invariants(l, apps...)
+	seen, empty := guard()
+	if len(empty) > 0 {
+		t.Errorf("a stable Service selected no color at some moment: %v", empty)
+	}
+	t.Logf("%d versions of the stable Services watched through the kills: none selected no color", seen)
 	if inside < crashRuns {
 		t.Errorf("only %d of %d kills landed inside phase %s (want %d)", inside, all, phase, crashRuns)
 	}
