@@ -68,7 +68,7 @@ func (f *confinedFS) check(p string) error {
 		}
 	}
 	if !within(root, c) {
-		return f.record(fmt.Errorf("%s: %w", p, ErrOutsideRoot))
+		return f.record(fmt.Errorf("%s: %w", f.rel(c), ErrOutsideRoot))
 	}
 	// Resolve the longest existing prefix.
 	probe := c

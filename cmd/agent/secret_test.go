@@ -292,10 +292,10 @@ func TestSecretsSSHKeyNeverLeaks(t *testing.T) {
 	for _, tc := range []struct {
 		name, url, key, known, want string
 	}{
-		{"key-refused", "ssh://git@" + ln.Addr().String() + "/repo.git", keyFile, known, "sync failed"},
-		{"unknown-host-key", "ssh://git@" + ln.Addr().String() + "/repo.git", keyFile, wrongKnown, "sync failed"},
+		{"key-refused", "ssh://git@" + ln.Addr().String() + "/repo.git", keyFile, known, "unable to authenticate"},
+		{"unknown-host-key", "ssh://git@" + ln.Addr().String() + "/repo.git", keyFile, wrongKnown, "host key mismatch"},
 		{"unreachable", "ssh://git@" + closed + "/repo.git", keyFile, known, "sync failed"},
-		{"corrupt-key", "ssh://git@" + ln.Addr().String() + "/repo.git", corruptFile, known, "key"},
+		{"corrupt-key", "ssh://git@" + ln.Addr().String() + "/repo.git", corruptFile, known, "git ssh key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -343,8 +343,8 @@ func lastLine(s string) string {
 }
 
 // TestSecretsInRepoURL: credentials written into --repo itself (a common
-// mistake) never reach the log, whether the remote is unreachable, refuses
-// them, or the URL is refused outright.
+// mistake), or in --git-password-file, never reach the log, whether the
+// remote is unreachable, refuses them, or the URL is refused outright.
 func TestSecretsInRepoURL(t *testing.T) {
 	sec := newSecrets(t)
 	rem, err := testenv.NewRemote(filepath.Join(t.TempDir(), "remote.git"))
@@ -357,17 +357,22 @@ func TestSecretsInRepoURL(t *testing.T) {
 	must(t, err)
 	defer stop()
 	withCreds := func(u string) string { return strings.Replace(u, "://", "://git:"+sec.token+"@", 1) }
-	for _, tc := range []struct{ name, url, want string }{
-		{"unreachable", withCreds("http://" + freeAddr(t) + "/r.git"), "sync failed"},
-		{"refused", withCreds(served), "sync failed"},
-		{"bad-scheme", "ftp://git:" + sec.token + "@127.0.0.1/r.git", "scheme"},
-		{"transport-helper", "ext::sh -c " + sec.token, "transport helpers are refused"},
-		{"malformed-scheme", "https//git:" + sec.token + "@example.com/r.git", "unrecognised form"},
+	passwordFile := sec.file(t, "password", []byte(sec.badToken+"\n"))
+	for _, tc := range []struct {
+		name, url, want string
+		extra           []string
+	}{
+		{"unreachable", withCreds("http://" + freeAddr(t) + "/r.git"), "sync failed", nil},
+		{"refused", withCreds(served), "authentication failed", nil},
+		{"password-file-refused", served, "authentication failed", []string{"--git-username", "tandem", "--git-password-file", passwordFile}},
+		{"bad-scheme", "ftp://git:" + sec.token + "@127.0.0.1/r.git", "scheme", nil},
+		{"transport-helper", "ext::sh -c " + sec.token, "transport helpers are refused", nil},
+		{"malformed-scheme", "https//git:" + sec.token + "@example.com/r.git", "unrecognised form", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			a, err := testenv.StartAgent(agentBin, []string{"run", "--repo", tc.url, "--kubeconfig", env.Kubeconfig,
-				"--interval", "300ms", "--metrics-addr", "", "--workdir", filepath.Join(dir, "work")}, filepath.Join(dir, "agent.log"))
+			a, err := testenv.StartAgent(agentBin, append([]string{"run", "--repo", tc.url, "--kubeconfig", env.Kubeconfig,
+				"--interval", "300ms", "--metrics-addr", "", "--workdir", filepath.Join(dir, "work")}, tc.extra...), filepath.Join(dir, "agent.log"))
 			must(t, err)
 			deadline := time.Now().Add(30 * time.Second)
 			for !a.LogContains(tc.want) {
