@@ -285,7 +285,8 @@ func TestSecretsSSHKeyNeverLeaks(t *testing.T) {
 	keyFile := sec.file(t, "id_ed25519", sec.keyPEM)
 	known := sec.file(t, "known_hosts", knownLine(hostKey.PublicKey()))
 	wrongKnown := sec.file(t, "known_hosts_wrong", knownLine(otherKey.PublicKey()))
-	corrupt := []byte(strings.Replace(string(sec.keyPEM), sec.keyLines[1], strings.ToUpper(sec.keyLines[1]), 1))
+	// A truncated key: the header, the first body line (key material) and the footer.
+	corrupt := []byte("-----BEGIN OPENSSH PRIVATE KEY-----\n" + sec.keyLines[0] + "\n-----END OPENSSH PRIVATE KEY-----\n")
 	corruptFile := sec.file(t, "id_corrupt", corrupt)
 	closed := freeAddr(t)
 
