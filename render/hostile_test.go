@@ -160,3 +160,26 @@ func TestRemoteBaseStaysConfined(t *testing.T) {
 		t.Log(err)
 	}
 }
+
+// TestColoredNamespaceForced: a colored path that aims its objects at another
+// namespace (metadata.namespace, or namespace: in its kustomization) still
+// renders every colored object and stable Service into spec.namespace.
+func TestColoredNamespaceForced(t *testing.T) {
+	repo := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(repo, "app"), 0o755))
+	must(t, os.WriteFile(filepath.Join(repo, "bundle.yaml"), []byte(okBundle), 0o644))
+	must(t, os.WriteFile(filepath.Join(repo, "app", "kustomization.yaml"), []byte("namespace: kube-system\nresources:\n- svc.yaml\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(repo, "app", "svc.yaml"), []byte("apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  selector: {app: web}\n  ports: [{port: 80}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm, namespace: kube-public}\n"), 0o644))
+	b, err := ParseBundle("bundle.yaml", []byte(okBundle))
+	must(t, err)
+	res, err := Render(t.Context(), b, Options{RepoRoot: repo, Color: "blue"})
+	must(t, err)
+	if len(res.Objects) != 2 || len(res.Twins) != 1 {
+		t.Fatalf("rendered %d objects and %d twins, want 2 and 1", len(res.Objects), len(res.Twins))
+	}
+	for _, u := range append(res.Objects, res.Twins...) {
+		if u.GetNamespace() != "shop" {
+			t.Errorf("%s %s rendered into namespace %q, want spec.namespace shop", u.GetKind(), u.GetName(), u.GetNamespace())
+		}
+	}
+}
