@@ -88,7 +88,12 @@ func policyOf(b *render.Bundle) promote.Policy {
 }
 
 // readRelease parses b's release.yaml at a checkout; nil when there is none.
+// It vets the file first (a regular file of the checkout, bounded, one
+// YAML document without repeated keys), so no caller can skip that.
 func readRelease(dir string, b *render.Bundle) (*promote.Release, error) {
+	if err := vetRelease(dir, b); err != nil {
+		return nil, err
+	}
 	file := path.Join(b.Dir, releaseFile)
 	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
 	if errors.Is(err, os.ErrNotExist) {

@@ -35,11 +35,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rels []promote.Release
 	var errs []error
 	for _, b := range bundles {
-		err := vetRelease(positional[0], b)
-		var rel *promote.Release
-		if err == nil {
-			rel, err = readRelease(positional[0], b)
-		}
+		rel, err := readRelease(positional[0], b)
 		switch {
 		case err != nil:
 			errs = append(errs, err)
