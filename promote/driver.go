@@ -326,6 +326,9 @@ func (d *Driver) failOut(ctx context.Context, dec Decision) {
 	}
 }
 
+// commitRetryMax caps the wait between attempts to write an outcome.
+const commitRetryMax = 4 * time.Second
+
 // commit writes the outcome of dec to Git, retrying until it lands or a
 // newer commit makes it moot. A flip that happened is always committed.
 func (d *Driver) commit(ctx context.Context, dec Decision, failure *Failure) {
@@ -350,7 +353,10 @@ func (d *Driver) commit(ctx context.Context, dec Decision, failure *Failure) {
 		case ctx.Err() != nil:
 			return
 		}
-		wait := Backoff(attempt)
+		// Short waits: a rejected push means the branch moved (retry on the
+		// new tip soon, or busy teams starve the agent); an unreachable
+		// remote costs one cheap attempt every few seconds.
+		wait := min(Backoff(attempt), commitRetryMax)
 		d.notify(Note{Phase: "commit", Result: dec.Result, Err: err, Warn: true, Duration: wait, Detail: "cannot write the outcome to Git; retrying"})
 		if !sleep(ctx, wait) {
 			return
