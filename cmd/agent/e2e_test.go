@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tandem-gitops/tandem/testenv"
@@ -210,15 +209,7 @@ func (s *scenario) waitCommits(n int) []testenv.TrailerCommit {
 // selectors returns the color each stable Service of the bundle selects.
 func (s *scenario) selectors() map[string]string {
 	s.t.Helper()
-	list, err := s.cs.CoreV1().Services(s.ns).List(s.ctx, metav1.ListOptions{LabelSelector: "tandem.dev/bundle=" + s.ns + ",!tandem.dev/color"})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	out := map[string]string{}
-	for _, svc := range list.Items {
-		out[svc.Name] = svc.Spec.Selector["tandem.dev/color"]
-	}
-	return out
+	return s.selectorsIn(s.ns)
 }
 
 func (s *scenario) wantSelectors(color string, apps ...string) {

@@ -299,29 +299,37 @@ func TestSecretsSSHKeyNeverLeaks(t *testing.T) {
 		{"corrupt-key", "ssh://git@" + ln.Addr().String() + "/repo.git", corruptFile, known, "git ssh key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			a, err := testenv.StartAgent(agentBin, []string{"run", "--repo", tc.url, "--kubeconfig", env.Kubeconfig,
-				"--interval", "300ms", "--metrics-addr", "", "--workdir", filepath.Join(dir, "work"),
-				"--git-ssh-key-file", tc.key, "--git-known-hosts-file", tc.known}, filepath.Join(dir, "agent.log"))
-			must(t, err)
-			deadline := time.Now().Add(30 * time.Second)
-			for !a.LogContains(tc.want) {
-				if exited, _ := a.Exited(); exited || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			_ = a.Stop(10 * time.Second)
-			log := readFile(t, a.Log)
-			if !strings.Contains(log, tc.want) {
-				t.Fatalf("the agent log has no %q:\n%s", tc.want, log)
-			}
-			if l := sec.leaks([]byte(log)); len(l) > 0 {
-				t.Fatalf("the agent log leaks %v:\n%s", l, log)
-			}
+			log := runUntilLogged(t, sec, tc.url, tc.want, "--git-ssh-key-file", tc.key, "--git-known-hosts-file", tc.known)
 			t.Logf("%s: %d bytes of log, clean; last line: %s", tc.name, len(log), lastLine(log))
 		})
 	}
+}
+
+// runUntilLogged runs the agent on url until its log shows want (or it
+// exits, or 30s pass), stops it, and returns the log after checking that it
+// holds want and leaks none of sec's secrets.
+func runUntilLogged(t *testing.T, sec *secrets, url, want string, extra ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	a, err := testenv.StartAgent(agentBin, append([]string{"run", "--repo", url, "--kubeconfig", env.Kubeconfig,
+		"--interval", "300ms", "--metrics-addr", "", "--workdir", filepath.Join(dir, "work")}, extra...), filepath.Join(dir, "agent.log"))
+	must(t, err)
+	deadline := time.Now().Add(30 * time.Second)
+	for !a.LogContains(want) {
+		if exited, _ := a.Exited(); exited || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_ = a.Stop(10 * time.Second)
+	log := readFile(t, a.Log)
+	if !strings.Contains(log, want) {
+		t.Fatalf("the agent log has no %q:\n%s", want, log)
+	}
+	if l := sec.leaks([]byte(log)); len(l) > 0 {
+		t.Fatalf("the agent log leaks %v:\n%s", l, log)
+	}
+	return log
 }
 
 func readFile(t testing.TB, p string) string {
@@ -371,25 +379,7 @@ func TestSecretsInRepoURL(t *testing.T) {
 		{"malformed-scheme", "https//git:" + sec.token + "@example.com/r.git", "unrecognised form", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			a, err := testenv.StartAgent(agentBin, append([]string{"run", "--repo", tc.url, "--kubeconfig", env.Kubeconfig,
-				"--interval", "300ms", "--metrics-addr", "", "--workdir", filepath.Join(dir, "work")}, tc.extra...), filepath.Join(dir, "agent.log"))
-			must(t, err)
-			deadline := time.Now().Add(30 * time.Second)
-			for !a.LogContains(tc.want) {
-				if exited, _ := a.Exited(); exited || time.Now().After(deadline) {
-					break
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			_ = a.Stop(10 * time.Second)
-			log := readFile(t, a.Log)
-			if !strings.Contains(log, tc.want) {
-				t.Fatalf("the agent log has no %q:\n%s", tc.want, log)
-			}
-			if l := sec.leaks([]byte(log)); len(l) > 0 {
-				t.Fatalf("the agent log leaks %v:\n%s", l, log)
-			}
+			log := runUntilLogged(t, sec, tc.url, tc.want, tc.extra...)
 			t.Logf("%s: clean; %s", tc.name, lastLine(log))
 		})
 	}
