@@ -88,7 +88,7 @@ var figureTables = []figures{
 		},
 		Ref: &reference{Header: "kustomize-controller idle (MiB)", Metric: "idle-rss-MiB", Value: 171,
 			Source: "Flux's kustomize-controller, idle in the field (sylva-core reports, /work/shared/research/anchors-perf-rel.md §1.2); it cannot run here, so this is not the same machine"},
-		Note: "One agent (default --interval 30s) on N bundles of 2 apps each, after all went live and a 5 s warm-up, sampled every second over the window (a minute was asked for; make bench uses 30 s to stay under 15 minutes on 2 cores, `make bench BENCH_IDLE_WINDOW=60s` for the full minute); no commits. The agent is built as `make build` ships it (static, -s -w). RSS is VmRSS from /proc; anonymous RSS (RssAnon) is the agent's own memory, the rest is the mapped binary (file-backed, shared page cache; about 26 MiB here, up to 58 MiB when the kernel maps the text in 2 MiB pages). CPU is utime+stime over the window. Ratio = tandem RSS / reference."},
+		Note: "One agent (default --interval 30s) on N bundles of 2 apps each, after all went live and a 5 s warm-up, sampled every second over the window (`make bench BENCH_IDLE_WINDOW=30s` for a shorter run); no commits. The agent is built as `make build` ships it (static, -s -w). RSS is VmRSS from /proc; anonymous RSS (RssAnon) is the agent's own memory, the rest is the mapped binary (file-backed, shared page cache; about 26 MiB here, up to 58 MiB when the kernel maps the text in 2 MiB pages). CPU is utime+stime over the window. Ratio = tandem RSS / reference."},
 	{Title: "Footprint: 1,000 no-op polls", Bench: "BenchmarkPollGrowth",
 		Columns: []column{
 			{Metric: "polls", Header: "polls"},
