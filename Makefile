@@ -122,7 +122,7 @@ BENCH_PKGS ?= ./render/ ./gitsync/ ./applier/ ./cmd/agent/
 # make bench takes about 10 minutes on 2 shared cores with a minute.
 BENCH_IDLE_WINDOW ?= 60s
 .PHONY: bench
-bench: testenv $(KUSTOMIZE) ## Run every benchmark and regenerate docs/benchmarks.md (about 15 min on 2 cores)
+bench: testenv $(KUSTOMIZE) ## Run every benchmark and regenerate docs/benchmarks.md (about 10 min on 2 cores)
 	@set -o pipefail; start=$$(date +%s); \
 	KUSTOMIZE=$(KUSTOMIZE) TANDEM_BENCH_IDLE_WINDOW=$(BENCH_IDLE_WINDOW) \
 		$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 -timeout 30m $(BENCH_PKGS) | tee bench.out; \
