@@ -92,6 +92,8 @@ type Driver struct {
 	candidates  chan Candidate
 	resync      chan struct{}
 
+	holding bool // this driver holds a slot of sem
+
 	mu     sync.Mutex
 	cancel context.CancelFunc // cancels a verification or soak in flight
 }
@@ -175,13 +177,23 @@ func (d *Driver) recover(ctx context.Context) {
 			Detail: "the stable Services select a color release.yaml does not record: committing that promotion"})
 	}
 	d.perform(ctx, dec)
+	d.releaseSlot() // a resumed soak takes a slot to act on its outcome
+}
+
+// releaseSlot gives back the concurrency slot this driver holds, if any.
+func (d *Driver) releaseSlot() {
+	if d.holding {
+		<-d.sem
+		d.holding = false
+	}
 }
 
 // release takes one candidate through Step until it settles.
 func (d *Driver) release(ctx context.Context, c Candidate) {
 	select {
 	case d.sem <- struct{}{}:
-		defer func() { <-d.sem }()
+		d.holding = true
+		defer d.releaseSlot()
 	case <-ctx.Done():
 		return
 	}
@@ -268,9 +280,20 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		note("promote", "", nil)
 		return Event{Kind: EvRecorded}, true
 	case ActSoak:
+		// A soak only watches: it gives its concurrency slot to other
+		// bundles meanwhile and takes one back to act on the outcome.
+		d.releaseSlot()
 		_, err, newer := d.cancellable(ctx, func(ctx context.Context) (string, error) {
 			return "", d.cluster.Watch(ctx, dec.Color, dec.After)
 		})
+		if d.sem != nil {
+			select {
+			case d.sem <- struct{}{}:
+				d.holding = true
+			case <-ctx.Done():
+				return ev, false
+			}
+		}
 		if newer {
 			note("soak", "a newer commit arrived; soak ended early", nil)
 			d.planScaleDown()
