@@ -61,16 +61,28 @@ var krustyMu sync.Mutex
 
 // Render renders bundle b for o.Color.
 func Render(ctx context.Context, b *Bundle, o Options) (*Result, error) {
+	rs, err := RenderColors(ctx, b, o, o.Color)
+	if err != nil {
+		return nil, err
+	}
+	return rs[0], nil
+}
+
+// RenderColors renders bundle b once and returns a Result for each of
+// colors (o.Color is ignored; o.Live, when empty, is each result's color).
+// kustomize runs once whatever the number of colors: the color is a
+// sentinel while it runs and is substituted per color afterwards.
+func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) ([]*Result, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("bundle %s: %w", b.Name, err)
 	}
-	if o.Color != b.Spec.Colors[0] && o.Color != b.Spec.Colors[1] {
-		return nil, fmt.Errorf("bundle %s: color %q is not one of %v", b.Name, o.Color, b.Spec.Colors)
+	valid := func(c string) bool { return c == b.Spec.Colors[0] || c == b.Spec.Colors[1] }
+	for _, c := range colors {
+		if !valid(c) {
+			return nil, fmt.Errorf("bundle %s: color %q is not one of %v", b.Name, c, b.Spec.Colors)
+		}
 	}
-	if o.Live == "" {
-		o.Live = o.Color
-	}
-	if o.Live != b.Spec.Colors[0] && o.Live != b.Spec.Colors[1] {
+	if o.Live != "" && !valid(o.Live) {
 		return nil, fmt.Errorf("bundle %s: live color %q is not one of %v", b.Name, o.Live, b.Spec.Colors)
 	}
 	if o.MaxBytes <= 0 {
@@ -119,24 +131,47 @@ func Render(ctx context.Context, b *Bundle, o Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: digest: %w", b.Name, err)
 	}
-	res := &Result{Bundle: b.Name, Color: o.Color, Live: o.Live, Digest: digest, Shared: shared}
-	for _, u := range colored {
-		u.Object = substitute(u.Object, sentinel, o.Color).(map[string]any)
-		setAnnotation(u, AnnotationCommit, o.Commit)
-		setAnnotation(u, AnnotationDigest, digest)
-		res.Objects = append(res.Objects, u)
-	}
-	for _, u := range res.Objects {
-		if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[AnnotationRoute] == "false" {
-			continue
+	var out []*Result
+	for i, color := range colors {
+		live := o.Live
+		if live == "" {
+			live = color
 		}
-		res.Twins = append(res.Twins, twin(u, o.Color, o.Live, o.Commit))
+		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared}
+		if i > 0 {
+			res.Shared = deepCopy(shared) // results do not share objects
+		}
+		for _, u := range colored {
+			if i < len(colors)-1 {
+				u = u.DeepCopy() // the last color takes the originals
+			}
+			u.Object = substitute(u.Object, sentinel, color).(map[string]any)
+			setAnnotation(u, AnnotationCommit, o.Commit)
+			setAnnotation(u, AnnotationDigest, digest)
+			res.Objects = append(res.Objects, u)
+		}
+		for _, u := range res.Objects {
+			if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[AnnotationRoute] == "false" {
+				continue
+			}
+			res.Twins = append(res.Twins, twin(u, color, live, o.Commit))
+		}
+		sortObjects(res.Twins)
+		if err := checkTwins(res.Twins, res.Objects, res.Shared); err != nil {
+			return nil, fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err)
+		}
+		out = append(out, res)
 	}
-	sortObjects(res.Twins)
-	if err := checkTwins(res.Twins, res.Objects, shared); err != nil {
-		return nil, fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err)
+	return out, nil
+}
+
+// deepCopy copies a list of objects.
+func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, u := range objs {
+		out[i] = u.DeepCopy()
 	}
-	return res, nil
+	return out
 }
 
 // build runs kustomize on dir under a generated overlay; colored adds the

@@ -219,3 +219,31 @@ func TestSymlinkInsideRoot(t *testing.T) {
 		t.Fatalf("got %d objects", len(res.Objects))
 	}
 }
+
+// RenderColors runs kustomize once for both colors and gives exactly what
+// two Render calls give, with no object shared between the results.
+func TestRenderColorsEqualsRenderPerColor(t *testing.T) {
+	root, b, err := LoadBundleDir("../examples/shop")
+	must(t, err)
+	o := Options{RepoRoot: root, Commit: "c1"}
+	both, err := RenderColors(context.Background(), b, o, "blue", "green")
+	must(t, err)
+	for i, color := range []string{"blue", "green"} {
+		o.Color = color
+		one, err := Render(context.Background(), b, o)
+		must(t, err)
+		var want, got strings.Builder
+		must(t, WriteYAML(&want, one.Objects, one.Twins, one.Shared))
+		must(t, WriteYAML(&got, both[i].Objects, both[i].Twins, both[i].Shared))
+		if want.String() != got.String() || both[i].Digest != one.Digest || both[i].Color != color || both[i].Live != color {
+			t.Errorf("%s: RenderColors differs from Render:\n%s\n---\n%s", color, got.String(), want.String())
+		}
+	}
+	both[0].Objects[0].SetName("changed")
+	if both[1].Objects[0].GetName() == "changed" {
+		t.Error("the results share objects")
+	}
+	if len(both[0].Shared) > 0 && both[0].Shared[0] == both[1].Shared[0] {
+		t.Error("the results share shared objects")
+	}
+}

@@ -109,18 +109,19 @@ func readRelease(dir string, b *render.Bundle) (*promote.Release, error) {
 	return rel, err
 }
 
-// candidate renders b at snap for both colors.
+// candidate renders b at snap for both colors (kustomize runs once).
 func (a *agent) candidate(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, since string) promote.Candidate {
 	c := promote.Candidate{Commit: snap.Commit, Subject: a.subject(ctx, since, snap.Commit), Policy: policyOf(b)}
 	p := &payload{bundle: b, renders: map[string]*render.Result{}}
 	start := time.Now()
-	for _, color := range b.Spec.Colors {
-		res, err := render.Render(ctx, b, render.Options{RepoRoot: snap.Dir, Color: color, Commit: snap.Commit, AllowRemoteBases: a.cfg.AllowRemoteBases})
-		if err != nil {
-			c.RenderErr = err
-			break
-		}
-		p.renders[color] = res
+	// One kustomize run serves both colors.
+	results, err := render.RenderColors(ctx, b, render.Options{RepoRoot: snap.Dir, Commit: snap.Commit, AllowRemoteBases: a.cfg.AllowRemoteBases},
+		b.Spec.Colors[0], b.Spec.Colors[1])
+	if err != nil {
+		c.RenderErr = err
+	}
+	for _, res := range results {
+		p.renders[res.Color] = res
 		c.Digest = res.Digest
 	}
 	a.m.observePhase(b.Name, "render", time.Since(start))
