@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -465,5 +466,43 @@ func TestSignedCommitVerifies(t *testing.T) {
 	}
 	if _, err := c.Verify(pub.String()); err != nil {
 		t.Fatalf("signature does not verify: %v", err)
+	}
+}
+
+// A long-running agent fetches once per new tip; the cache must not grow a
+// pack per fetch for ever (every object lookup walks every pack).
+func TestPollCompactsPacks(t *testing.T) {
+	ctx := context.Background()
+	rem, _ := newRemote(t)
+	r := open(t, rem.Path)
+	var tip string
+	for i := 0; i < MaxPacks+10; i++ {
+		c, err := rem.Commit(map[string]string{"bundles/shop/app/a.yaml": fmt.Sprintf("a: %d\n", i)}, fmt.Sprintf("change %d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := r.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Tip != c {
+			t.Fatalf("poll %d: tip %s, want %s", i, p.Tip, c)
+		}
+		tip = c
+		if n := r.packs(); n > MaxPacks+1 {
+			t.Fatalf("after %d fetches the cache holds %d packs, want at most %d", i+1, n, MaxPacks+1)
+		}
+	}
+	// Everything is still readable after repacking.
+	snap, err := r.Checkout(ctx, tip, filepath.Join(t.TempDir(), "co"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(snap.Dir, "bundles/shop/app/a.yaml"))
+	if err != nil || string(data) != fmt.Sprintf("a: %d\n", MaxPacks+9) {
+		t.Fatalf("a.yaml after repacking: %q %v", data, err)
+	}
+	if _, err := r.Commits(ctx, "", tip); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -192,6 +192,47 @@ func (r *Repo) fetch(ctx context.Context) error {
 	return nil
 }
 
+// MaxPacks is how many pack files the cache may hold before Poll repacks
+// them into one.
+const MaxPacks = 32
+
+// compact repacks the cache into one pack when it holds more than MaxPacks.
+// The caller holds mu and wmu.
+func (r *Repo) compact() error {
+	pos, ok := r.repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return nil
+	}
+	packs, err := pos.ObjectPacks()
+	if err != nil || len(packs) <= MaxPacks {
+		return err
+	}
+	if err := r.repo.RepackObjects(&git.RepackConfig{}); err != nil {
+		return err
+	}
+	// The open storage still lists the removed packs: reopen it.
+	repo, err := git.PlainOpen(r.opts.CacheDir)
+	if err != nil {
+		return err
+	}
+	rem, err := repo.Remote(remoteName)
+	if err != nil {
+		return err
+	}
+	r.repo, r.remote = repo, rem
+	return nil
+}
+
+// packs counts the cache's pack files (for tests).
+func (r *Repo) packs() int {
+	pos, ok := r.repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return 0
+	}
+	hs, _ := pos.ObjectPacks()
+	return len(hs)
+}
+
 func (r *Repo) has(h plumbing.Hash) bool {
 	_, err := r.repo.CommitObject(h)
 	return err == nil
@@ -213,6 +254,12 @@ func (r *Repo) Poll(ctx context.Context) (Poll, error) {
 	}
 	if !r.has(tip) {
 		return Poll{}, fmt.Errorf("git fetch %s: tip %s missing after fetch", Redact(r.opts.URL), tip)
+	}
+	// Each fetch adds a pack file; every lookup walks them all. Compact
+	// now and then, when no Write transaction can be reading the store.
+	if r.wmu.TryLock() {
+		_ = r.compact() // best effort: the packs stay readable if it fails
+		r.wmu.Unlock()
 	}
 	return Poll{Tip: tip.String(), Fetched: true}, nil
 }
