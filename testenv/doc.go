@@ -31,6 +31,7 @@
 //	missing.invalid/<anything>   ErrImagePull, then ImagePullBackOff; never starts
 //	<image>:<tag>-crash          Running, container in CrashLoopBackOff, restartCount +1 a second
 //	<image>:<tag>-unready        Running, container running but never Ready
+//	<image>:<tag>-slow           Running, and Ready about 2s after it starts
 //	any other image              Running and Ready at once; Job pods then Succeeded
 //
 // Pods get IPs from 10.244.0.0/16, so EndpointSlices behave as in a cluster.

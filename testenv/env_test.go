@@ -145,6 +145,34 @@ func TestCrashImageCrashLoopsWithRisingRestarts(t *testing.T) {
 	})
 }
 
+// A -slow image runs but becomes Ready only about 2s after its pod starts.
+func TestSlowImageBecomesReadyLater(t *testing.T) {
+	ns := env.Namespace(t)
+	create(t, deployment(ns, "slow", "example/app:v1-slow", 1))
+	var created time.Time
+	waitFor(t, 60*time.Second, "a pod of slow", func(context.Context) (bool, error) {
+		ps := pods(t, ns, "slow")
+		if len(ps) == 1 {
+			created = ps[0].CreationTimestamp.Time
+		}
+		return len(ps) == 1, nil
+	})
+	var readyAt time.Time
+	waitFor(t, 60*time.Second, "the pod of slow to be Ready", func(context.Context) (bool, error) {
+		for _, c := range pods(t, ns, "slow")[0].Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				readyAt = c.LastTransitionTime.Time
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	// Timestamps have second precision: at least 1s apart means delayed.
+	if readyAt.Sub(created) < time.Second {
+		t.Errorf("pod of slow Ready %s after creation, want about 2s", readyAt.Sub(created))
+	}
+}
+
 func TestEndpointSlicesListOnlyReadyPods(t *testing.T) {
 	ns := env.Namespace(t)
 	create(t, deployment(ns, "good", "example/app:v1", 2))

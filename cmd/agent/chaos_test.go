@@ -83,8 +83,11 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 	for i := 1; inside < crashRuns && i <= 3*crashRuns; i++ {
 		all++
 		result, image := "promoted", fmt.Sprintf("example/server:%s%d", phase, i)
-		if phase == "revert" {
+		switch phase {
+		case "revert":
 			result, image = "reverted", fmt.Sprintf("missing.invalid/server:%s%d", phase, i)
+		case "verify":
+			image += "-slow" // ready after 2s: a verification a kill can land in
 		}
 		s.setImage("server", image)
 		cand := s.push(fmt.Sprintf("server %s (%s crash %d)", image, phase, i))
