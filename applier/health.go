@@ -373,6 +373,7 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 	if err != nil || sel.Empty() {
 		return nil
 	}
+	want := templateImages(live)
 	var pods []*corev1.Pod
 	for _, u := range all {
 		if u.GetDeletionTimestamp() != nil || !sel.Matches(labels.Set(u.GetLabels())) {
@@ -382,10 +383,39 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
 			continue
 		}
+		if want != "" && podImages(&p) != want {
+			// A pod of an older template on its way out (a rollback
+			// replaces a failing release): its failures are not this
+			// release's.
+			continue
+		}
 		pods = append(pods, &p)
 	}
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	return pods
+}
+
+// templateImages lists the images of a workload's pod template ("" when it
+// has none), in container order.
+func templateImages(live *unstructured.Unstructured) string {
+	cs, _, _ := unstructured.NestedSlice(live.Object, "spec", "template", "spec", "containers")
+	var images []string
+	for _, c := range cs {
+		if m, ok := c.(map[string]any); ok {
+			img, _ := m["image"].(string)
+			images = append(images, img)
+		}
+	}
+	return strings.Join(images, " ")
+}
+
+// podImages lists the images a pod's spec asks for, in container order.
+func podImages(p *corev1.Pod) string {
+	var images []string
+	for _, c := range p.Spec.Containers {
+		images = append(images, c.Image)
+	}
+	return strings.Join(images, " ")
 }
 
 // imagePullReasons are container waiting reasons that do not heal by waiting.

@@ -232,3 +232,23 @@ func TestWaitHealthyDaemonSet(t *testing.T) {
 		t.Errorf("summary %q", got)
 	}
 }
+
+// A rollback from a release whose pods fail to pull: while the failing pods
+// of the old template are still around, waiting for the restored release
+// does not fail on them; it waits for the new pods.
+func TestWaitHealthyIgnoresPodsOfAnOlderTemplate(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	bad := applyGreen(t, a, ns, "missing.invalid/server:v3")
+	if _, err := a.WaitHealthy(testCtx(t, 2*time.Minute), bad.Objects, WaitOptions{Timeout: time.Minute}); err == nil {
+		t.Fatal("the bad release verified healthy")
+	}
+	good := applyGreen(t, a, ns, "example/server:v1")
+	rep, err := a.WaitHealthy(testCtx(t, 2*time.Minute), good.Objects, WaitOptions{Timeout: time.Minute})
+	if err != nil {
+		t.Fatalf("the restored release failed on the old release's pods: %v", err)
+	}
+	if !rep.Healthy() {
+		t.Fatalf("report %s", rep.Summary())
+	}
+}
