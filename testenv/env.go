@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -78,7 +79,20 @@ type Env struct {
 // opts.BinDir and returns when the API server is ready and the node is Ready.
 // On error, everything it started is stopped again. A missing binary is an
 // error that says to run `make testenv`.
-func Start(ctx context.Context, opts Options) (env *Env, err error) {
+//
+// Ports are picked free and then handed to the processes, so another
+// process may take one in between; a start that fails on a port already in
+// use is retried (twice) with fresh ports when testenv owns the directory.
+func Start(ctx context.Context, opts Options) (*Env, error) {
+	for attempt := 0; ; attempt++ {
+		env, err := start(ctx, opts)
+		if err == nil || attempt == 2 || opts.Dir != "" || !strings.Contains(err.Error(), "address already in use") {
+			return env, err
+		}
+	}
+}
+
+func start(ctx context.Context, opts Options) (env *Env, err error) {
 	if opts.BinDir == "" {
 		opts.BinDir = BinDir()
 	}
