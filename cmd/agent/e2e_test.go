@@ -100,13 +100,16 @@ spec:
 	return s
 }
 
-func appManifest(a app) string {
+func appManifest(a app) string { return appWithReplicas(a, 2) }
+
+// appWithReplicas is an app's Deployment of n replicas and its Service.
+func appWithReplicas(a app, n int) string {
 	return fmt.Sprintf(`apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: %[1]s
 spec:
-  replicas: 2
+  replicas: %[3]d
   selector:
     matchLabels: {app: %[1]s}
   template:
@@ -127,7 +130,7 @@ spec:
   selector: {app: %[1]s}
   ports:
   - port: 8080
-`, a.name, a.image)
+`, a.name, a.image, n)
 }
 
 func uniqueName(testing.TB) string {

@@ -100,35 +100,7 @@ type fleet struct {
 }
 
 // fleetApp is an app of a fleet bundle: a Deployment of one replica and its Service.
-func fleetApp(name, image string) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: 1
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: %[1]s
-        image: %[2]s
-        env:
-        - {name: PEER, value: "http://server-${TANDEM_COLOR}:8080"}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector: {app: %[1]s}
-  ports:
-  - port: 8080
-`, name, image)
-}
+func fleetApp(name, image string) string { return appWithReplicas(app{name, image}, 1) }
 
 // twoApps is the files of a bundle (relative to its directory) with a client and a server.
 func twoApps(name string) map[string]string {
