@@ -1,0 +1,12 @@
+// Package notify tells people outside the cluster about releases: it posts
+// one JSON document (or a Slack/Mattermost incoming-webhook body) per
+// outcome to webhook URLs, and sets commit statuses on the source commit of
+// each candidate in GitHub, GitLab or Gitea/Forgejo.
+//
+// Delivery never blocks a release: each destination has its own bounded
+// queue and worker, a full queue drops the message, and a destination that
+// fails is retried with capped backoff a bounded number of times. Every
+// delivery, failure and drop is reported as a typed Result to a callback,
+// so the caller can log and count it. The package does not log, does not
+// read the environment, and never puts a token or secret in an error.
+package notify
