@@ -183,7 +183,11 @@ func TestRenderAllOptions(t *testing.T) {
 	objs := render(t, "tandem-system", "git.url=git@github.com:a/b.git",
 		"git.ssh.secretName=ssh", "git.token.secretName=tok", "git.password.secretName=pw", "git.username=bot",
 		"git.signingKey.secretName=sign", "webhook.secretName=hook", "metrics.serviceMonitor.enabled=true",
-		"replicaCount=2", "logFormat=console", "concurrency=8", "extraArgs={--pprof}")
+		"replicaCount=2", "logFormat=console", "concurrency=8", "extraArgs={--pprof}",
+		"notifications.urls={https://chat.example.com/hooks/a,https://ops.example.com/tandem}", "notifications.format=slack",
+		"notifications.secret.secretName=hmac", "commitStatus.provider=gitlab", "commitStatus.url=https://gitlab.example.com",
+		"commitStatus.repo=group/shop", "commitStatus.token.secretName=gl", "commitStatus.targetURL=https://ci.example.com",
+		"events.enabled=false")
 	d := find(objs, "Deployment")[0]
 	c := d.Object["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
 	args := strings.Join(toStrings(c["args"]), " ")
@@ -192,6 +196,10 @@ func TestRenderAllOptions(t *testing.T) {
 		"--git-token-file=/etc/tandem/token/token", "--git-password-file=/etc/tandem/password/password", "--git-username=bot",
 		"--git-signing-key-file=/etc/tandem/signing/signing.asc", "--webhook-secret-file=/etc/tandem/webhook/secret",
 		"--log-format=console", "--concurrency=8", "--pprof",
+		"--notify-url=https://chat.example.com/hooks/a", "--notify-url=https://ops.example.com/tandem", "--notify-format=slack",
+		"--notify-secret-file=/etc/tandem/notify/secret", "--commit-status=gitlab", "--commit-status-url=https://gitlab.example.com",
+		"--commit-status-repo=group/shop", "--commit-status-token-file=/etc/tandem/commit-status/token",
+		"--commit-status-target-url=https://ci.example.com", "--events=false",
 	} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %q", args, want)
@@ -202,7 +210,8 @@ func TestRenderAllOptions(t *testing.T) {
 		m := m.(map[string]any)
 		mounts[m["mountPath"].(string)] = m["readOnly"] == true
 	}
-	for _, p := range []string{"/etc/tandem/ssh", "/etc/tandem/token", "/etc/tandem/password", "/etc/tandem/signing", "/etc/tandem/webhook"} {
+	for _, p := range []string{"/etc/tandem/ssh", "/etc/tandem/token", "/etc/tandem/password", "/etc/tandem/signing", "/etc/tandem/webhook",
+		"/etc/tandem/notify", "/etc/tandem/commit-status"} {
 		if ro, ok := mounts[p]; !ok || !ro {
 			t.Errorf("%s not mounted read-only: %v", p, mounts)
 		}
@@ -212,6 +221,32 @@ func TestRenderAllOptions(t *testing.T) {
 	}
 	if len(find(objs, "ServiceMonitor")) != 1 {
 		t.Errorf("ServiceMonitor not rendered")
+	}
+	// Without events the role grants none.
+	for _, r := range find(objs, "ClusterRole") {
+		rules, _, _ := unstructured.NestedSlice(r.Object, "rules")
+		for _, rule := range rules {
+			if res := toStrings(rule.(map[string]any)["resources"]); len(res) == 1 && res[0] == "events" {
+				t.Errorf("ClusterRole %s grants events with events.enabled=false", r.GetName())
+			}
+		}
+	}
+}
+
+// A commit-status provider needs its repository and token Secret.
+func TestCommitStatusNeedsRepoAndToken(t *testing.T) {
+	for _, sets := range [][]string{
+		{"commitStatus.provider=github", "commitStatus.token.secretName=gh"},
+		{"commitStatus.provider=github", "commitStatus.repo=a/b"},
+		{"commitStatus.provider=bitbucket", "commitStatus.repo=a/b", "commitStatus.token.secretName=gh"},
+	} {
+		args := []string{"template", "tandem", ".", "--set", "git.url=https://example.com/r.git"}
+		for _, s := range sets {
+			args = append(args, "--set", s)
+		}
+		if out, err := helm(t, args...); err == nil {
+			t.Errorf("helm template %v succeeded:\n%s", sets, out)
+		}
 	}
 }
 
@@ -376,6 +411,11 @@ func TestNamespacedRBACOnControlPlane(t *testing.T) {
 		{"", "", "namespaces", "create", false},
 		{agentNS, "coordination.k8s.io", "leases", "create", true},
 		{other, "coordination.k8s.io", "leases", "create", false},
+		{allowed, "", "events", "create", true},
+		{allowed, "", "events", "patch", true},
+		{allowed, "", "events", "delete", false},
+		{allowed, "events.k8s.io", "events", "create", false},
+		{other, "", "events", "create", false},
 	} {
 		if got := can(ctx, t, sa, c.ns, c.group, c.resource, c.verb); got != c.want {
 			t.Errorf("can %s %s/%s in %q = %v, want %v", c.verb, c.group, c.resource, c.ns, got, c.want)

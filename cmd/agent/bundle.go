@@ -34,6 +34,7 @@ type bundleRun struct {
 
 // runFor returns b's driver, starting it (with recovery) on first sight.
 func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) (*bundleRun, error) {
+	a.track(b) // the bundle's namespace, for its events (notify.go)
 	a.mu.Lock()
 	run, ok := a.bundles[b.Name]
 	a.mu.Unlock()
@@ -223,6 +224,7 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 		if n.Live != "" {
 			a.m.setLive(bundle, n.Live, short(n.LiveCommit))
 		}
+		a.observe(bundle, n) // events, commit statuses, notifications (notify.go)
 	}
 }
 

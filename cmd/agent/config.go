@@ -37,6 +37,7 @@ type config struct {
 	LogLevel         string
 	Concurrency      int
 	Pprof            bool
+	Vis              visConfig // events, commit statuses, notifications (notify.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -69,6 +70,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&c.Concurrency, "concurrency", 4, "bundles reconciled at once")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
+	c.Vis.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage
@@ -106,6 +108,7 @@ func (c *config) validate() error {
 	if filepath.IsAbs(c.Root) || c.Root == ".." || len(c.Root) > 2 && c.Root[:3] == "../" {
 		errs = append(errs, fmt.Errorf("--root %q must be a relative path inside the repository", c.Root))
 	}
+	errs = append(errs, c.Vis.validate())
 	return errors.Join(errs...)
 }
 

@@ -58,6 +58,10 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
+	if a.vis, err = newVisibility(ctx, &c.Vis, restCfg, m, log); err != nil {
+		return err
+	}
+	defer a.vis.stop()
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
 	if c.MetricsAddr != "" {
 		go func() {
