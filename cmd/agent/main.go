@@ -19,6 +19,7 @@ Usage:
   tandem-agent run [flags]                        watch a repository and promote its bundles
   tandem-agent render <bundle dir> --color C      print what would be applied for color C
   tandem-agent status <repo dir>                  print each bundle's live color and last results
+  tandem-agent diff <bundle dir> --kubeconfig K   show what applying the idle color would change (exit 1 if anything)
   tandem-agent version                            print the version
 
 Run "tandem-agent <command> --help" for a command's flags.
@@ -48,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = renderCmd(args[1:], stdout, stderr)
 	case "status":
 		err = statusCmd(ctx, args[1:], stdout, stderr)
+	case "diff":
+		err = diffCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "tandem-agent", version)
 	case "help", "-h", "--help":
@@ -55,6 +58,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "tandem-agent: unknown command %q\n\n%s", args[0], usage)
 		return 2
+	}
+	if code, ok := exitCode(err, stderr); ok {
+		return code
 	}
 	switch {
 	case err == nil:

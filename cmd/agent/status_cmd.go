@@ -19,8 +19,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("tandem-agent status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := fs.String("root", ".", "directory inside the repository under which bundles are found")
+	kubeconfig := fs.String("kubeconfig", "", "also show what the cluster says (live color per stable Service, ready pods per color) and flag disagreement with Git; exit status 1 when they disagree")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tandem-agent status <repo dir> [--root DIR]")
+		fmt.Fprintln(stderr, "usage: tandem-agent status <repo dir> [--root DIR] [--kubeconfig FILE]")
 		fs.PrintDefaults()
 	}
 	positional, err := parseInterleaved(fs, args)
@@ -58,6 +59,15 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := promote.WriteTable(stdout, promote.StatusRows(rels, promote.LastOutcomes(trail))); err != nil {
 		return err
+	}
+	if *kubeconfig != "" {
+		fmt.Fprintln(stdout)
+		n, err := clusterStatus(ctx, stdout, *kubeconfig, bundles, rels)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster: %w", err))
+		} else if n > 0 {
+			errs = append(errs, fmt.Errorf("%d bundle(s): Git and the cluster disagree", n))
+		}
 	}
 	return errors.Join(errs...)
 }
