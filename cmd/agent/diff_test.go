@@ -25,7 +25,7 @@ func diffBundle(t *testing.T, root, ns, image, cm string) string {
 	t.Helper()
 	dir := filepath.Join(root, "bundles", ns)
 	files := map[string]string{
-		"bundle.yaml": fmt.Sprintf("apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: %s\nspec:\n  namespace: %s\n  shared: shared\n", ns, ns),
+		"bundle.yaml":               fmt.Sprintf("apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: %s\nspec:\n  namespace: %s\n  shared: shared\n", ns, ns),
 		"shared/kustomization.yaml": "resources:\n- namespace.yaml\n",
 		"shared/namespace.yaml":     "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + ns + "\n",
 		"app/kustomization.yaml":    "resources:\n- server.yaml\n- config.yaml\n",
