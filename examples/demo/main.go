@@ -134,6 +134,9 @@ func run(ctx context.Context, agentBin, example string, keep bool) (err error) {
 	if err := d.expect(ctx, 3, "reverted", "green"); err != nil {
 		return err
 	}
+	if err := d.events(ctx, "Reverted", "server-blue"); err != nil {
+		return err
+	}
 
 	step("4. a developer rolls back v2 with git revert: blue still runs v1, warm")
 	if _, err := testenv.Git(ctx, d.clone, "pull", "--quiet", "--rebase"); err != nil {
@@ -246,6 +249,39 @@ func (d *demo) expect(ctx context.Context, n int, result, color string) error {
 		fmt.Println("  " + line)
 	}
 	return nil
+}
+
+// events waits for the agent's Event with reason in namespace shop, checks
+// that its message names app, and prints the agent's events there, as
+// `kubectl -n shop get events --field-selector source=tandem-agent` would.
+func (d *demo) events(ctx context.Context, reason, app string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		list, err := d.cs.CoreV1().Events("shop").List(ctx, metav1.ListOptions{FieldSelector: "source=tandem-agent"})
+		if err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Reason != reason {
+				continue
+			}
+			if !strings.Contains(e.Message, app) {
+				return fmt.Errorf("event %s does not name %s: %q", reason, app, e.Message)
+			}
+			fmt.Println("\nkubectl -n shop get events --field-selector source=tandem-agent:")
+			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].LastTimestamp.Before(&list.Items[j].LastTimestamp) })
+			for _, e := range list.Items {
+				fmt.Printf("  %-7s  %-18s  configmap/%s  %s\n", e.Type, e.Reason, e.InvolvedObject.Name, e.Message)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no %s event in namespace shop: %w", reason, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // selectors returns each stable twin's selected color.
