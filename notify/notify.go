@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -126,6 +127,7 @@ type Notifier struct {
 	webhooks []*queue
 	status   *queue
 	wg       sync.WaitGroup
+	pending  atomic.Int64 // messages queued or being delivered
 }
 
 // job is one message for one destination.
@@ -197,6 +199,22 @@ func (n *Notifier) Start(ctx context.Context) {
 // Wait returns when every worker has stopped (after Start's ctx ended).
 func (n *Notifier) Wait() { n.wg.Wait() }
 
+// Drain waits until every queued message was delivered, failed or dropped,
+// or until ctx ends; call it before ending Start's ctx to give messages of
+// the last moments a chance. It reports whether everything was handled.
+func (n *Notifier) Drain(ctx context.Context) bool {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for n.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
 // Notify queues o for every webhook. It never blocks.
 func (n *Notifier) Notify(o Outcome) {
 	if n == nil {
@@ -226,9 +244,11 @@ func (n *Notifier) SetStatus(s Status) {
 }
 
 func (n *Notifier) enqueue(q *queue, j job) {
+	n.pending.Add(1)
 	select {
 	case q.jobs <- j:
 	default:
+		n.pending.Add(-1)
 		n.report(Result{Kind: q.kind, Target: q.target, Subject: j.subject, Outcome: Dropped,
 			Err: fmt.Errorf("queue full (%d waiting)", cap(q.jobs))})
 	}
@@ -249,12 +269,14 @@ func (n *Notifier) work(ctx context.Context, q *queue) {
 				select {
 				case j := <-q.jobs:
 					n.report(Result{Kind: q.kind, Target: q.target, Subject: j.subject, Outcome: Dropped, Err: context.Cause(ctx)})
+					n.pending.Add(-1)
 				default:
 					return
 				}
 			}
 		case j := <-q.jobs:
 			n.deliver(ctx, q, j)
+			n.pending.Add(-1)
 		}
 	}
 }

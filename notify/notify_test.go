@@ -366,3 +366,23 @@ func asHTTPError(err error, he **HTTPError) bool {
 	*he = e
 	return ok
 }
+
+// Drain waits for queued messages, and gives up when its ctx ends.
+func TestDrain(t *testing.T) {
+	srv := newServer(t, 204)
+	n, _ := start(t, Options{Webhooks: []Webhook{{URL: srv.URL}}})
+	n.Notify(revert)
+	n.Notify(revert)
+	if !n.Drain(context.Background()) || len(srv.requests()) != 2 {
+		t.Fatalf("Drain returned with %d of 2 requests made", len(srv.requests()))
+	}
+	hang := newServer(t, 0)
+	n, _ = start(t, Options{Webhooks: []Webhook{{URL: hang.URL}}, AttemptTimeout: time.Minute})
+	n.Notify(revert)
+	<-hang.got
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if n.Drain(ctx) {
+		t.Fatal("Drain reported a hanging delivery as done")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
@@ -103,6 +104,7 @@ type release struct {
 	evidence  string // the verification's evidence
 	reason    string // why it failed
 	live      string // the live color, as last committed
+	color     string // the last color a note of this release named
 }
 
 // newVisibility starts the event recorder and the notifier of c until ctx
@@ -135,13 +137,20 @@ func newVisibility(ctx context.Context, c *visConfig, cfg *rest.Config, m *metri
 	return v, nil
 }
 
-// stop ends the notifier (what is still queued is dropped, and counted)
-// and the event recorder.
+// drainTimeout bounds how long a stopping agent waits for notifications
+// and statuses still queued (a revert's, say, made just before SIGTERM).
+const drainTimeout = 5 * time.Second
+
+// stop gives queued notifications drainTimeout, then ends the notifier
+// (what is still queued is dropped, and counted) and the event recorder.
 func (v *visibility) stop() {
 	if v == nil {
 		return
 	}
 	if v.notify != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+		v.notify.Drain(ctx)
+		cancel()
 		v.cancel()
 		v.notify.Wait()
 	}
@@ -176,6 +185,18 @@ func (a *agent) observe(bundle string, n promote.Note) {
 	}
 }
 
+// eventColor is the color whose inventory an event goes to: the step's, or
+// for a step that names none (a render error fails before any apply) the
+// release's color so far, else the live one.
+func (r *release) eventColor(color string) string {
+	for _, c := range []string{color, r.color, r.live} {
+		if c != "" {
+			return c
+		}
+	}
+	return ""
+}
+
 func (v *visibility) rel(bundle string) *release {
 	r := v.bundles[bundle]
 	if r == nil {
@@ -194,8 +215,11 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 	defer v.mu.Unlock()
 	r := v.rel(bundle)
 	transient := n.Err != nil && errors.Is(n.Err, promote.ErrTransient)
+	if n.Color != "" {
+		r.color = n.Color
+	}
 	event := func(color string, warning bool, reason, format string, args ...any) {
-		v.events.emit(r.namespace, bundle, color, warning, reason, fmt.Sprintf(format, args...))
+		v.events.emit(r.namespace, bundle, r.eventColor(color), warning, reason, fmt.Sprintf(format, args...))
 	}
 	// The candidate's own event waits for the first step that names a color.
 	announce := func() {
@@ -292,7 +316,7 @@ func (v *visibility) committed(bundle string, r *release, n promote.Note) {
 	switch n.Result {
 	case promote.ResultPromoted:
 		o.SourceCommit, o.Evidence = n.LiveCommit, r.evidence
-		v.events.emit(r.namespace, bundle, n.Color, false, reasonPromoted,
+		v.events.emit(r.namespace, bundle, r.eventColor(n.Color), false, reasonPromoted,
 			cut(fmt.Sprintf("promoted %s to %s (%s): %s", short(o.SourceCommit), n.Color, recorded, r.evidence), maxEventMessage))
 		v.status(o.SourceCommit, bundle, notify.StateSuccess, "promoted to "+n.Color)
 	default:
@@ -305,7 +329,7 @@ func (v *visibility) committed(bundle string, r *release, n promote.Note) {
 		if n.Live != "" {
 			live = "; traffic stays on " + n.Live
 		}
-		v.events.emit(r.namespace, bundle, n.Color, true, reason,
+		v.events.emit(r.namespace, bundle, r.eventColor(n.Color), true, reason,
 			fmt.Sprintf("%s %s (%s): %s%s", n.Result, short(r.candidate), recorded, r.reason, live))
 		v.status(r.candidate, bundle, notify.StateFailure, n.Result+": "+r.reason)
 	}
