@@ -185,7 +185,7 @@ func TestRenderAllOptions(t *testing.T) {
 		"git.signingKey.secretName=sign", "webhook.secretName=hook", "metrics.serviceMonitor.enabled=true",
 		"replicaCount=2", "logFormat=console", "concurrency=8", "extraArgs={--pprof}",
 		"notifications.urls={https://chat.example.com/hooks/a,https://ops.example.com/tandem}", "notifications.format=slack",
-		"notifications.secret.secretName=hmac", "commitStatus.provider=gitlab", "commitStatus.url=https://gitlab.example.com",
+		"notifications.secret.secretName=hmac", "notifications.urlsSecret.secretName=slack", "commitStatus.provider=gitlab", "commitStatus.url=https://gitlab.example.com",
 		"commitStatus.repo=group/shop", "commitStatus.token.secretName=gl", "commitStatus.targetURL=https://ci.example.com",
 		"events.enabled=false")
 	d := find(objs, "Deployment")[0]
@@ -197,7 +197,7 @@ func TestRenderAllOptions(t *testing.T) {
 		"--git-signing-key-file=/etc/tandem/signing/signing.asc", "--webhook-secret-file=/etc/tandem/webhook/secret",
 		"--log-format=console", "--concurrency=8", "--pprof",
 		"--notify-url=https://chat.example.com/hooks/a", "--notify-url=https://ops.example.com/tandem", "--notify-format=slack",
-		"--notify-secret-file=/etc/tandem/notify/secret", "--commit-status=gitlab", "--commit-status-url=https://gitlab.example.com",
+		"--notify-secret-file=/etc/tandem/notify/secret", "--notify-url-file=/etc/tandem/notify-urls/urls", "--commit-status=gitlab", "--commit-status-url=https://gitlab.example.com",
 		"--commit-status-repo=group/shop", "--commit-status-token-file=/etc/tandem/commit-status/token",
 		"--commit-status-target-url=https://ci.example.com", "--events=false",
 	} {
@@ -211,7 +211,7 @@ func TestRenderAllOptions(t *testing.T) {
 		mounts[m["mountPath"].(string)] = m["readOnly"] == true
 	}
 	for _, p := range []string{"/etc/tandem/ssh", "/etc/tandem/token", "/etc/tandem/password", "/etc/tandem/signing", "/etc/tandem/webhook",
-		"/etc/tandem/notify", "/etc/tandem/commit-status"} {
+		"/etc/tandem/notify", "/etc/tandem/notify-urls", "/etc/tandem/commit-status"} {
 		if ro, ok := mounts[p]; !ok || !ro {
 			t.Errorf("%s not mounted read-only: %v", p, mounts)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 type visConfig struct {
 	Events          bool
 	NotifyURLs      []string
+	NotifyURLFile   string
 	NotifyFormat    string
 	NotifySecret    string
 	StatusProvider  string
@@ -41,6 +43,7 @@ func (v *visConfig) register(fs *flag.FlagSet) {
 		v.NotifyURLs = append(v.NotifyURLs, s)
 		return nil
 	})
+	fs.StringVar(&v.NotifyURLFile, "notify-url-file", "", "file with more --notify-url URLs, one a line (for URLs that hold a token, such as Slack's; read at start)")
 	fs.StringVar(&v.NotifyFormat, "notify-format", "json", "body of --notify-url requests: json, or slack (Slack and Mattermost incoming webhooks)")
 	fs.StringVar(&v.NotifySecret, "notify-secret-file", "", "file holding a key to sign --notify-url bodies (header X-Tandem-Signature-256: sha256=HMAC); reloaded when it changes")
 	fs.StringVar(&v.StatusProvider, "commit-status", "", "set commit statuses on each candidate's source commit: github, gitlab or gitea (Forgejo too)")
@@ -51,16 +54,28 @@ func (v *visConfig) register(fs *flag.FlagSet) {
 }
 
 // notifyOptions is the notify.Options of the flags (destinations only).
-func (v *visConfig) notifyOptions() notify.Options {
+func (v *visConfig) notifyOptions() (notify.Options, error) {
 	var o notify.Options
-	for _, u := range v.NotifyURLs {
+	urls := v.NotifyURLs
+	if v.NotifyURLFile != "" {
+		data, err := os.ReadFile(v.NotifyURLFile)
+		if err != nil {
+			return o, fmt.Errorf("--notify-url-file: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				urls = append(urls, line)
+			}
+		}
+	}
+	for _, u := range urls {
 		o.Webhooks = append(o.Webhooks, notify.Webhook{URL: u, Format: v.NotifyFormat, SecretFile: v.NotifySecret})
 	}
 	if v.StatusProvider != "" {
 		o.Status = &notify.StatusOptions{Provider: v.StatusProvider, BaseURL: v.StatusURL, Repo: v.StatusRepo,
 			TokenFile: v.StatusTokenFile, TargetURL: v.StatusTarget}
 	}
-	return o
+	return o, nil
 }
 
 // validate checks the flags (and that the files they name can be read).
@@ -73,7 +88,11 @@ func (v *visConfig) validate() error {
 		errs = append(errs, errors.New("--commit-status-* flags need --commit-status github, gitlab or gitea"))
 	}
 	if len(errs) == 0 {
-		if _, err := notify.New(v.notifyOptions()); err != nil {
+		o, err := v.notifyOptions()
+		if err == nil {
+			_, err = notify.New(o)
+		}
+		if err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -123,7 +142,10 @@ func newVisibility(ctx context.Context, c *visConfig, cfg *rest.Config, m *metri
 		}
 		v.events = newEventer(cs)
 	}
-	o := c.notifyOptions()
+	o, err := c.notifyOptions()
+	if err != nil {
+		return nil, err
+	}
 	if len(o.Webhooks) > 0 || o.Status != nil {
 		o.OnResult = v.delivered
 		n, err := notify.New(o)

@@ -25,9 +25,13 @@ func TestOutcomesFromNotes(t *testing.T) {
 	if err := os.WriteFile(token, []byte("tok"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	urls := filepath.Join(t.TempDir(), "urls")
+	if err := os.WriteFile(urls, []byte("# the team's receiver\n"+hooks.URL+"\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := &visConfig{NotifyURLs: []string{hooks.URL}, NotifyFormat: "json",
+	c := &visConfig{NotifyURLFile: urls, NotifyFormat: "json",
 		StatusProvider: "github", StatusURL: github.URL, StatusRepo: "acme/shop", StatusTokenFile: token}
 	if err := c.validate(); err != nil {
 		t.Fatal(err)
