@@ -174,6 +174,7 @@ func TestDiff(t *testing.T) {
 	if code != 1 {
 		t.Fatalf("diff exit %d, want 1:\n%s", code, out)
 	}
+	t.Logf("diff output:\n%s", out)
 	c := counts(t, out)
 	if c[0] != "1" || c[2] != "1" || c[1] == "0" || c[3] != "1" {
 		t.Errorf("counts %v, want 1 created, some changed, 1 pruned, 1 unchanged (the Namespace):\n%s", c, out)
@@ -231,6 +232,7 @@ func TestDiff(t *testing.T) {
 	}
 	commitAll("release")
 	code, out, errOut = status()
+	t.Logf("status output:\n%s", out)
 	if code != 0 || !regexp.MustCompile(ns+`\s+blue c1\s+blue c1\s+server→blue\s+blue 1/1, green 1/1\s+yes`).MatchString(out) {
 		t.Errorf("status with release.yaml: exit %d\n%s%s", code, out, errOut)
 	}

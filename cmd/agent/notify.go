@@ -288,7 +288,11 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 	case "flip":
 		announce()
 		if n.Err == nil {
-			event(n.Color, false, reasonSwitched, "stable Services now select %s (%s)", n.Color, n.Detail)
+			msg := "stable Services now select " + n.Color
+			if n.Detail != "" && n.Detail != "stable Services switched" {
+				msg += ": " + n.Detail // a warm flip-back
+			}
+			event(n.Color, false, reasonSwitched, "%s", msg)
 		}
 	case "soak":
 		if n.Err != nil && !transient {

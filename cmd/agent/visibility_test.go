@@ -211,6 +211,7 @@ func TestWhereUsersLook(t *testing.T) {
 	}
 	byColor := map[string][]string{}
 	for _, e := range s.bundleEvents() {
+		t.Logf("event %-7s %-18s %s: %s", e.Type, e.Reason, e.InvolvedObject.Name, e.Message)
 		color := strings.TrimPrefix(e.InvolvedObject.Name, "tandem-inventory-"+s.ns+"-")
 		byColor[color] = append(byColor[color], e.Reason)
 		for _, leak := range []string{token, secret} {
