@@ -9,7 +9,8 @@
 //  2. a commit bumps client and server to v2: verified on green, promoted;
 //  3. a commit whose server image does not exist: the agent reverts it,
 //     traffic stays on green, and blue (which the bad candidate displaced)
-//     is restored to v1 as a warm standby;
+//     is restored to v1 as a warm standby; the agent's Kubernetes Events in
+//     namespace shop tell the story and name the failing app;
 //  4. a human `git revert` of the v2 commit: the agent flips back to the
 //     warm blue at once, without a cold start.
 //
@@ -29,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
@@ -270,7 +272,10 @@ func (d *demo) events(ctx context.Context, reason, app string) error {
 				return fmt.Errorf("event %s does not name %s: %q", reason, app, e.Message)
 			}
 			fmt.Println("\nkubectl -n shop get events --field-selector source=tandem-agent:")
-			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].LastTimestamp.Before(&list.Items[j].LastTimestamp) })
+			// client-go names an Event <object>.<hex UnixNano of its creation>:
+			// finer than its timestamps, which have seconds only.
+			at := func(e corev1.Event) string { return fmt.Sprintf("%16s", e.Name[strings.LastIndex(e.Name, ".")+1:]) }
+			sort.SliceStable(list.Items, func(i, j int) bool { return at(list.Items[i]) < at(list.Items[j]) })
 			for _, e := range list.Items {
 				fmt.Printf("  %-7s  %-18s  configmap/%s  %s\n", e.Type, e.Reason, e.InvolvedObject.Name, e.Message)
 			}
