@@ -254,6 +254,20 @@ func TestWhereUsersLook(t *testing.T) {
 			t.Errorf("the agent log holds a credential")
 		}
 	}
+
+	// A commit that drops the client: green (which kept the failed
+	// client-green, scaled down) is applied without it, and it is pruned.
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	if err := os.Remove(filepath.Join(s.clone, "bundles", s.ns, "app", "client.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	s.write("bundles/"+s.ns+"/app/kustomization.yaml", "resources:\n- server.yaml\n")
+	s.push("drop the client")
+	want(t, s.waitCommits(3)[0], "promoted")
+	pruned := s.waitEventReason("Pruned")
+	if pruned.InvolvedObject.Name != "tandem-inventory-"+s.ns+"-green" || !strings.Contains(pruned.Message, "pruned 2 objects of green") {
+		t.Errorf("Pruned event: %s %q", pruned.InvolvedObject.Name, pruned.Message)
+	}
 }
 
 func scrape(t *testing.T, s *scenario) string {
