@@ -18,6 +18,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/tandem-gitops/tandem/notify"
 )
@@ -277,4 +278,51 @@ func scrape(t *testing.T, s *scenario) string {
 		t.Fatalf("/metrics: %d", code)
 	}
 	return body
+}
+
+// TestSoakFailureIsSeen: a release that degrades during its soak leaves
+// Degraded and FlippedBack events, and a flipped-back notification before
+// the reverted one.
+func TestSoakFailureIsSeen(t *testing.T) {
+	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
+	spec := strings.Replace(s.read("bundles/"+s.ns+"/bundle.yaml"), "scaleDownAfter: never", "scaleDownAfter: never\n  soak: 40s", 1)
+	s.write("bundles/"+s.ns+"/bundle.yaml", spec)
+	s.push("soak for 40s")
+	hooks := newRecorder(t, 200)
+	s.start("--notify-url", hooks.URL, "--notify-format", "json")
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.setImage("server", "example/server:v2")
+	v2 := s.push("server v2")
+	want(t, s.waitCommits(2)[0], "promoted")
+	patch := `{"spec":{"template":{"spec":{"containers":[{"name":"server","image":"example/server:v2-crash"}]}}}}`
+	if _, err := s.cs.AppsV1().Deployments(s.ns).Patch(s.ctx, "server-green", types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	reverted := s.waitCommits(3)[0]
+	want(t, reverted, "reverted")
+
+	var results []string
+	for range 4 {
+		var o notify.Outcome
+		if err := json.Unmarshal(hooks.next(t, "notification").Body, &o); err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, o.Result)
+		if o.Result == "flipped-back" && (o.Color != "green" || o.Live != "blue" || o.SourceCommit != v2 || !strings.Contains(o.Reason, "server-green")) {
+			t.Errorf("flipped-back notification %+v", o)
+		}
+		if o.Result == "reverted" && (o.SourceCommit != v2 || o.AgentCommit != reverted.Hash) {
+			t.Errorf("reverted notification %+v", o)
+		}
+	}
+	if got := strings.Join(results, ","); got != "promoted,promoted,flipped-back,reverted" {
+		t.Errorf("notifications %s", got)
+	}
+	deg := s.waitEventReason("Degraded")
+	back := s.waitEventReason("FlippedBack")
+	if deg.InvolvedObject.Name != "tandem-inventory-"+s.ns+"-green" || !strings.Contains(deg.Message, "server-green") ||
+		back.InvolvedObject.Name != "tandem-inventory-"+s.ns+"-blue" || back.Type != corev1.EventTypeWarning ||
+		!strings.Contains(back.Message, "traffic flipped back to blue: green degraded") {
+		t.Errorf("events:\n%s %s: %s\n%s %s: %s", deg.Reason, deg.InvolvedObject.Name, deg.Message, back.Reason, back.InvolvedObject.Name, back.Message)
+	}
 }
