@@ -1,9 +1,14 @@
 package main
 
 import (
+	"context"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -38,13 +43,42 @@ const maxEventMessage = 1024
 // eventer records Kubernetes Events about a bundle on the inventory
 // ConfigMap of the color concerned (tandem-inventory-<bundle>-<color> in
 // the bundle's namespace), so `kubectl -n shop get events` tells the story
-// of each release. It is client-go's recorder: events are sent in the
-// background, similar events are aggregated, and each object and reason is
-// rate-limited (a burst of 25, then one per 5 minutes).
+// of each release, and `kubectl describe configmap` shows the color's. It
+// is client-go's recorder: events are sent in the background, similar
+// events are aggregated, and each object and reason is rate-limited (a
+// burst of 25, then one per 5 minutes).
+//
+// One worker looks up each ConfigMap's uid (cached for uidTTL; describe
+// matches events by uid) and hands the events to the recorder in order; a
+// full queue drops events rather than delay a release.
 type eventer struct {
-	b   record.EventBroadcaster
-	rec record.EventRecorder
+	b    record.EventBroadcaster
+	rec  record.EventRecorder
+	cs   kubernetes.Interface
+	q    chan pendingEvent
+	done chan struct{}
+	uids map[string]cachedUID // by namespace/name; the worker's alone
+
+	mu     sync.Mutex
+	closed bool // q is closed: emit drops
 }
+
+// pendingEvent is an Event waiting for its object's uid.
+type pendingEvent struct {
+	ref         corev1.ObjectReference
+	annotations map[string]string
+	typ, reason string
+	msg         string
+}
+
+type cachedUID struct {
+	uid types.UID
+	at  time.Time
+}
+
+// uidTTL bounds how long a ConfigMap's uid is trusted (a bundle removed and
+// added again gets new inventories).
+const uidTTL = time.Minute
 
 // newEventer starts a broadcaster that writes core/v1 Events through cs.
 func newEventer(cs kubernetes.Interface) *eventer {
@@ -57,7 +91,36 @@ func newEventer(cs kubernetes.Interface) *eventer {
 		},
 	})
 	b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
-	return &eventer{b: b, rec: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tandem-agent"})}
+	e := &eventer{b: b, rec: b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "tandem-agent"}), cs: cs,
+		q: make(chan pendingEvent, 256), done: make(chan struct{}), uids: map[string]cachedUID{}}
+	go e.work()
+	return e
+}
+
+// work records queued events in order, each with its object's uid.
+func (e *eventer) work() {
+	defer close(e.done)
+	for p := range e.q {
+		p.ref.UID = e.uid(p.ref.Namespace, p.ref.Name)
+		e.rec.AnnotatedEventf(&p.ref, p.annotations, p.typ, p.reason, "%s", p.msg)
+	}
+}
+
+// uid is the uid of ConfigMap ns/name, "" when it cannot be read (the
+// event is recorded all the same; only describe will not list it).
+func (e *eventer) uid(ns, name string) types.UID {
+	key := ns + "/" + name
+	if c, ok := e.uids[key]; ok && time.Since(c.at) < uidTTL {
+		return c.uid
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cm, err := e.cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	e.uids[key] = cachedUID{uid: cm.UID, at: time.Now()}
+	return cm.UID
 }
 
 // emit records one Event; warning selects the Warning type. It never blocks
@@ -70,16 +133,41 @@ func (e *eventer) emit(ns, bundle, color string, warning bool, reason, msg strin
 	if warning {
 		typ = corev1.EventTypeWarning
 	}
-	ref := &corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: ns, Name: applier.InventoryName(bundle, color)}
-	e.rec.AnnotatedEventf(ref, map[string]string{applier.LabelBundle: bundle, applier.LabelColor: color},
-		typ, reason, "%s", cut(msg, maxEventMessage))
+	p := pendingEvent{
+		ref:         corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: ns, Name: applier.InventoryName(bundle, color)},
+		annotations: map[string]string{applier.LabelBundle: bundle, applier.LabelColor: color},
+		typ:         typ, reason: reason, msg: cut(msg, maxEventMessage),
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	select {
+	case e.q <- p:
+	default: // the API server is far behind: drop rather than block a release
+	}
 }
 
-// stop ends the broadcaster.
+// stop records what is queued, then ends the broadcaster; later events
+// are dropped.
 func (e *eventer) stop() {
-	if e != nil {
-		e.b.Shutdown()
+	if e == nil {
+		return
 	}
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return
+	}
+	e.closed = true
+	close(e.q)
+	e.mu.Unlock()
+	select {
+	case <-e.done:
+	case <-time.After(5 * time.Second): // an API server that does not answer
+	}
+	e.b.Shutdown()
 }
 
 // cut shortens s to n bytes at most, on a rune boundary, marking the cut.

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/scheme"
 
 	"github.com/tandem-gitops/tandem/notify"
 )
@@ -209,6 +210,14 @@ func TestWhereUsersLook(t *testing.T) {
 		rev.InvolvedObject.Name != "tandem-inventory-"+s.ns+"-green" || !strings.Contains(rev.Message, "client-green") ||
 		!strings.Contains(rev.Message, short(bad)) || !strings.Contains(rev.Message, "traffic stays on blue") {
 		t.Errorf("Reverted event: %s %s/%s %q", rev.Type, rev.InvolvedObject.Kind, rev.InvolvedObject.Name, rev.Message)
+	}
+	// kubectl describe finds events by the object's uid.
+	inv, err := s.cs.CoreV1().ConfigMaps(s.ns).Get(s.ctx, rev.InvolvedObject.Name, metav1.GetOptions{})
+	if err != nil || rev.InvolvedObject.UID != inv.UID || rev.Annotations["tandem.dev/bundle"] != s.ns || rev.Annotations["tandem.dev/color"] != "green" {
+		t.Errorf("Reverted event: uid %q, annotations %v; ConfigMap uid %v (err %v)", rev.InvolvedObject.UID, rev.Annotations, inv.UID, err)
+	}
+	if list, err := s.cs.CoreV1().Events(s.ns).Search(scheme.Scheme, inv); err != nil || len(list.Items) < 5 {
+		t.Errorf("the events of ConfigMap %s as kubectl describe finds them: %v (err %v)", inv.Name, list, err)
 	}
 	byColor := map[string][]string{}
 	for _, e := range s.bundleEvents() {
