@@ -216,7 +216,7 @@ func TestWhereUsersLook(t *testing.T) {
 	if err != nil || rev.InvolvedObject.UID != inv.UID || rev.Annotations["tandem.dev/bundle"] != s.ns || rev.Annotations["tandem.dev/color"] != "green" {
 		t.Errorf("Reverted event: uid %q, annotations %v; ConfigMap uid %v (err %v)", rev.InvolvedObject.UID, rev.Annotations, inv.UID, err)
 	}
-	if list, err := s.cs.CoreV1().Events(s.ns).Search(scheme.Scheme, inv); err != nil || len(list.Items) < 5 {
+	if list, err := s.cs.CoreV1().Events(s.ns).SearchWithContext(s.ctx, scheme.Scheme, inv); err != nil || len(list.Items) < 5 {
 		t.Errorf("the events of ConfigMap %s as kubectl describe finds them: %v (err %v)", inv.Name, list, err)
 	}
 	byColor := map[string][]string{}
