@@ -65,7 +65,7 @@ test: testenv $(HELM) ## Run every test (-race), against a real control plane an
 # each for FUZZTIME. New crashers land in <pkg>/testdata/fuzz/<target>/ and
 # then run as regression cases in every plain `go test`.
 FUZZ_TARGETS := ./render:FuzzParseBundle ./promote:FuzzParseRelease ./promote:FuzzParseTrailers \
-                ./gitsync:FuzzWebhook ./gitsync:FuzzParseTrailers
+                ./gitsync:FuzzWebhook
 FUZZ_SMOKE   ?= 5s
 FUZZTIME     ?= 1m
 # Minimising each new interesting input may take the default 60 s, during

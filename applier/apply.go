@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,7 +333,7 @@ func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[stri
 		}
 		it.body = body
 		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-			FieldManager: FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
+			FieldManager: contract.FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
 		})
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
@@ -387,7 +388,7 @@ func (a *Applier) applyAll(ctx context.Context, items []*item) error {
 			it.body = b
 		}
 		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
-			FieldManager: FieldManager, Force: new(true),
+			FieldManager: contract.FieldManager, Force: new(true),
 		})
 		if err != nil {
 			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
@@ -521,7 +522,7 @@ func (a *Applier) restoreScaled(ctx context.Context, items []*item) error {
 		if r == nil || !isScalable(r) {
 			continue
 		}
-		prev, ok := r.GetAnnotations()[AnnotationReplicas]
+		prev, ok := r.GetAnnotations()[contract.AnnotationReplicas]
 		if !ok {
 			continue
 		}
@@ -552,7 +553,7 @@ func isScalable(u *unstructured.Unstructured) bool {
 // scaleTo sets spec.replicas to n (n < 0: leave replicas) and removes the
 // tandem.dev/replicas annotation, in one merge patch.
 func (a *Applier) scaleTo(ctx context.Context, ri dynamic.ResourceInterface, name string, n int) (*unstructured.Unstructured, error) {
-	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationReplicas: nil}}}
+	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{contract.AnnotationReplicas: nil}}}
 	if n >= 0 {
 		patch["spec"] = map[string]any{"replicas": n}
 	}
@@ -589,7 +590,7 @@ func (a *Applier) listLive(ctx context.Context, bundle string, items []*item) er
 		g.items[it.obj.GetName()] = it
 	}
 	for _, g := range groups {
-		list, err := g.ri.List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle})
+		list, err := g.ri.List(ctx, metav1.ListOptions{LabelSelector: contract.LabelBundle + "=" + bundle})
 		if err != nil {
 			return fmt.Errorf("list live objects: %w", err)
 		}

@@ -3,6 +3,7 @@ package applier
 import (
 	"context"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"sync/atomic"
 	"testing"
 
@@ -108,7 +109,7 @@ func BenchmarkApply(b *testing.B) {
 					b.StartTimer()
 					err := a.each(ctx, items, func(ctx context.Context, it *item) error {
 						_, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body,
-							metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)})
+							metav1.PatchOptions{FieldManager: contract.FieldManager, Force: new(true)})
 						return err
 					})
 					if err != nil {

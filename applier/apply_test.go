@@ -3,6 +3,7 @@ package applier
 import (
 	"context"
 	"errors"
+	"github.com/tandem-gitops/tandem/contract"
 	"net/http"
 	"slices"
 	"strings"
@@ -208,12 +209,12 @@ func TestApplySharedWithNamespaceAndCRD(t *testing.T) {
 	newNS := ns + "-extra"
 	nsObj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "Namespace",
-		"metadata": map[string]any{"name": newNS, "labels": map[string]any{LabelBundle: testBundle}},
+		"metadata": map[string]any{"name": newNS, "labels": map[string]any{contract.LabelBundle: testBundle}},
 	}}
 	group := strings.ReplaceAll(ns, "-", "") + ".tandem.test"
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-		"metadata": map[string]any{"name": "widgets." + group, "labels": map[string]any{LabelBundle: testBundle}},
+		"metadata": map[string]any{"name": "widgets." + group, "labels": map[string]any{contract.LabelBundle: testBundle}},
 		"spec": map[string]any{
 			"group": group, "scope": "Namespaced",
 			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
@@ -223,7 +224,7 @@ func TestApplySharedWithNamespaceAndCRD(t *testing.T) {
 	}}
 	widget := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": group + "/v1", "kind": "Widget",
-		"metadata": map[string]any{"name": "w1", "namespace": newNS, "labels": map[string]any{LabelBundle: testBundle}},
+		"metadata": map[string]any{"name": "w1", "namespace": newNS, "labels": map[string]any{contract.LabelBundle: testBundle}},
 		"spec":     map[string]any{"size": int64(3)},
 	}}
 	cm := configMap(newNS, "shared-settings", "", map[string]any{"x": "y"})

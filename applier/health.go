@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"sort"
 	"strings"
 	"time"
@@ -144,7 +145,7 @@ func workloadGVR(u *unstructured.Unstructured) (schema.GroupVersionResource, boo
 // "" when they do not share one.
 func commonSelector(objs []*unstructured.Unstructured) string {
 	var parts []string
-	for _, key := range []string{LabelBundle, LabelColor} {
+	for _, key := range []string{contract.LabelBundle, contract.LabelColor} {
 		v, ok := "", true
 		for i, o := range objs {
 			lv, has := o.GetLabels()[key]

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -55,7 +56,7 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 		"metadata": map[string]any{
 			"name":      InventoryName(bundle, color),
 			"namespace": ns,
-			"labels":    map[string]any{LabelBundle: bundle, LabelInventory: color},
+			"labels":    map[string]any{contract.LabelBundle: bundle, contract.LabelInventory: color},
 		},
 		"data": map[string]any{inventoryKey: string(data)},
 	}
@@ -64,7 +65,7 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 		return err
 	}
 	_, err = a.dyn.Resource(gvrConfigMaps).Namespace(ns).Patch(ctx, InventoryName(bundle, color), types.ApplyPatchType, body,
-		metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)})
+		metav1.PatchOptions{FieldManager: contract.FieldManager, Force: new(true)})
 	if err != nil {
 		return fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
 	}
@@ -142,7 +143,7 @@ func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) 
 		return false, err
 	}
 	l := live.GetLabels()
-	if l[LabelBundle] != bundle || (color != "" && l[LabelColor] != color) || !managedByTandem(live) {
+	if l[contract.LabelBundle] != bundle || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
 		return false, nil // not tandem's (any more): never delete it
 	}
 	uid := live.GetUID()
@@ -160,7 +161,7 @@ func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) 
 // managedByTandem reports whether one of tandem's field managers applied u.
 func managedByTandem(u *unstructured.Unstructured) bool {
 	for _, m := range u.GetManagedFields() {
-		if m.Manager == FieldManager || m.Manager == TrafficFieldManager {
+		if m.Manager == contract.FieldManager || m.Manager == contract.TrafficFieldManager {
 			return true
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,9 +59,9 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 	if len(twins) == 0 {
 		return nil
 	}
-	ns, bundle := twins[0].GetNamespace(), twins[0].GetLabels()[LabelBundle]
+	ns, bundle := twins[0].GetNamespace(), twins[0].GetLabels()[contract.LabelBundle]
 	if ns == "" || bundle == "" {
-		return fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), LabelBundle)
+		return fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), contract.LabelBundle)
 	}
 	ts := make([]*twin, 0, len(twins))
 	var refs []ObjectRef
@@ -69,8 +70,8 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 		if err != nil {
 			return fmt.Errorf("flip to %s: %w", color, err)
 		}
-		if t.obj.GetNamespace() != ns || t.obj.GetLabels()[LabelBundle] != bundle {
-			return fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, LabelBundle, bundle)
+		if t.obj.GetNamespace() != ns || t.obj.GetLabels()[contract.LabelBundle] != bundle {
+			return fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, contract.LabelBundle, bundle)
 		}
 		ts = append(ts, t)
 		refs = append(refs, refOf(t.obj))
@@ -89,7 +90,7 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 			t.prev = live
 		}
 		_, err = svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: TrafficFieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
+			FieldManager: contract.TrafficFieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
 				return fmt.Errorf("flip to %s: %s: dry run: %w", color, objRef(t.obj), err)
@@ -111,7 +112,7 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 
 	for i, t := range ts {
 		_, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: TrafficFieldManager, Force: new(true)})
+			FieldManager: contract.TrafficFieldManager, Force: new(true)})
 		if err != nil {
 			err = fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
 			if rerr := a.putBack(context.WithoutCancel(ctx), ts[:i]); rerr != nil {
@@ -143,11 +144,11 @@ func prepareTwin(in *unstructured.Unstructured, color string) (*twin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: spec.selector: %w", objRef(u), err)
 	}
-	delete(sel, LabelColor)
+	delete(sel, contract.LabelColor)
 	if len(sel) == 0 {
 		return nil, fmt.Errorf("%s: refusing a twin whose selector would only be the color (it would select every pod of %s)", objRef(u), color)
 	}
-	sel[LabelColor] = color
+	sel[contract.LabelColor] = color
 	if err := unstructured.SetNestedStringMap(u.Object, sel, "spec", "selector"); err != nil {
 		return nil, err
 	}
@@ -193,18 +194,18 @@ func (a *Applier) putBack(ctx context.Context, ts []*twin) error {
 			continue
 		}
 		ann := u.GetAnnotations()
-		if v, ok := t.prev.GetAnnotations()[AnnotationLiveCommit]; ok {
+		if v, ok := t.prev.GetAnnotations()[contract.AnnotationLiveCommit]; ok {
 			if ann == nil {
 				ann = map[string]string{}
 			}
-			ann[AnnotationLiveCommit] = v
+			ann[contract.AnnotationLiveCommit] = v
 		} else {
-			delete(ann, AnnotationLiveCommit)
+			delete(ann, contract.AnnotationLiveCommit)
 		}
 		u.SetAnnotations(ann)
 		body, err := applyBody(u)
 		if err == nil {
-			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: TrafficFieldManager, Force: new(true)})
+			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: contract.TrafficFieldManager, Force: new(true)})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", objRef(u), err))
@@ -224,7 +225,7 @@ func (a *Applier) waitEndpoints(ctx context.Context, ns string, ts []*twin, colo
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	events := make(chan sourceEvent, 64)
-	podSel := LabelColor + "=" + color
+	podSel := contract.LabelColor + "=" + color
 	go watchSource(wctx, 0, a.dyn.Resource(gvrEndpointSlices).Namespace(ns), labelServiceName+" in ("+strings.Join(names, ",")+")", events)
 	go watchSource(wctx, 1, a.dyn.Resource(gvrPods).Namespace(ns), podSel, events)
 	c := newCache(2)
@@ -305,7 +306,7 @@ func endpointsPending(t *twin, slices, colorPods map[string]*unstructured.Unstru
 		}
 	}
 	if len(got) == 0 {
-		return fmt.Sprintf("no ready endpoint of %s (%d matching pods)", t.sel[LabelColor], len(matching))
+		return fmt.Sprintf("no ready endpoint of %s (%d matching pods)", t.sel[contract.LabelColor], len(matching))
 	}
 	return ""
 }
@@ -326,7 +327,7 @@ func (a *Applier) ScaleColor(ctx context.Context, namespace, bundle, color strin
 	if namespace == "" || bundle == "" || color == "" {
 		return errors.New("scale: namespace, bundle and color are required")
 	}
-	sel := LabelBundle + "=" + bundle + "," + LabelColor + "=" + color
+	sel := contract.LabelBundle + "=" + bundle + "," + contract.LabelColor + "=" + color
 	for _, gvr := range []schema.GroupVersionResource{gvrDeployments, gvrStatefulSets} {
 		ri := a.dyn.Resource(gvr).Namespace(namespace)
 		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel})
@@ -335,7 +336,7 @@ func (a *Applier) ScaleColor(ctx context.Context, namespace, bundle, color strin
 		}
 		for i := range list.Items {
 			u := &list.Items[i]
-			prev, scaled := u.GetAnnotations()[AnnotationReplicas]
+			prev, scaled := u.GetAnnotations()[contract.AnnotationReplicas]
 			if up {
 				if !scaled {
 					continue
@@ -354,7 +355,7 @@ func (a *Applier) ScaleColor(ctx context.Context, namespace, bundle, color strin
 			}
 			n := nestedInt(u.Object, 1, "spec", "replicas")
 			patch, err := json.Marshal(map[string]any{
-				"metadata": map[string]any{"annotations": map[string]any{AnnotationReplicas: strconv.FormatInt(n, 10)}},
+				"metadata": map[string]any{"annotations": map[string]any{contract.AnnotationReplicas: strconv.FormatInt(n, 10)}},
 				"spec":     map[string]any{"replicas": 0},
 			})
 			if err != nil {
@@ -420,14 +421,14 @@ func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observ
 		}
 		twins[u.GetName()] = u
 	}
-	list, err := svc.List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle})
+	list, err := svc.List(ctx, metav1.ListOptions{LabelSelector: contract.LabelBundle + "=" + bundle})
 	if err != nil {
 		return obs, fmt.Errorf("observe %s: list Services: %w", bundle, err)
 	}
 	for i := range list.Items {
 		u := &list.Items[i]
 		for _, m := range u.GetManagedFields() {
-			if m.Manager == TrafficFieldManager {
+			if m.Manager == contract.TrafficFieldManager {
 				twins[u.GetName()] = u
 			}
 		}
@@ -435,9 +436,9 @@ func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observ
 	colors, commits := map[string]bool{}, map[string]bool{}
 	for name, u := range twins {
 		sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector")
-		obs.Twins[name] = sel[LabelColor]
-		colors[sel[LabelColor]] = true
-		commits[u.GetAnnotations()[AnnotationLiveCommit]] = true
+		obs.Twins[name] = sel[contract.LabelColor]
+		colors[sel[contract.LabelColor]] = true
+		commits[u.GetAnnotations()[contract.AnnotationLiveCommit]] = true
 	}
 	if len(colors) == 1 {
 		for c := range colors {
@@ -459,21 +460,21 @@ func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observ
 	}
 	accs := map[string]*acc{}
 	for _, gvr := range []schema.GroupVersionResource{gvrDeployments, gvrStatefulSets, gvrDaemonSets} {
-		l, err := a.dyn.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle + "," + LabelColor})
+		l, err := a.dyn.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: contract.LabelBundle + "=" + bundle + "," + contract.LabelColor})
 		if err != nil {
 			return obs, fmt.Errorf("observe %s: list %s: %w", bundle, gvr.Resource, err)
 		}
 		for i := range l.Items {
 			u := &l.Items[i]
-			color := u.GetLabels()[LabelColor]
+			color := u.GetLabels()[contract.LabelColor]
 			ac := accs[color]
 			if ac == nil {
 				ac = &acc{commits: map[string]bool{}, digests: map[string]bool{}, allCurrent: true}
 				accs[color] = ac
 			}
 			ac.cs.Workloads++
-			ac.commits[u.GetAnnotations()[AnnotationCommit]] = true
-			ac.digests[u.GetAnnotations()[AnnotationDigest]] = true
+			ac.commits[u.GetAnnotations()[contract.AnnotationCommit]] = true
+			ac.digests[u.GetAnnotations()[contract.AnnotationDigest]] = true
 			wh := workloadHealth(workload{gvr: gvr, kind: u.GetKind(), ns: namespace, name: u.GetName()}, u)
 			ac.cs.Replicas += wh.Desired
 			ac.cs.Ready += wh.Ready
@@ -482,7 +483,7 @@ func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observ
 			}
 			if isScalable(u) {
 				ac.scalable++
-				if _, ok := u.GetAnnotations()[AnnotationReplicas]; ok {
+				if _, ok := u.GetAnnotations()[contract.AnnotationReplicas]; ok {
 					ac.scaled++
 				}
 			}

@@ -68,8 +68,9 @@ type Snapshot struct{ Commit, Dir string }
 // Commit is one commit of a range with its parsed trailers.
 type Commit struct {
 	Hash, Subject, Body, Author string
-	When                        time.Time // committer time
-	Trailers                    map[string][]string
+	// Message is the whole commit message (promote parses its trailers).
+	Message string
+	When    time.Time // committer time
 }
 
 // Written is the outcome of a successful Write.
@@ -484,26 +485,7 @@ func (r *Repo) Commits(ctx context.Context, from, to string) ([]Commit, error) {
 func commitOf(c *object.Commit) Commit {
 	subject, body, _ := strings.Cut(strings.TrimRight(c.Message, "\n"), "\n")
 	return Commit{Hash: c.Hash.String(), Subject: subject, Body: strings.TrimSpace(body), When: c.Committer.When,
-		Author: c.Author.Name + " <" + c.Author.Email + ">", Trailers: ParseTrailers(c.Message)}
-}
-
-// ParseTrailers returns the git trailers ("Key: value" lines) of the last
-// paragraph of message.
-func ParseTrailers(message string) map[string][]string {
-	msg := strings.TrimRight(message, "\n \t")
-	i := strings.LastIndex(msg, "\n\n")
-	if i < 0 {
-		return map[string][]string{}
-	}
-	out := map[string][]string{}
-	for _, line := range strings.Split(msg[i+2:], "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			return map[string][]string{}
-		}
-		out[k] = append(out[k], strings.TrimSpace(v))
-	}
-	return out
+		Author: c.Author.Name + " <" + c.Author.Email + ">", Message: c.Message}
 }
 
 // Tree is the working state of a Write: the tip plus the edit's changes.

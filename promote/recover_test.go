@@ -1,6 +1,7 @@
 package promote
 
 import (
+	"github.com/tandem-gitops/tandem/contract"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +12,7 @@ import (
 func TestRecover(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	promoted := now.Add(-30 * time.Second)
-	rel := &Release{APIVersion: APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green", Colors: map[string]ColorRelease{
+	rel := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green", Colors: map[string]ColorRelease{
 		"green": {Commit: "v2", Digest: "sha256:2", State: StateLive, PromotedAt: &promoted},
 		"blue":  {Commit: "v1", Digest: "sha256:1", State: StatePrevious},
 	}}

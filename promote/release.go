@@ -5,15 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"io"
 	"time"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 )
-
-// APIVersion is the apiVersion of release.yaml.
-const APIVersion = "tandem.dev/v1alpha1"
 
 // KindRelease is the kind of release.yaml.
 const KindRelease = "Release"
@@ -57,8 +55,8 @@ func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) 
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	if r.APIVersion != APIVersion {
-		return nil, fmt.Errorf("%s: apiVersion %q: want %q", file, r.APIVersion, APIVersion)
+	if r.APIVersion != contract.APIVersion {
+		return nil, fmt.Errorf("%s: apiVersion %q: want %q", file, r.APIVersion, contract.APIVersion)
 	}
 	if r.Kind != KindRelease {
 		return nil, fmt.Errorf("%s: kind %q: want %q", file, r.Kind, KindRelease)
@@ -102,7 +100,7 @@ const (
 // deploy) updated with s's live and previous colors; promotedAt stamps a
 // color that became live now; failure, when set, becomes lastFailure.
 func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
-	r := &Release{APIVersion: APIVersion, Kind: KindRelease, Bundle: s.Bundle, Colors: map[string]ColorRelease{}}
+	r := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: s.Bundle, Colors: map[string]ColorRelease{}}
 	if prior != nil {
 		r.LastFailure = prior.LastFailure
 	}

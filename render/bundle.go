@@ -3,6 +3,7 @@ package render
 import (
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"io/fs"
 	"os"
 	"path"
@@ -16,25 +17,8 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// Labels and annotations tandem puts on rendered objects (CONTRACT.md §3, §6).
+// KindBundle identifies a bundle.yaml (with contract.APIVersion).
 const (
-	// LabelBundle names the bundle an object belongs to.
-	LabelBundle = "tandem.dev/bundle"
-	// LabelColor names the color of a colored object.
-	LabelColor = "tandem.dev/color"
-	// AnnotationCommit records the commit a colored object was rendered from.
-	AnnotationCommit = "tandem.dev/commit"
-	// AnnotationDigest records the render digest of a colored object's color.
-	AnnotationDigest = "tandem.dev/digest"
-	// AnnotationLiveCommit records, on a stable twin, the commit it was rendered from.
-	AnnotationLiveCommit = "tandem.dev/live-commit"
-	// AnnotationRoute set to "false" on a Service opts it out of a stable twin.
-	AnnotationRoute = "tandem.dev/route"
-)
-
-// APIVersion and KindBundle identify a bundle.yaml.
-const (
-	APIVersion = "tandem.dev/v1alpha1"
 	KindBundle = "Bundle"
 	// BundleFile is the file name that marks a bundle directory.
 	BundleFile = "bundle.yaml"
@@ -102,8 +86,8 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 	bad := func(field, format string, a ...any) error {
 		return fmt.Errorf("%s: %s: %s", file, field, fmt.Sprintf(format, a...))
 	}
-	if r.APIVersion != APIVersion {
-		return nil, bad("apiVersion", "must be %s, not %q", APIVersion, r.APIVersion)
+	if r.APIVersion != contract.APIVersion {
+		return nil, bad("apiVersion", "must be %s, not %q", contract.APIVersion, r.APIVersion)
 	}
 	if r.Kind != KindBundle {
 		return nil, bad("kind", "must be %s, not %q", KindBundle, r.Kind)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tandem-gitops/tandem/contract"
 	"io"
 	"path/filepath"
 	"sort"
@@ -146,12 +147,12 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 				u = u.DeepCopy() // the last color takes the originals
 			}
 			u.Object = substitute(u.Object, sentinel, color).(map[string]any)
-			setAnnotation(u, AnnotationCommit, o.Commit)
-			setAnnotation(u, AnnotationDigest, digest)
+			setAnnotation(u, contract.AnnotationCommit, o.Commit)
+			setAnnotation(u, contract.AnnotationDigest, digest)
 			res.Objects = append(res.Objects, u)
 		}
 		for _, u := range res.Objects {
-			if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[AnnotationRoute] == "false" {
+			if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[contract.AnnotationRoute] == "false" {
 				continue
 			}
 			res.Twins = append(res.Twins, twin(u, color, live, o.Commit))
@@ -193,12 +194,12 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 		// object against every other for ID conflicts (quadratic, 35% of a
 		// 2000-object render); setNamespace does the same job afterwards.
 		k["labels"] = []map[string]any{{
-			"pairs":            map[string]string{LabelBundle: b.Name, LabelColor: sentinel},
+			"pairs":            map[string]string{contract.LabelBundle: b.Name, contract.LabelColor: sentinel},
 			"includeSelectors": true,
 			"includeTemplates": true,
 		}}
 	} else {
-		k["labels"] = []map[string]any{{"pairs": map[string]string{LabelBundle: b.Name}}}
+		k["labels"] = []map[string]any{{"pairs": map[string]string{contract.LabelBundle: b.Name}}}
 	}
 	overlay, err := yaml.Marshal(k)
 	if err != nil {
@@ -357,7 +358,7 @@ func checkTwins(twins []*unstructured.Unstructured, colored, shared []*unstructu
 	for _, t := range twins {
 		if what, ok := taken[id(t)]; ok {
 			return fmt.Errorf("Service %s/%s: the stable Service of this name conflicts with %s of the same name (rename one, or annotate the colored Service %s: \"false\")",
-				t.GetNamespace(), t.GetName(), what, AnnotationRoute)
+				t.GetNamespace(), t.GetName(), what, contract.AnnotationRoute)
 		}
 		taken[id(t)] = "another stable Service"
 	}
@@ -432,15 +433,15 @@ func twin(s *unstructured.Unstructured, color, live, commit string) *unstructure
 	t.SetName(strings.TrimSuffix(s.GetName(), "-"+color))
 	t.SetNamespace(s.GetNamespace())
 	labels := s.GetLabels()
-	delete(labels, LabelColor)
+	delete(labels, contract.LabelColor)
 	t.SetLabels(labels)
 	ann := s.GetAnnotations()
-	delete(ann, AnnotationCommit)
-	delete(ann, AnnotationDigest)
+	delete(ann, contract.AnnotationCommit)
+	delete(ann, contract.AnnotationDigest)
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[AnnotationLiveCommit] = commit
+	ann[contract.AnnotationLiveCommit] = commit
 	t.SetAnnotations(ann)
 	spec, _, _ := unstructured.NestedMap(s.Object, "spec")
 	if spec == nil {
@@ -460,7 +461,7 @@ func twin(s *unstructured.Unstructured, color, live, commit string) *unstructure
 	if sel == nil {
 		sel = map[string]any{}
 	}
-	sel[LabelColor] = live
+	sel[contract.LabelColor] = live
 	spec["selector"] = sel
 	t.Object["spec"] = spec
 	return t

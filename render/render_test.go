@@ -2,6 +2,7 @@ package render
 
 import (
 	"context"
+	"github.com/tandem-gitops/tandem/contract"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,10 +68,10 @@ func TestDigest(t *testing.T) {
 	if !strings.HasPrefix(blue.Digest, "sha256:") || len(blue.Digest) != len("sha256:")+64 {
 		t.Errorf("digest %q is not sha256:<hex>", blue.Digest)
 	}
-	if got := blue.Objects[0].GetAnnotations()[AnnotationDigest]; got != blue.Digest {
+	if got := blue.Objects[0].GetAnnotations()[contract.AnnotationDigest]; got != blue.Digest {
 		t.Errorf("digest annotation %q, want %q", got, blue.Digest)
 	}
-	if got := green.Objects[0].GetAnnotations()[AnnotationCommit]; got != "c2" {
+	if got := green.Objects[0].GetAnnotations()[contract.AnnotationCommit]; got != "c2" {
 		t.Errorf("commit annotation %q, want c2", got)
 	}
 

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"net/mail"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,7 +14,6 @@ import (
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
-	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -25,9 +21,10 @@ import (
 // The per-bundle part runs in a driver goroutine per bundle (bundle.go); the loop
 // only notices new tips, renders candidates and hands them over.
 type agent struct {
-	cfg  *config
-	repo *gitsync.Repo
-	cl   *cluster
+	cfg      *config
+	repo     *gitsync.Repo
+	ap       *applier.Applier
+	releases *releaseStore // renders the drivers refer to
 	m    *metrics
 	log  zerolog.Logger
 	dir  string // checkouts live here, one directory per tip
@@ -49,20 +46,8 @@ func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, di
 		bundles: map[string]*bundleRun{},
 		sem:     make(chan struct{}, c.Concurrency),
 	}
-	a.cl = newCluster(ap, a.renderAt)
+	a.ap, a.releases = ap, newReleaseStore()
 	return a
-}
-
-// renderAt checks commit out and renders b there for color (used to act on
-// a color after a restart, when only the cluster says what it runs).
-func (a *agent) renderAt(ctx context.Context, b *render.Bundle, commit, color string) (*render.Result, error) {
-	dir := filepath.Join(filepath.Dir(a.dir), "at", commit)
-	snap, err := a.repo.Checkout(ctx, commit, dir)
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	return render.Render(ctx, b, render.Options{RepoRoot: snap.Dir, Color: color, Commit: commit, AllowRemoteBases: a.cfg.AllowRemoteBases})
 }
 
 // resync asks every driver to re-apply its live color.
@@ -211,135 +196,6 @@ func (a *agent) touchesNoBundle(ctx context.Context, tip string) bool {
 		}
 	}
 	return true
-}
-
-// offer starts b's driver on first sight, and gives it a candidate when b's
-// files (other than release.yaml) differ from those it last saw.
-// It reports false when it could not (the next new tip gets a full pass).
-func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
-	log := a.log.With().Str("bundle", b.Name).Str("commit", short(snap.Commit)).Logger()
-	if err := vetRelease(snap.Dir, b); err != nil {
-		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
-		return false // a fix may touch release.yaml only: no skipping passes until then
-	}
-	run, err := a.runFor(ctx, snap, b)
-	if err != nil {
-		log.Error().Err(err).Msg("cannot start the bundle's driver")
-		return false
-	}
-	if run.seen != "" {
-		changed, err := a.bundleChanged(ctx, b, run.seen, snap.Commit)
-		if err != nil {
-			log.Error().Err(err).Msg("cannot diff the bundle; will retry on the next poll")
-			return false
-		}
-		if !changed || a.onlyAgentCommits(ctx, run.seen, snap.Commit) {
-			// The agent's own commits (a revert restores what is live) are
-			// never candidates.
-			run.seen = snap.Commit
-			return true
-		}
-	}
-	cand := a.candidate(ctx, snap, b, run.seen)
-	run.seen = snap.Commit
-	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
-	return true
-}
-
-// onlyAgentCommits reports whether every commit in (from, to] is the
-// agent's: written by its author and carrying its trailers. A human commit
-// with forged trailers is still a candidate.
-func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
-	commits, err := a.repo.Commits(ctx, from, to)
-	if err != nil || len(commits) == 0 {
-		return false
-	}
-	author, err := mail.ParseAddress(a.cfg.GitAuthor)
-	if err != nil {
-		return false
-	}
-	for _, c := range commits {
-		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Subject+"\n\n"+c.Body) {
-			return false
-		}
-	}
-	return true
-}
-
-// bundleChanged reports whether any file under b's directory other than
-// release.yaml differs between two commits.
-func (a *agent) bundleChanged(ctx context.Context, b *render.Bundle, from, to string) (bool, error) {
-	paths, err := a.changedPaths(ctx, from, to)
-	if err != nil {
-		return false, err
-	}
-	prefix := strings.TrimSuffix(b.Dir, "/") + "/"
-	for _, p := range paths {
-		if strings.HasPrefix(p, prefix) && p != path.Join(b.Dir, releaseFile) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-const releaseFile = "release.yaml"
-
-// diffCache remembers ChangedPaths(from, to) for the newest to. Bundles mostly
-// last saw the same commit, so a pass over a new tip diffs the two trees once
-// instead of once per bundle (each diff walks both whole trees).
-type diffCache struct {
-	mu   sync.Mutex
-	to   string
-	from map[string][]string
-}
-
-func (a *agent) changedPaths(ctx context.Context, from, to string) ([]string, error) {
-	a.diffs.mu.Lock()
-	defer a.diffs.mu.Unlock()
-	if a.diffs.to != to {
-		a.diffs.to, a.diffs.from = to, map[string][]string{}
-	}
-	if p, ok := a.diffs.from[from]; ok {
-		return p, nil
-	}
-	p, err := a.repo.ChangedPaths(ctx, from, to)
-	if err != nil {
-		return nil, err
-	}
-	a.diffs.from[from] = p
-	return p, nil
-}
-
-// maxReleaseBytes bounds release.yaml; the agent's own stays far below.
-const maxReleaseBytes = 1 << 20
-
-// vetRelease refuses a release.yaml that is not a plain file of the checkout:
-// a symlink (to /dev/zero, a credential file, anything outside the
-// repository), a directory, an oversized file or several YAML documents.
-// Without this check it would be read unbounded on a driver's first start.
-func vetRelease(dir string, b *render.Bundle) error {
-	file := path.Join(b.Dir, releaseFile)
-	fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(file)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: must be a regular file, not %s", file, fi.Mode().Type())
-	}
-	if fi.Size() > maxReleaseBytes {
-		return fmt.Errorf("%s: file is %d bytes, larger than the %d byte limit", file, fi.Size(), maxReleaseBytes)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	if err := render.CheckYAML(data); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	return nil
 }
 
 // prune removes checkouts of tips older than keep.
