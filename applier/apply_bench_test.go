@@ -3,9 +3,10 @@ package applier
 import (
 	"context"
 	"fmt"
-	"github.com/tandem-gitops/tandem/contract"
 	"sync/atomic"
 	"testing"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"

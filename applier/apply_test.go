@@ -3,13 +3,14 @@ package applier
 import (
 	"context"
 	"errors"
-	"github.com/tandem-gitops/tandem/contract"
 	"net/http"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"

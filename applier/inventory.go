@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+
 	"github.com/tandem-gitops/tandem/contract"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"

@@ -2,10 +2,11 @@ package applier
 
 import (
 	"context"
-	"github.com/tandem-gitops/tandem/contract"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"

@@ -2,11 +2,12 @@ package applier
 
 import (
 	"context"
-	"github.com/tandem-gitops/tandem/contract"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"

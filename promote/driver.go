@@ -206,17 +206,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		note("apply", str(changes), err)
 		ev = Event{Kind: EvDeployed, Err: err}
 	case ActVerify:
-		var evidence string
-		err, newer := d.cancellable(ctx, func(ctx context.Context) error {
-			e, err := d.cluster.Verify(ctx, dec.Color, dec.Ref, d.st.Policy.HealthTimeout)
-			evidence = str(e)
-			return err
-		})
-		if newer {
-			return Event{Kind: EvCancelled}, ctx.Err() == nil
-		}
-		note("verify", evidence, err)
-		ev = Event{Kind: EvVerified, Err: err, Evidence: evidence}
+		return d.verify(ctx, dec)
 	case ActFlip:
 		err := d.cluster.Route(ctx, dec.Color, dec.Ref)
 		detail := "stable Services switched"
@@ -267,16 +257,33 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 	return ev, ctx.Err() == nil
 }
 
+// verify waits for the color's health; a newer candidate cancels it.
+func (d *Driver) verify(ctx context.Context, dec Decision) (Event, bool) {
+	start := time.Now()
+	var evidence string
+	newer, err := d.cancellable(ctx, func(ctx context.Context) error {
+		e, err := d.cluster.Verify(ctx, dec.Color, dec.Ref, d.st.Policy.HealthTimeout)
+		evidence = str(e)
+		return err
+	})
+	if newer {
+		return Event{Kind: EvCancelled}, ctx.Err() == nil
+	}
+	d.notify(Note{Phase: "verify", Color: dec.Color, Commit: d.commit(), Detail: evidence,
+		Duration: time.Since(start), Err: err, Warn: err != nil})
+	return Event{Kind: EvVerified, Err: err, Evidence: evidence}, ctx.Err() == nil
+}
+
 // record writes an outcome commit once; Step retries a failed write.
 func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Event {
-	w, err := d.git.Write(ctx, *dec.Commit)
+	written, attempts, err := d.git.Write(ctx, *dec.Commit)
 	switch {
 	case err == nil:
 		live, liveCommit := dec.Commit.Release.Live, ""
 		if live != "" {
 			liveCommit = dec.Commit.Release.Colors[live].Commit
 		}
-		d.notify(Note{Phase: "commit", Color: dec.Color, Commit: w.Commit, Result: dec.Result, Attempts: w.Attempts,
+		d.notify(Note{Phase: "commit", Color: dec.Color, Commit: written, Result: dec.Result, Attempts: attempts,
 			Duration: time.Since(start), Live: live, LiveCommit: liveCommit})
 		if dec.Result == ResultPromoted {
 			d.notify(Note{Phase: "promote", Color: dec.Color, Commit: d.commit()})
@@ -294,7 +301,7 @@ func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Even
 func (d *Driver) soak(ctx context.Context, dec Decision) (Event, bool) {
 	start := time.Now()
 	d.releaseSlot()
-	err, newer := d.cancellable(ctx, func(ctx context.Context) error {
+	newer, err := d.cancellable(ctx, func(ctx context.Context) error {
 		return d.cluster.Watch(ctx, dec.Color, dec.Ref, dec.After)
 	})
 	if d.sem != nil {
@@ -322,7 +329,7 @@ func (d *Driver) releaseSlot() {
 
 // cancellable runs fn with a context that a newer candidate cancels; newer
 // reports that this is what ended it.
-func (d *Driver) cancellable(ctx context.Context, fn func(context.Context) error) (err error, newer bool) {
+func (d *Driver) cancellable(ctx context.Context, fn func(context.Context) error) (newer bool, err error) {
 	cctx, cancel := context.WithCancel(ctx)
 	d.mu.Lock()
 	d.cancel = cancel
@@ -334,13 +341,13 @@ func (d *Driver) cancellable(ctx context.Context, fn func(context.Context) error
 		cancel()
 	}()
 	if len(d.candidates) > 0 {
-		return nil, true // a newer candidate is already waiting
+		return true, nil // a newer candidate is already waiting
 	}
 	err = fn(cctx)
 	if cctx.Err() != nil && ctx.Err() == nil {
-		return err, true // cut short by a newer commit
+		return true, err // cut short by a newer commit
 	}
-	return err, false
+	return false, err
 }
 
 // str is s's text, "" for nil.

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tandem-gitops/tandem/contract"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // The driver against small in-package fakes of its roles. The real apply,
@@ -127,7 +128,7 @@ type fakeGit struct {
 	n     int
 }
 
-func (g *fakeGit) Write(_ context.Context, c Commit) (Written, error) {
+func (g *fakeGit) Write(_ context.Context, c Commit) (string, int, error) {
 	g.mu.Lock()
 	var err error
 	if len(g.errs) > 0 {
@@ -139,10 +140,10 @@ func (g *fakeGit) Write(_ context.Context, c Commit) (Written, error) {
 	subject, _, _ := strings.Cut(c.Message, "\n")
 	if err != nil {
 		g.calls.add("write failed: " + subject)
-		return Written{}, err
+		return "", 0, err
 	}
 	g.calls.add("write " + c.Result + ": " + subject)
-	return Written{Commit: fmt.Sprintf("agent%d", n), Attempts: 1}, nil
+	return fmt.Sprintf("agent%d", n), 1, nil
 }
 
 // harness runs one driver until the test ends.

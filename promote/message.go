@@ -15,7 +15,8 @@ const (
 	TrailerRestores = "Tandem-Restores"
 )
 
-func short(c string) string {
+// Short is the 7-character abbreviation of a commit hash, as in git log --oneline.
+func Short(c string) string {
 	if len(c) > 7 {
 		return c[:7]
 	}
@@ -29,7 +30,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 		evidence = color + " verified healthy"
 	}
 	return fmt.Sprintf("tandem: promote %s to %s (%s)\n\n%s\n\n%s: %s\n%s: promoted\n%s: %s\n%s: %s\n",
-		bundle, color, short(commit), evidence,
+		bundle, color, Short(commit), evidence,
 		TrailerBundle, bundle, TrailerResult, TrailerColor, color, TrailerSource, commit)
 }
 
@@ -38,7 +39,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 // where traffic is ("traffic stayed on blue").
 func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic string) string {
 	if failingSubject == "" {
-		failingSubject = short(failing)
+		failingSubject = Short(failing)
 	}
 	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
 		failingSubject, bundle, reason, traffic,
@@ -48,7 +49,7 @@ func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic st
 // HoldMessage is the commit message recording a failure in release.yaml only.
 func HoldMessage(bundle, failing, reason string) string {
 	return fmt.Sprintf("tandem: hold %s at failure of %s\n\n%s\n\n%s: %s\n%s: held\n%s: %s\n",
-		bundle, short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
+		bundle, Short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
 }
 
 // ParseTrailers returns the git trailers (Key: value lines) of the last paragraph of msg.

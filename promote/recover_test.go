@@ -1,10 +1,11 @@
 package promote
 
 import (
-	"github.com/tandem-gitops/tandem/contract"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // Recovery after a restart: release.yaml plus what the cluster shows (the

@@ -1,15 +1,14 @@
 package promote
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/tandem-gitops/tandem/contract"
-	"io"
 	"time"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
+
 	"sigs.k8s.io/yaml"
 )
 
@@ -45,6 +44,9 @@ type Release struct {
 // ParseRelease parses release.yaml strictly: unknown fields, a wrong apiVersion or kind,
 // and colors that are not the bundle's are errors naming file and field.
 func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) {
+	if err := yamlguard.Check(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -78,9 +80,6 @@ func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) 
 	}
 	if r.Live != "" && r.Colors[r.Live].Commit == "" {
 		return nil, fmt.Errorf("%s: colors.%s.commit: the live color names no commit", file, r.Live)
-	}
-	if err := singleDocument(data); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
 	}
 	return &r, nil
 }
@@ -122,26 +121,4 @@ func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
 		r.Colors[s.Previous] = ColorRelease{Commit: s.PrevCommit, Digest: s.PrevDigest, State: StatePrevious}
 	}
 	return r
-}
-
-// singleDocument refuses a second YAML document, which the decoder would
-// silently ignore.
-func singleDocument(data []byte) error {
-	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	docs := 0
-	for {
-		doc, err := rd.Read()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		if docs++; docs > 1 {
-			return fmt.Errorf("a second YAML document: release.yaml holds one")
-		}
-	}
 }

@@ -54,9 +54,10 @@ type Cluster interface {
 // Git writes an outcome to the tracked branch.
 type Git interface {
 	// Write commits rec and pushes it, retrying rejected pushes on the new
-	// tip; it returns ErrSuperseded when a newer commit changed the bundle
-	// and a revert must not be written over it.
-	Write(ctx context.Context, rec Commit) (Written, error)
+	// tip, and returns the commit and how many attempts it took; it returns
+	// ErrSuperseded when a newer commit changed the bundle and a revert must
+	// not be written over it.
+	Write(ctx context.Context, rec Commit) (commit string, attempts int, err error)
 }
 
 // Commit is one outcome for Git: release.yaml and, for a revert, the bundle
@@ -70,12 +71,6 @@ type Commit struct {
 
 // Revert says which bundle inputs a revert commit restores.
 type Revert struct{ Failing, From string }
-
-// Written is a commit that landed.
-type Written struct {
-	Commit   string
-	Attempts int
-}
 
 // ErrSuperseded: a newer commit changed the bundle; the revert was not written.
 var ErrSuperseded = errors.New("a newer commit changed the bundle")

@@ -3,11 +3,12 @@ package promote
 import (
 	"encoding/json"
 	"errors"
-	"github.com/tandem-gitops/tandem/contract"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // tstep is one event fed to Step and what must come out.

@@ -3,7 +3,6 @@ package render
 import (
 	"errors"
 	"fmt"
-	"github.com/tandem-gitops/tandem/contract"
 	"io/fs"
 	"os"
 	"path"
@@ -13,6 +12,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
 
 	"sigs.k8s.io/yaml"
 )
@@ -72,7 +74,7 @@ func validLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) 
 // becomes Bundle.File (Dir is its directory). Unknown fields are errors.
 func ParseBundle(file string, data []byte) (*Bundle, error) {
 	file = filepath.ToSlash(file)
-	if n := yamlDocuments(data); n > 1 {
+	if n := yamlguard.Documents(data); n > 1 {
 		return nil, fmt.Errorf("%s: a second YAML document is not allowed (one Bundle per file, found %d documents)", file, n)
 	}
 	var r rawBundle

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
+
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
 )
@@ -209,7 +211,7 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkYAMLExpansion(data); err != nil {
+	if err := yamlguard.CheckExpansion(data); err != nil {
 		return nil, f.record(fmt.Errorf("%s: %w", f.rel(p), err))
 	}
 	switch filepath.Base(p) {

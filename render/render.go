@@ -7,12 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/tandem-gitops/tandem/contract"
 	"io"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"

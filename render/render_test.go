@@ -2,13 +2,14 @@ package render
 
 import (
 	"context"
-	"github.com/tandem-gitops/tandem/contract"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 func writeFiles(t testing.TB, root string, files map[string]string) {

@@ -196,10 +196,10 @@ type bundleGit struct {
 
 // Write commits release.yaml (and a revert's restored files) on the tip of
 // the branch; a revert is abandoned when a newer commit changed the bundle.
-func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (promote.Written, error) {
+func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int, error) {
 	data, err := rec.Release.Marshal()
 	if err != nil {
-		return promote.Written{}, fmt.Errorf("%s: %w", path.Join(g.dir, releaseFile), err)
+		return "", 0, fmt.Errorf("%s: %w", path.Join(g.dir, releaseFile), err)
 	}
 	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
 		if rv := rec.Revert; rv != nil {
@@ -219,9 +219,9 @@ func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (promote.Writ
 	})
 	switch {
 	case errors.Is(err, gitsync.ErrAbandon):
-		return promote.Written{}, promote.ErrSuperseded
+		return "", 0, promote.ErrSuperseded
 	case err != nil && !errors.Is(err, gitsync.ErrNothingToCommit):
-		return promote.Written{}, err
+		return "", 0, err
 	}
-	return promote.Written{Commit: w.Commit, Attempts: w.Attempts}, nil
+	return w.Commit, w.Attempts, nil
 }

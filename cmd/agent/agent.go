@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"math"
 	"net/http"
 	"os"
 	"path"
@@ -10,10 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/rs/zerolog"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
+	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -25,10 +29,10 @@ type agent struct {
 	repo     *gitsync.Repo
 	ap       *applier.Applier
 	releases *releaseStore // renders the drivers refer to
-	m    *metrics
-	log  zerolog.Logger
-	dir  string // checkouts live here, one directory per tip
-	wake chan struct{}
+	m        *metrics
+	log      zerolog.Logger
+	dir      string // checkouts live here, one directory per tip
+	wake     chan struct{}
 
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
@@ -87,18 +91,18 @@ func (a *agent) run(ctx context.Context, ready func()) {
 	resync := time.NewTicker(a.cfg.ResyncInterval)
 	defer resync.Stop()
 	var once sync.Once
-	retry := a.cfg.Interval
+	retry := syncBackoff(a.cfg.Interval)
 	for {
-		wait := a.cfg.Interval
+		next := a.cfg.Interval
 		if err := a.sync(ctx); err != nil {
 			if ctx.Err() != nil {
 				break
 			}
+			next = retry.Step()
 			a.m.transient.WithLabelValues("git").Inc()
-			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", retry).Msg("sync failed; will retry")
-			wait, retry = retry, backoff(retry, 5*time.Minute)
+			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", next).Msg("sync failed; will retry")
 		} else {
-			retry = a.cfg.Interval
+			retry = syncBackoff(a.cfg.Interval)
 			once.Do(ready)
 		}
 		select {
@@ -106,13 +110,18 @@ func (a *agent) run(ctx context.Context, ready func()) {
 		case <-a.wake:
 		case <-resync.C:
 			a.resync(ctx)
-		case <-time.After(wait):
+		case <-time.After(next):
 		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	a.wg.Wait()
+}
+
+// syncBackoff spaces failed syncs: the interval, doubling up to 5 minutes.
+func syncBackoff(interval time.Duration) wait.Backoff {
+	return wait.Backoff{Duration: interval, Factor: 2, Cap: 5 * time.Minute, Steps: math.MaxInt32}
 }
 
 // sync is one pass: a cheap head check; on a new tip, checkout, discover the
@@ -144,7 +153,7 @@ func (a *agent) sync(ctx context.Context) error {
 		a.tip = poll.Tip
 		return nil
 	}
-	log := a.log.With().Str("commit", short(poll.Tip)).Logger()
+	log := a.log.With().Str("commit", promote.Short(poll.Tip)).Logger()
 	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {
 		return err
@@ -209,11 +218,4 @@ func (a *agent) prune(keep string) {
 			_ = os.RemoveAll(filepath.Join(a.dir, e.Name()))
 		}
 	}
-}
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }

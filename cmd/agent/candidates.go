@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
+
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
@@ -58,7 +60,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 				run.seen = snap.Commit
 			}
 		}
-		a.m.setLive(b.Name, rel.Live, short(rel.Colors[rel.Live].Commit))
+		a.m.setLive(b.Name, rel.Live, promote.Short(rel.Colors[rel.Live].Commit))
 	}
 	if cv := v.Colors[v.Live]; !v.Mixed && v.Live != "" && (rel == nil || v.Live != rel.Live) && cv.Healthy && cv.Commit != "" {
 		// The flip to this commit happened before a restart; the driver
@@ -183,7 +185,7 @@ func (a *agent) renderRecorded(ctx context.Context, snap gitsync.Snapshot, b *re
 			continue
 		}
 		if err := a.renderRelease(ctx, snap, b, tip, ref); err != nil {
-			a.log.Warn().Err(err).Str("bundle", b.Name).Str("commit", short(ref.Commit)).Str("phase", "recover").
+			a.log.Warn().Err(err).Str("bundle", b.Name).Str("commit", promote.Short(ref.Commit)).Str("phase", "recover").
 				Msg("cannot render a release the cluster runs; acting on it will fail")
 		}
 	}
@@ -205,7 +207,7 @@ func (a *agent) renderRelease(ctx context.Context, snap gitsync.Snapshot, b *ren
 		return err
 	}
 	if got := r.colors[b.Spec.Colors[0]].Digest; got != ref.Digest {
-		return fmt.Errorf("bundle %s: %s renders %s now, not the recorded %s", b.Name, short(ref.Commit), got, ref.Digest)
+		return fmt.Errorf("bundle %s: %s renders %s now, not the recorded %s", b.Name, promote.Short(ref.Commit), got, ref.Digest)
 	}
 	a.releases.put(ref, r)
 	return nil
@@ -218,21 +220,21 @@ func (a *agent) subject(ctx context.Context, since, tip string) string {
 	}
 	commits, err := a.repo.Commits(ctx, since, tip)
 	if err != nil {
-		return short(tip)
+		return promote.Short(tip)
 	}
 	for _, c := range commits {
 		if !promote.IsAgentCommit(c.Message) {
 			return c.Subject
 		}
 	}
-	return short(tip)
+	return promote.Short(tip)
 }
 
 // offer starts b's driver on first sight, and gives it a candidate when b's
 // files (other than release.yaml) differ from those it last saw.
 // It reports false when it could not (the next new tip gets a full pass).
 func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
-	log := a.log.With().Str("bundle", b.Name).Str("commit", short(snap.Commit)).Logger()
+	log := a.log.With().Str("bundle", b.Name).Str("commit", promote.Short(snap.Commit)).Logger()
 	if err := vetRelease(snap.Dir, b); err != nil {
 		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
 		return false // a fix may touch release.yaml only: no skipping passes until then
@@ -349,9 +351,8 @@ func vetRelease(dir string, b *render.Bundle) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
-	if err := render.CheckYAML(data); err != nil {
+	if err := yamlguard.Check(data); err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
 	return nil
 }
-

@@ -47,7 +47,7 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 			ev = ev.Str("color", n.Color)
 		}
 		if n.Commit != "" {
-			ev = ev.Str("commit", short(n.Commit))
+			ev = ev.Str("commit", promote.Short(n.Commit))
 		}
 		if n.Result != "" {
 			ev = ev.Str("result", n.Result)
@@ -83,7 +83,7 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 			}
 		}
 		if n.Live != "" {
-			a.m.setLive(bundle, n.Live, short(n.LiveCommit))
+			a.m.setLive(bundle, n.Live, promote.Short(n.LiveCommit))
 		}
 	}
 }

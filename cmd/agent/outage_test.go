@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
@@ -152,7 +153,7 @@ func TestOutage(t *testing.T) {
 			time.Sleep(time.Second)
 			live := s.invariants(l, apps...)
 			if n := countResults(s.agentCommits(), "reverted", cand); n != 0 {
-				t.Fatalf("the agent reverted %s because of an outage", short(cand))
+				t.Fatalf("the agent reverted %s because of an outage", promote.Short(cand))
 			}
 			felt := tc.felt(cand, mark)
 			var grew []string
@@ -191,7 +192,7 @@ func (s *scenario) transientFor(candidate, phase string, mark int) bool {
 		case e.str("dependency") == "cluster" && e.str("op") == op:
 			return true
 		}
-		return e.str("phase") == phase && e.str("commit") == short(candidate) && e.str("error") != ""
+		return e.str("phase") == phase && e.str("commit") == promote.Short(candidate) && e.str("error") != ""
 	})
 }
 

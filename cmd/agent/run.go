@@ -6,7 +6,6 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
@@ -76,12 +75,4 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	})
 	log.Info().Msg("stopped")
 	return err
-}
-
-// backoff doubles d up to max.
-func backoff(d, max time.Duration) time.Duration {
-	if d *= 2; d > max {
-		return max
-	}
-	return d
 }

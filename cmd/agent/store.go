@@ -55,7 +55,7 @@ func (s *releaseStore) get(bundle string, ref promote.ReleaseRef, color string) 
 	defer s.mu.Unlock()
 	r, ok := s.bundles[bundle][ref]
 	if !ok || r.colors[color] == nil {
-		return nil, nil, fmt.Errorf("bundle %s: release %s (%s) has no render for color %s", bundle, short(ref.Commit), ref.Digest, color)
+		return nil, nil, fmt.Errorf("bundle %s: release %s (%s) has no render for color %s", bundle, promote.Short(ref.Commit), ref.Digest, color)
 	}
 	return r.bundle, r.colors[color], nil
 }
