@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
 	"github.com/tandem-gitops/tandem/contract"
 
 	corev1 "k8s.io/api/core/v1"
@@ -399,7 +401,7 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 	if err != nil || sel.Empty() {
 		return nil
 	}
-	want := templateImages(live)
+	current := currentTemplate(live)
 	var pods []*corev1.Pod
 	for _, u := range all {
 		if u.GetDeletionTimestamp() != nil || !sel.Matches(labels.Set(u.GetLabels())) {
@@ -409,7 +411,7 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
 			continue
 		}
-		if want != "" && podImages(&p) != want {
+		if !current(&p) {
 			// A pod of an older template on its way out (a rollback
 			// replaces a failing release): its failures are not this
 			// release's.
@@ -419,6 +421,23 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 	}
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	return pods
+}
+
+// currentTemplate tells pods of the workload's current pod template from
+// older ones: a StatefulSet's pods by controller-revision-hash against
+// status.updateRevision; others by the release digest tandem puts on every
+// pod template (pods inherit it), which differs for any change of the
+// release, images, env or config alike; a template without one (not
+// rendered by tandem) by its images.
+func currentTemplate(live *unstructured.Unstructured) func(*corev1.Pod) bool {
+	if rev, _, _ := unstructured.NestedString(live.Object, "status", "updateRevision"); rev != "" && live.GetKind() == "StatefulSet" {
+		return func(p *corev1.Pod) bool { return p.Labels[appsv1.ControllerRevisionHashLabelKey] == rev }
+	}
+	if d, _, _ := unstructured.NestedString(live.Object, "spec", "template", "metadata", "annotations", contract.AnnotationDigest); d != "" {
+		return func(p *corev1.Pod) bool { return p.Annotations[contract.AnnotationDigest] == d }
+	}
+	want := templateImages(live)
+	return func(p *corev1.Pod) bool { return want == "" || podImages(p) == want }
 }
 
 // templateImages lists the images of a workload's pod template ("" when it

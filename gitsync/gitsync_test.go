@@ -210,7 +210,7 @@ func TestConcurrentWritesDoNotCollide(t *testing.T) {
 	}
 }
 
-func TestWriteAbandonAndRestoreDir(t *testing.T) {
+func TestWriteAbandonAndRestore(t *testing.T) {
 	ctx := context.Background()
 	rem, c1 := newRemote(t)
 	r := open(t, rem.Path)
@@ -222,13 +222,17 @@ func TestWriteAbandonAndRestoreDir(t *testing.T) {
 		t.Fatalf("err = %v, want ErrAbandon", err)
 	}
 	w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
-		if ch, err := tr.ChangedSince(c1, "bundles/shop"); err != nil || !ch {
+		if ch, err := tr.ChangedSince(c1, Paths{"bundles/shop/"}); err != nil || !ch {
 			t.Errorf("ChangedSince before restore = %v, %v", ch, err)
 		}
-		if err := tr.RestoreDir("bundles/shop", c1); err != nil {
+		restored, err := tr.Restore(Paths{"bundles/shop/"}, c1)
+		if err != nil {
 			return "", err
 		}
-		if ch, err := tr.ChangedSince(c1, "bundles/shop"); err != nil || ch {
+		if strings.Join(restored, " ") != "bundles/shop/app/a.yaml bundles/shop/app/new.yaml" {
+			t.Errorf("restored %v, want a.yaml and new.yaml", restored)
+		}
+		if ch, err := tr.ChangedSince(c1, Paths{"bundles/shop/"}); err != nil || ch {
 			t.Errorf("ChangedSince after restore = %v, %v", ch, err)
 		}
 		return "Revert bad change", nil

@@ -49,30 +49,54 @@ func (t *Tree) WriteFile(p string, data []byte) error {
 	return nil
 }
 
-// RestoreDir makes dir's files equal to those of fromCommit's tree.
-func (t *Tree) RestoreDir(dir, fromCommit string) error {
-	old, err := t.r.flat(fromCommit)
-	if err != nil {
-		return err
-	}
-	dir = path.Clean(dir)
-	for p := range t.files {
-		if under(p, dir) {
-			delete(t.files, p)
-			delete(t.data, p)
+// Paths name files of a tree: a path names one file; a path ending in "/"
+// names every file under that directory ("" or "./": the whole tree).
+type Paths []string
+
+// Match reports whether file p is named by ps.
+func (ps Paths) Match(p string) bool {
+	for _, q := range ps {
+		if strings.HasSuffix(q, "/") || q == "" {
+			if under(p, path.Clean(strings.TrimSuffix(q, "/")+"/.")) {
+				return true
+			}
+		} else if p == q {
+			return true
 		}
 	}
-	for p, e := range old {
-		if under(p, dir) {
-			t.files[p] = e
-		}
-	}
-	return nil
+	return false
 }
 
-// ChangedSince reports whether any file under dir, other than the paths in
-// except, differs between commit and the working state.
-func (t *Tree) ChangedSince(commit, dir string, except ...string) (bool, error) {
+// Restore makes every file named by ps equal to fromCommit's (removing
+// those fromCommit lacks) and returns the files that changed, sorted.
+func (t *Tree) Restore(ps Paths, fromCommit string) ([]string, error) {
+	old, err := t.r.flat(fromCommit)
+	if err != nil {
+		return nil, err
+	}
+	cur, err := t.resolved()
+	if err != nil {
+		return nil, err
+	}
+	var restored []string
+	for _, p := range diffFlat(old, cur) {
+		if !ps.Match(p) {
+			continue
+		}
+		restored = append(restored, p)
+		delete(t.data, p)
+		if e, ok := old[p]; ok {
+			t.files[p] = e
+		} else {
+			delete(t.files, p)
+		}
+	}
+	return restored, nil
+}
+
+// ChangedSince reports whether any file named by ps, other than the paths
+// in except, differs between commit and the working state.
+func (t *Tree) ChangedSince(commit string, ps Paths, except ...string) (bool, error) {
 	old, err := t.r.flat(commit)
 	if err != nil {
 		return false, err
@@ -81,9 +105,8 @@ func (t *Tree) ChangedSince(commit, dir string, except ...string) (bool, error) 
 	if err != nil {
 		return false, err
 	}
-	dir = path.Clean(dir)
 	for _, p := range diffFlat(old, cur) {
-		if under(p, dir) && !slices.Contains(except, p) {
+		if ps.Match(p) && !slices.Contains(except, p) {
 			return true, nil
 		}
 	}

@@ -73,3 +73,25 @@ func ParseTrailers(msg string) map[string][]string {
 func IsAgentCommit(msg string) bool {
 	return len(ParseTrailers(msg)[TrailerResult]) > 0
 }
+
+// WithRestored adds to a revert message the files the revert restored and,
+// for each, the other bundles that read it, as a paragraph before the
+// trailers.
+func WithRestored(msg string, files []string, readers map[string][]string) string {
+	if len(files) == 0 {
+		return msg
+	}
+	var b strings.Builder
+	b.WriteString("Restored:")
+	for _, f := range files {
+		b.WriteString("\n  " + f)
+		if r := readers[f]; len(r) > 0 {
+			b.WriteString(" (also read by " + strings.Join(r, ", ") + ")")
+		}
+	}
+	i := strings.LastIndex(strings.TrimRight(msg, "\n"), "\n\n")
+	if i < 0 {
+		return msg + "\n" + b.String() + "\n"
+	}
+	return msg[:i] + "\n\n" + b.String() + msg[i:]
+}

@@ -81,3 +81,15 @@ func TestParseTrailers(t *testing.T) {
 		}
 	}
 }
+
+func TestRevertMessageListsRestoredFiles(t *testing.T) {
+	msg := RevertMessage("shop", "bump base", "77ab", "3f2a", "server-green: ImagePullBackOff", "traffic stayed on blue")
+	got := WithRestored(msg, []string{"apps/base/deploy.yaml", "bundles/shop/app/kustomization.yaml"},
+		map[string][]string{"apps/base/deploy.yaml": {"cart", "shop-prod"}})
+	if !strings.Contains(got, "\n\nRestored:\n  apps/base/deploy.yaml (also read by cart, shop-prod)\n  bundles/shop/app/kustomization.yaml\n\nTandem-Bundle: shop\n") {
+		t.Fatalf("message:\n%s", got)
+	}
+	if tr := ParseTrailers(got); tr[TrailerReverts][0] != "77ab" || tr[TrailerRestores][0] != "3f2a" {
+		t.Fatalf("trailers lost: %v", tr)
+	}
+}

@@ -56,6 +56,10 @@ type Result struct {
 	Shared []*unstructured.Unstructured
 	// Digest is "sha256:<hex>" over the content; equal for both colors of one tree.
 	Digest string
+	// Inputs are the repository files the render read (slash-separated,
+	// sorted; "dir/" for a directory whose listing it read), bundle.yaml
+	// included: a commit that changes none of them renders the same.
+	Inputs []string
 }
 
 // krustyMu serializes kustomize, which is not safe for concurrent use.
@@ -97,38 +101,11 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
 	}
-	bundleDir := filepath.Join(root, filepath.FromSlash(b.Dir))
-	budget := o.MaxBytes
-
-	colored, err := build(root, filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Path)), b, true, o.AllowRemoteBases, &budget)
+	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}}
+	colored, shared, err := bc.buildBoth()
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.path", err)
+		return nil, &Error{Err: err, Inputs: bc.inputList()}
 	}
-	for _, u := range colored {
-		if isClusterScoped(u) {
-			return nil, fmt.Errorf("bundle %s: %s: spec.path %q: cluster-scoped %s %s is not allowed in a colored path (move it to spec.shared)",
-				b.Name, b.File, b.Spec.Path, u.GetKind(), strings.TrimSuffix(u.GetName(), "-"+sentinel))
-		}
-	}
-	var shared []*unstructured.Unstructured
-	if b.Spec.Shared != "" {
-		shared, err = build(root, filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Shared)), b, false, o.AllowRemoteBases, &budget)
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.shared", err)
-		}
-		for _, u := range shared {
-			// Namespaced shared objects without a namespace go to spec.namespace.
-			if u.GetNamespace() == "" && !isClusterScoped(u) {
-				u.SetNamespace(b.Spec.Namespace)
-			}
-		}
-	}
-	if err := checkDuplicates(colored, shared); err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", b.Name, err)
-	}
-	sortObjects(colored)
-	sortObjects(shared)
-
 	digest, err := digestOf(colored, shared)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: digest: %w", b.Name, err)
@@ -139,32 +116,106 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 		if live == "" {
 			live = color
 		}
-		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared}
+		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared, Inputs: bc.inputList()}
 		if i > 0 {
 			res.Shared = deepCopy(shared) // results do not share objects
 		}
-		for _, u := range colored {
-			if i < len(colors)-1 {
-				u = u.DeepCopy() // the last color takes the originals
-			}
-			u.Object = substitute(u.Object, sentinel, color).(map[string]any)
-			setAnnotation(u, contract.AnnotationCommit, o.Commit)
-			setAnnotation(u, contract.AnnotationDigest, digest)
-			res.Objects = append(res.Objects, u)
+		objs := colored
+		if i < len(colors)-1 {
+			objs = deepCopy(colored) // the last color takes the originals
 		}
-		for _, u := range res.Objects {
-			if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[contract.AnnotationRoute] == "false" {
-				continue
-			}
-			res.Twins = append(res.Twins, twin(u, color, live, o.Commit))
-		}
-		sortObjects(res.Twins)
-		if err := checkTwins(res.Twins, res.Objects, res.Shared); err != nil {
+		if err := res.color(objs, o.Commit); err != nil {
 			return nil, fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err)
 		}
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// Error is a failed render, with the repository files it read before it
+// failed (a change to any of them may fix it).
+type Error struct {
+	Err    error
+	Inputs []string
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+
+// Unwrap returns the render error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// buildCtx is one render's kustomize runs over a repository.
+type buildCtx struct {
+	root        string
+	b           *Bundle
+	allowRemote bool
+	budget      int64           // bytes of output left
+	inputs      map[string]bool // repository paths read (see confinedFS.input)
+}
+
+// inputList is the sorted list of paths read.
+func (bc *buildCtx) inputList() []string {
+	out := make([]string, 0, len(bc.inputs))
+	for p := range bc.inputs {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// buildBoth builds spec.path (colored, with the sentinel color) and
+// spec.shared, sorted in apply order.
+func (bc *buildCtx) buildBoth() (colored, shared []*unstructured.Unstructured, err error) {
+	b := bc.b
+	bundleDir := filepath.Join(bc.root, filepath.FromSlash(b.Dir))
+	colored, err = bc.build(filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Path)), true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.path", err)
+	}
+	for _, u := range colored {
+		if isClusterScoped(u) {
+			return nil, nil, fmt.Errorf("bundle %s: %s: spec.path %q: cluster-scoped %s %s is not allowed in a colored path (move it to spec.shared)",
+				b.Name, b.File, b.Spec.Path, u.GetKind(), strings.TrimSuffix(u.GetName(), "-"+sentinel))
+		}
+	}
+	if b.Spec.Shared != "" {
+		shared, err = bc.build(filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Shared)), false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.shared", err)
+		}
+		for _, u := range shared {
+			// Namespaced shared objects without a namespace go to spec.namespace.
+			if u.GetNamespace() == "" && !isClusterScoped(u) {
+				u.SetNamespace(b.Spec.Namespace)
+			}
+		}
+	}
+	if err := checkDuplicates(colored, shared); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", b.Name, err)
+	}
+	sortObjects(colored)
+	sortObjects(shared)
+	return colored, shared, nil
+}
+
+// color turns the sentinel-colored objects into res.Color's: the color
+// substituted, the commit and digest stamped, the stable twins derived.
+func (res *Result) color(objs []*unstructured.Unstructured, commit string) error {
+	for _, u := range objs {
+		u.Object = substitute(u.Object, sentinel, res.Color).(map[string]any)
+		setAnnotation(u, contract.AnnotationCommit, commit)
+		setAnnotation(u, contract.AnnotationDigest, res.Digest)
+		stampTemplate(u, res.Digest)
+		res.Objects = append(res.Objects, u)
+	}
+	for _, u := range res.Objects {
+		if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[contract.AnnotationRoute] == "false" {
+			continue
+		}
+		res.Twins = append(res.Twins, twin(u, res.Color, res.Live, commit))
+	}
+	sortObjects(res.Twins)
+	return checkTwins(res.Twins, res.Objects, res.Shared)
 }
 
 // deepCopy copies a list of objects.
@@ -178,7 +229,8 @@ func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 
 // build runs kustomize on dir under a generated overlay; colored adds the
 // suffix, namespace and color label (with the sentinel color).
-func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64) (objs []*unstructured.Unstructured, err error) {
+func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstructured, err error) {
+	root, b := bc.root, bc.b
 	virtual := filepath.Join(filepath.Dir(root), ".tandem-overlay-"+b.Name)
 	relDir, err := filepath.Rel(virtual, dir)
 	if err != nil {
@@ -207,7 +259,12 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 		return nil, err
 	}
 	var fsErr error
-	fsys := newConfinedFS(root, virtual, overlay, allowRemote, &fsErr)
+	fsys := newConfinedFS(root, virtual, overlay, bc.allowRemote, &fsErr)
+	defer func() {
+		for p := range fsys.inputs {
+			bc.inputs[p] = true
+		}
+	}()
 	opts := krusty.MakeDefaultOptions()
 	opts.PluginConfig = types.DisabledPluginConfig()
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
@@ -233,8 +290,8 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 	if err != nil {
 		return nil, strip(err, virtual)
 	}
-	*budget -= int64(len(out))
-	if *budget < 0 {
+	bc.budget -= int64(len(out))
+	if bc.budget < 0 {
 		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
 	}
 	objs, err = decode(out, b.Name, colored)
@@ -423,6 +480,27 @@ func setAnnotation(u *unstructured.Unstructured, k, v string) {
 	}
 	a[k] = v
 	u.SetAnnotations(a)
+}
+
+// rolledKinds are the workloads whose pod template carries the release
+// digest, so that every release (a ConfigMap or Secret change too) starts
+// new pods, and a warm flip back to the same digest restarts nothing.
+var rolledKinds = map[string]bool{"Deployment": true, "StatefulSet": true, "DaemonSet": true}
+
+// stampTemplate puts the release digest on a workload's pod template.
+func stampTemplate(u *unstructured.Unstructured, digest string) {
+	if u.GroupVersionKind().Group != "apps" || !rolledKinds[u.GetKind()] {
+		return
+	}
+	if _, ok, _ := unstructured.NestedMap(u.Object, "spec", "template"); !ok {
+		return
+	}
+	ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "metadata", "annotations")
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[contract.AnnotationDigest] = digest
+	_ = unstructured.SetNestedStringMap(u.Object, ann, "spec", "template", "metadata", "annotations")
 }
 
 // twin builds the stable Service for colored Service s.
