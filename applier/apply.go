@@ -34,10 +34,13 @@ type Set struct {
 	Objects   []*unstructured.Unstructured
 }
 
+// sharedInventory is the inventory color of a bundle's shared objects.
+const sharedInventory = "shared"
+
 // inventoryColor is the color part of the inventory name.
 func (s Set) inventoryColor() string {
 	if s.Color == "" {
-		return "shared"
+		return sharedInventory
 	}
 	return s.Color
 }
@@ -85,16 +88,19 @@ type Change struct {
 	Action Action
 }
 
-// ChangeSet is the typed result of Apply.
+// ChangeSet is the typed result of Apply and DeleteBundle.
 type ChangeSet struct {
-	// Changes lists every applied object in apply order, then the pruned ones.
+	// Changes lists every applied object in apply order, then the pruned
+	// ones (DeleteBundle: every deleted object, in deletion order).
 	Changes []Change
 	// Objects are the objects as the server returned them after the apply
 	// (with generation and resourceVersion); pass them to WaitHealthy.
 	Objects []*unstructured.Unstructured
 	// PruneFailures are objects that could not be deleted; they stay in the
-	// inventory and are tried again on the next Apply.
+	// inventory and are tried again on the next Apply (or DeleteBundle).
 	PruneFailures []Failure
+	// Kept lists the objects DeleteBundle left in place on purpose, and why.
+	Kept []KeptObject
 }
 
 // Count returns how many changes have action act.

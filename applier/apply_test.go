@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 )
 
 func actions(cs ChangeSet) map[string]Action {
@@ -298,12 +297,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestReapplySparesNoOpsAndRevertsDrift(t *testing.T) {
 	ns := env.Namespace(t)
 	ct := &countingTransport{}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { ct.next = rt; return ct }
-	a, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := applierThrough(t, func(rt http.RoundTripper) http.RoundTripper { ct.next = rt; return ct })
 	ctx := testCtx(t, time.Minute)
 	set := Set{Bundle: testBundle, Color: "blue", Namespace: ns, Objects: clientServer(ns, "blue", "example/client:v1", "example/server:v1")}
 	if _, err := a.Apply(ctx, set); err != nil {

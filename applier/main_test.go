@@ -2,6 +2,7 @@ package applier
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 
 	"github.com/tandem-gitops/tandem/testenv"
 )
@@ -29,6 +31,19 @@ const testBundle = "shop"
 func newApplier(tb testing.TB) *Applier {
 	tb.Helper()
 	a, err := New(env.Config, Options{})
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	return a
+}
+
+// applierThrough is an Applier whose requests go through the transport
+// wrap returns around the real one.
+func applierThrough(tb testing.TB, wrap func(http.RoundTripper) http.RoundTripper) *Applier {
+	tb.Helper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = wrap
+	a, err := New(cfg, Options{})
 	if err != nil {
 		tb.Fatalf("New: %v", err)
 	}
