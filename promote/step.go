@@ -448,21 +448,29 @@ func scaleDownDue(s State) (State, Decision) {
 // fail takes the target color out of service and records the failure:
 // a revert of the bundle's inputs, or (hold, first deploy) release.yaml only.
 func fail(s State, reason string) (State, Decision) {
-	c := s.Candidate
-	d := Decision{Action: ActFail, Color: s.Target, Failing: c.Commit, Reason: reason}
+	d := failDecision(s, s.Target, reason, "traffic stayed on "+s.Live)
 	if s.Displaced != nil {
 		d.Restore = s.Displaced
 		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Target, s.Displaced.Commit, s.Displaced.Digest, true
 		s.Displaced = nil
 	}
+	s.Phase, s.Outcome = PhaseFailing, d
+	return s, d
+}
+
+// failDecision is the ActFail decision for the candidate failing in color:
+// a revert to the live commit, or (hold, first deploy) release.yaml only.
+// traffic says where traffic is, for the revert message.
+func failDecision(s State, color, reason, traffic string) Decision {
+	c := s.Candidate
+	d := Decision{Action: ActFail, Color: color, Failing: c.Commit, Reason: reason}
 	if s.Live == "" || s.Policy.OnFailure == OnFailureHold {
 		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
 	} else {
 		d.Result, d.Restores = ResultReverted, s.LiveCommit
-		d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic stayed on "+s.Live)
+		d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, traffic)
 	}
-	s.Phase, s.Outcome = PhaseFailing, d
-	return s, d
+	return d
 }
 
 // flippedBack follows the flip back after a failed soak.
@@ -481,14 +489,7 @@ func flippedBack(s State, e Event) (State, Decision) {
 	s.Live, s.LiveCommit, s.LiveDigest = s.Previous, s.PrevCommit, s.PrevDigest
 	s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
 	s.Target = failed
-	c := s.Candidate
-	d := Decision{Action: ActFail, Color: failed, Failing: c.Commit, Reason: reason}
-	if s.Policy.OnFailure == OnFailureHold {
-		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
-	} else {
-		d.Result, d.Restores = ResultReverted, s.LiveCommit
-		d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic went back to "+s.Live)
-	}
+	d := failDecision(s, failed, reason, "traffic went back to "+s.Live)
 	s.Phase, s.Outcome = PhaseFailing, d
 	return s, d
 }

@@ -260,7 +260,11 @@ func DiscoverAll(repoRoot, root string) (Discovery, error) {
 		return Discovery{}, fmt.Errorf("root: %w", err)
 	}
 	var d Discovery
-	err = filepath.WalkDir(filepath.Join(repoRoot, filepath.FromSlash(r)), func(p string, de fs.DirEntry, err error) error {
+	base := filepath.Join(repoRoot, filepath.FromSlash(r))
+	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
+		return d, nil // no root directory: no bundles (the caller guards an empty tip)
+	}
+	err = filepath.WalkDir(base, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

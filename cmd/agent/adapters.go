@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -190,32 +192,50 @@ func (c *bundleCluster) Scale(ctx context.Context, color string, up bool) error 
 
 // bundleGit is promote.Git for one bundle, on top of gitsync.
 type bundleGit struct {
-	repo *gitsync.Repo
-	dir  string // the bundle's directory in the repository
+	repo   *gitsync.Repo
+	store  *releaseStore // the bundle's directory and what each render read
+	bundle string
 }
 
 // Write commits release.yaml (and a revert's restored files) on the tip of
 // the branch; a revert is abandoned when a newer commit changed the bundle.
 func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int, error) {
+	spec := g.store.spec(g.bundle)
+	if spec == nil {
+		return "", 0, fmt.Errorf("bundle %s: no bundle.yaml seen", g.bundle)
+	}
+	dir := strings.TrimSuffix(spec.Dir, "/")
 	data, err := rec.Release.Marshal()
 	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", path.Join(g.dir, releaseFile), err)
+		return "", 0, fmt.Errorf("%s: %w", path.Join(dir, releaseFile), err)
 	}
 	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
+		msg := rec.Message
 		if rv := rec.Revert; rv != nil {
+			// Every input of the failing render and of the restored one:
+			// the tip then renders the live release again.
+			ps := append(gitsync.Paths{dir + "/"}, g.store.inputsAt(g.bundle, rv.Failing)...)
+			ps = append(ps, g.store.inputsAt(g.bundle, rv.From)...)
 			// release.yaml is the agent's own file: its promotion commits do not count.
-			changed, err := t.ChangedSince(rv.Failing, g.dir, path.Join(g.dir, releaseFile))
+			changed, err := t.ChangedSince(rv.Failing, ps, path.Join(dir, releaseFile))
 			if err != nil {
 				return "", err
 			}
 			if changed {
 				return "", gitsync.ErrAbandon // a newer human change to the bundle wins
 			}
-			if err := t.RestoreDir(g.dir, rv.From); err != nil {
+			restored, err := t.Restore(ps, rv.From)
+			if err != nil {
 				return "", err
 			}
+			restored = slices.DeleteFunc(restored, func(p string) bool { return p == path.Join(dir, releaseFile) })
+			readers := map[string][]string{}
+			for _, p := range restored {
+				readers[p] = g.store.readers(p, g.bundle)
+			}
+			msg = promote.WithRestored(msg, restored, readers)
 		}
-		return rec.Message, t.WriteFile(path.Join(g.dir, releaseFile), data)
+		return msg, t.WriteFile(path.Join(dir, releaseFile), data)
 	})
 	switch {
 	case errors.Is(err, gitsync.ErrAbandon):

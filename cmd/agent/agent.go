@@ -37,6 +37,7 @@ type agent struct {
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
 	tip     string                // last tip rendered
+	offered int                   // candidates handed to drivers in this pass
 	settled []settledBundle       // the bundles of the last full pass if all were handled; nil: none
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
@@ -151,6 +152,7 @@ func (a *agent) sync(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 		a.tip = poll.Tip
+		a.log.Info().Str("phase", "sync").Str("commit", promote.Short(poll.Tip)).Int("candidates", 0).Msg("new tip: no bundle input changed")
 		return nil
 	}
 	log := a.log.With().Str("commit", promote.Short(poll.Tip)).Logger()
@@ -160,29 +162,39 @@ func (a *agent) sync(ctx context.Context) error {
 	}
 	a.prune(poll.Tip)
 	a.settled = nil
-	bundles, err := render.Discover(snap.Dir, a.cfg.Root)
+	disc, err := render.DiscoverAll(snap.Dir, a.cfg.Root)
 	if err != nil {
-		// A broken bundle.yaml layout is the repository's problem, not a
-		// transient one: report it and wait for the next commit.
+		// The root itself is unusable: the repository's problem, not a
+		// transient one. Report it and wait for the next commit.
 		log.Error().Err(err).Str("phase", "discover").Msg("cannot read bundles at this commit; nothing changes until a commit fixes it")
 		a.tip = poll.Tip
 		return nil
 	}
-	ok := true
+	ok := len(disc.Broken) == 0
 	settled := []settledBundle{}
-	for _, b := range bundles {
+	for _, b := range disc.Bundles {
 		ok = a.offer(ctx, snap, b) && ok
-		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/")})
+		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/"), inputs: a.inputsOf(b)})
 	}
+	for _, br := range disc.Broken {
+		a.refuse(ctx, snap, br)
+	}
+	a.removeGone(ctx, disc)
 	if ok {
 		a.settled = settled
 	}
 	a.tip = poll.Tip
+	log.Info().Str("phase", "sync").Int("candidates", a.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
+		Msg("new tip: candidates handed to their bundles")
+	a.offered = 0
 	return nil
 }
 
 // settledBundle is a bundle of the last full pass.
-type settledBundle struct{ name, dir string }
+type settledBundle struct {
+	name, dir string
+	inputs    gitsync.Paths
+}
 
 // touchesNoBundle reports whether tip differs from the last tip only in
 // paths that concern no bundle: outside every bundle directory of the last
@@ -199,7 +211,7 @@ func (a *agent) touchesNoBundle(ctx context.Context, tip string) bool {
 			return false
 		}
 		for _, sb := range a.settled {
-			if strings.HasPrefix(p, sb.dir+"/") && p != sb.dir+"/"+releaseFile {
+			if sb.inputs.Match(p) && p != sb.dir+"/"+releaseFile {
 				return false
 			}
 		}

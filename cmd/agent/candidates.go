@@ -29,6 +29,9 @@ type bundleRun struct {
 	seen   string // commit whose bundle files the driver was last given (or that is live)
 	// first is the render made when the driver started, for the first candidate.
 	first *renderRun
+	dir   string        // the bundle's directory at the newest tip
+	stop  func()        // ends the driver (the bundle left the repository)
+	done  chan struct{} // closed when the driver returned
 }
 
 // runFor returns b's driver, starting it (with recovery) on first sight.
@@ -51,7 +54,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: observe cluster: %w", b.Name, err)
 	}
-	run = &bundleRun{name: b.Name, first: &tipRun}
+	run = &bundleRun{name: b.Name, first: &tipRun, dir: b.Dir, done: make(chan struct{})}
 	if rel != nil && rel.Live != "" {
 		run.seen = rel.Colors[rel.Live].Commit
 		if f := rel.LastFailure; f != nil && f.Commit != "" {
@@ -71,15 +74,18 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	// runs: render those releases now, the way candidates are rendered.
 	a.renderRecorded(ctx, snap, b, tipRun, rel, v)
 	base := promote.State{Bundle: b.Name, Colors: b.Spec.Colors, Policy: policyOf(b)}
-	git := &bundleGit{repo: a.repo, dir: b.Dir}
+	git := &bundleGit{repo: a.repo, store: a.releases, bundle: b.Name}
 	run.driver = promote.NewDriver(base, rel, bc, git, a.sem, a.notifier(b.Name))
 	a.mu.Lock()
 	a.bundles[b.Name] = run
 	a.mu.Unlock()
+	dctx, stop := context.WithCancel(ctx)
+	run.stop = stop
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		run.driver.Run(ctx)
+		defer close(run.done)
+		run.driver.Run(dctx)
 	}()
 	return run, nil
 }
@@ -143,6 +149,13 @@ func (a *agent) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	start := time.Now()
 	defer func() { a.m.observePhase(b.Name, "render", time.Since(start)) }()
 	r, err := a.renderAt(ctx, snap.Dir, snap.Commit, b)
+	var re *render.Error
+	switch {
+	case err == nil:
+		a.releases.setInputs(b.Name, snap.Commit, r.colors[b.Spec.Colors[0]].Inputs)
+	case errors.As(err, &re):
+		a.releases.setInputs(b.Name, snap.Commit, re.Inputs)
+	}
 	if err != nil {
 		return renderRun{err: err}
 	}
@@ -244,6 +257,7 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 		log.Error().Err(err).Msg("cannot start the bundle's driver")
 		return false
 	}
+	run.dir = b.Dir // a bundle moved under the same name keeps its driver
 	if run.seen != "" {
 		changed, err := a.bundleChanged(ctx, b, run.seen, snap.Commit)
 		if err != nil {
@@ -260,6 +274,7 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 	cand := a.candidate(ctx, snap, b, run.seen, run)
 	run.seen = snap.Commit
 	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
+	a.offered++
 	return true
 }
 
@@ -283,20 +298,26 @@ func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
 	return true
 }
 
-// bundleChanged reports whether any file under b's directory other than
-// release.yaml differs between two commits.
+// bundleChanged reports whether any input of b other than its
+// release.yaml differs between two commits: a file under its directory, or
+// a file its newest render read (a base elsewhere in the repository).
 func (a *agent) bundleChanged(ctx context.Context, b *render.Bundle, from, to string) (bool, error) {
 	paths, err := a.changedPaths(ctx, from, to)
 	if err != nil {
 		return false, err
 	}
-	prefix := strings.TrimSuffix(b.Dir, "/") + "/"
+	in := a.inputsOf(b)
 	for _, p := range paths {
-		if strings.HasPrefix(p, prefix) && p != path.Join(b.Dir, releaseFile) {
+		if in.Match(p) && p != path.Join(b.Dir, releaseFile) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// inputsOf names b's inputs: its directory and what its newest render read.
+func (a *agent) inputsOf(b *render.Bundle) gitsync.Paths {
+	return append(gitsync.Paths{strings.TrimSuffix(b.Dir, "/") + "/"}, a.releases.latestInputs(b.Name)...)
 }
 
 // diffCache remembers ChangedPaths(from, to) for the newest to. Bundles mostly

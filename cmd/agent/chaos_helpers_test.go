@@ -227,6 +227,7 @@ func (s *scenario) invariantsIn(ns string, l *ledger, apps ...string) string {
 			s.t.Fatalf("human commit %s is no longer on the branch: %v", promote.Short(h), err)
 		}
 	}
+	s.fidelity(ns)
 	return live
 }
 
@@ -342,5 +343,17 @@ func (s *scenario) guardSelectors(ns string) func() (seen int, empty []string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return n, bad
+	}
+}
+
+// settledAt waits until the agent has processed the tip of main (its sync
+// event for that commit) and fails the test if that pass handed any bundle
+// a candidate: then nothing more happens until a new commit arrives.
+func (s *scenario) settledAt(why string) {
+	s.t.Helper()
+	tip := s.git(s.remote, "rev-parse", "main")
+	e := s.waitEvent("sync of "+promote.Short(tip)+" ("+why+")", time.Minute, phaseOf("sync", tip, true))
+	if n, _ := e["candidates"].(float64); n != 0 {
+		s.t.Fatalf("%s: the agent made %v candidates of its own tip %s", why, n, promote.Short(tip))
 	}
 }

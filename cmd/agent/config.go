@@ -28,6 +28,7 @@ type config struct {
 	WebhookSecret    string
 	GitAuthor        string
 	AllowRemoteBases bool
+	AllowEmpty       bool
 	Kubeconfig       string
 	LeaderElect      bool
 	LeaderNamespace  string
@@ -60,6 +61,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.WebhookSecret, "webhook-secret-file", "", "file holding the secret for POST /hooks/git (GitHub HMAC or GitLab token); without it the webhook is off")
 	fs.StringVar(&c.GitAuthor, "git-author", "tandem <tandem@localhost>", "author and committer of the agent's commits")
 	fs.BoolVar(&c.AllowRemoteBases, "allow-remote-bases", false, "let kustomizations load remote bases (off: rendering never leaves the repository)")
+	fs.BoolVar(&c.AllowEmpty, "allow-empty", false, "let a tip with no bundles at all prune every bundle (off: such a tip prunes nothing)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "hold a Lease so that only one replica acts at a time")
 	fs.StringVar(&c.LeaderNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace, else default)")

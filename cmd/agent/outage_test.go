@@ -150,7 +150,7 @@ func TestOutage(t *testing.T) {
 			restore := tc.hit(cand)
 			restore()
 			s.waitOutcome(cand, 3*time.Minute)
-			time.Sleep(time.Second)
+			s.settledAt("after the outage")
 			live := s.invariants(l, apps...)
 			if n := countResults(s.agentCommits(), "reverted", cand); n != 0 {
 				t.Fatalf("the agent reverted %s because of an outage", promote.Short(cand))

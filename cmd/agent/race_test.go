@@ -111,7 +111,7 @@ func TestRaceWritersWhileReleasing(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	time.Sleep(2 * time.Second) // a duplicate outcome would show up now
+	s.settledAt("after the writers stopped") // a duplicate outcome would need a candidate
 	total := 0
 	for w := range raceWriters {
 		if errs[w] != nil {

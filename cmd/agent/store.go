@@ -2,7 +2,12 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"sync"
+
+	"github.com/tandem-gitops/tandem/gitsync"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
@@ -23,10 +28,67 @@ type releaseStore struct {
 	mu      sync.Mutex
 	bundles map[string]map[promote.ReleaseRef]*rendered
 	specs   map[string]*render.Bundle // the newest bundle.yaml of each bundle
+	// inputs: bundle → commit → the files its render at that commit read
+	// (failed renders included); latest: bundle → the newest of those.
+	inputs map[string]map[string]gitsync.Paths
+	latest map[string]gitsync.Paths
+	newest map[string]*rendered // bundle → the newest render put
 }
 
 func newReleaseStore() *releaseStore {
-	return &releaseStore{bundles: map[string]map[promote.ReleaseRef]*rendered{}, specs: map[string]*render.Bundle{}}
+	return &releaseStore{bundles: map[string]map[promote.ReleaseRef]*rendered{}, specs: map[string]*render.Bundle{},
+		inputs: map[string]map[string]gitsync.Paths{}, latest: map[string]gitsync.Paths{},
+		newest: map[string]*rendered{}}
+}
+
+// setInputs records the files bundle's render at commit read.
+func (s *releaseStore) setInputs(bundle, commit string, in []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inputs[bundle] == nil {
+		s.inputs[bundle] = map[string]gitsync.Paths{}
+	}
+	s.inputs[bundle][commit] = in
+	s.latest[bundle] = in
+}
+
+// inputsAt is what bundle's render at commit read (nil: not known).
+func (s *releaseStore) inputsAt(bundle, commit string) gitsync.Paths {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inputs[bundle][commit]
+}
+
+// latestInputs is what bundle's newest render read.
+func (s *releaseStore) latestInputs(bundle string) gitsync.Paths {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest[bundle]
+}
+
+// readers lists the bundles other than bundle whose newest render read p.
+func (s *releaseStore) readers(p, bundle string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for name, in := range s.latest {
+		if name != bundle && in.Match(p) {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// forget drops everything stored of bundle (it left the repository).
+func (s *releaseStore) forget(bundle string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.bundles, bundle)
+	delete(s.specs, bundle)
+	delete(s.inputs, bundle)
+	delete(s.latest, bundle)
+	delete(s.newest, bundle)
 }
 
 // put stores r as release ref of its bundle and makes its spec the newest.
@@ -39,6 +101,7 @@ func (s *releaseStore) put(ref promote.ReleaseRef, r *rendered) {
 	}
 	s.bundles[name][ref] = r
 	s.specs[name] = r.bundle
+	s.newest[name] = r
 }
 
 // has reports whether ref of bundle is stored.
@@ -75,9 +138,42 @@ func (s *releaseStore) keep(bundle string, refs ...promote.ReleaseRef) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	commits := map[string]bool{}
 	for ref := range s.bundles[bundle] {
 		if !want[ref] {
 			delete(s.bundles[bundle], ref)
+		} else {
+			commits[ref.Commit] = true
 		}
 	}
+	for c := range s.inputs[bundle] {
+		if !commits[c] && !slices.ContainsFunc(refs, func(r promote.ReleaseRef) bool { return r.Commit == c }) {
+			delete(s.inputs[bundle], c)
+		}
+	}
+}
+
+// names lists the bundles with a stored spec.
+func (s *releaseStore) names() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.specs))
+	for n := range s.specs {
+		out = append(out, n)
+	}
+	return out
+}
+
+// shared is the shared objects of bundle's newest stored render.
+func (s *releaseStore) shared(bundle string) []*unstructured.Unstructured {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.newest[bundle]
+	if r == nil {
+		return nil
+	}
+	for _, res := range r.colors {
+		return res.Shared
+	}
+	return nil
 }
