@@ -61,6 +61,10 @@ type Candidate struct {
 	RenderErr               error
 	Policy                  Policy
 	Payload                 any
+
+	// Untrusted, when set, says which commits lack a trusted signature:
+	// the candidate is held without being rendered or applied.
+	Untrusted string
 }
 
 // ReleaseRef is what one color runs: a commit and the digest of its render.
@@ -187,6 +191,9 @@ func step(s State, e Event) (State, Decision) {
 	switch e.Kind {
 	case EvCandidate:
 		c := e.Candidate
+		if c.Untrusted != "" {
+			return untrusted(s, c)
+		}
 		s.Policy = c.Policy
 		if c.RenderErr == nil && c.Digest != "" && c.Digest == s.LiveDigest {
 			s.Phase = PhaseIdle
@@ -307,6 +314,16 @@ func fail(s State, reason string) (State, Decision) {
 	d.Result, d.Restores = ResultReverted, s.LiveCommit
 	d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic stayed on "+s.Live)
 	return s, d
+}
+
+// untrusted holds a candidate that lacks trusted signatures, whatever
+// onFailure says: nothing was applied, so no color is taken out of service,
+// and no revert is written (reverting it would be acting on it). Its policy
+// is not adopted either.
+func untrusted(s State, c *Candidate) (State, Decision) {
+	s.Phase, s.Candidate = PhaseIdle, c
+	return s, Decision{Action: ActFail, Result: ResultHeld, Failing: c.Commit, Reason: c.Untrusted,
+		Message: HoldMessage(s.Bundle, c.Commit, c.Untrusted)}
 }
 
 // failAfterSoak records a release that degraded after its flip; traffic is
