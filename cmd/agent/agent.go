@@ -40,6 +40,7 @@ type agent struct {
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
 	diffs   diffCache
+	trust   *trust // --verify-commits; nil when off (trust.go)
 }
 
 func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -240,7 +241,10 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 			return true
 		}
 	}
-	cand := a.candidate(ctx, snap, b, run.seen)
+	cand, ok := a.vetted(ctx, snap, b, run) // trust.go: unsigned commits make a hold
+	if !ok {
+		return false
+	}
 	run.seen = snap.Commit
 	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
 	return true
@@ -259,7 +263,8 @@ func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
 		return false
 	}
 	for _, c := range commits {
-		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Subject+"\n\n"+c.Body) {
+		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Subject+"\n\n"+c.Body) ||
+			!a.signedByAgent(ctx, c.Hash) {
 			return false
 		}
 	}

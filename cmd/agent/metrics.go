@@ -19,6 +19,7 @@ type metrics struct {
 	poll         prometheus.Histogram
 	sync         *prometheus.HistogramVec
 	transient    *prometheus.CounterVec
+	untrusted    *prometheus.CounterVec
 	mu           sync.Mutex
 	liveByBundle map[string][2]string // bundle → {color, commit} currently exported
 }
@@ -57,9 +58,13 @@ func newMetrics() *metrics {
 			Name: "tandem_transient_errors_total",
 			Help: "Errors retried without failing a release, by dependency (git, cluster).",
 		}, []string{"dependency"}),
+		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_untrusted_commits_total",
+			Help: "Commits without a trusted signature that held a candidate (--verify-commits), per bundle; each commit counts once until a candidate is accepted.",
+		}, []string{"bundle"}),
 		liveByBundle: map[string][2]string{},
 	}
-	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient,
+	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
