@@ -73,8 +73,9 @@ func (s *scenario) waitResult(source, result string) testenv.TrailerCommit {
 // forging the agent's author and trailers never change the cluster: each is
 // held, with the reason in release.yaml, `tandem-agent status`, the log and
 // /metrics. Signed commits that undo them and change the bundle are then
-// released. Signatures are made by ssh-keygen (the developer) and gpg (the
-// agent's signing key) through git.
+// released. A signed change that fails is reverted by a commit the agent
+// signs, which does not hold the next signed change. Signatures are made by
+// ssh-keygen (the developer, through git) and gpg (the agent's signing key).
 func TestVerifyCommits(t *testing.T) {
 	s := newScenario(t, "revert", "60s", app{"client", "example/client:v1"}, app{"server", "example/server:v1"})
 	// The bundle is live before verification is turned on: its live
@@ -181,6 +182,25 @@ func TestVerifyCommits(t *testing.T) {
 		t.Errorf("promotion trailers %v, want green", c.Trailers)
 	}
 	s.wantSelectors("green", "client", "server")
+
+	// 4. A signed commit whose server never pulls: the agent reverts it with
+	// a commit signed by its own key.
+	s.setImage("server", "missing.invalid/server:v4")
+	bad := s.push("server v4, signed")
+	s.waitOutcome(bad, 2*time.Minute)
+	if n := countResults(s.agentCommits(), "reverted", bad); n != 1 {
+		t.Fatalf("reverts of %s: %d, want 1\n%s", short(bad), n, s.agent.LogTail())
+	}
+	s.wantSelectors("green", "client", "server")
+
+	// 5. The next signed change to the server is released: the agent's
+	// revert in its range is trusted by its signature.
+	s.setImage("server", "example/server:v5")
+	v5 := s.push("server v5, signed")
+	if c := s.waitResult(v5, "promoted"); c.Trailers["Tandem-Color"] != "blue" {
+		t.Errorf("promotion trailers %v, want blue", c.Trailers)
+	}
+	s.wantSelectors("blue", "client", "server")
 }
 
 func TestVerifyCommitsFlags(t *testing.T) {
