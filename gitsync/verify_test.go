@@ -122,8 +122,8 @@ func (s *sigRepo) git(args ...string) string {
 }
 
 // commit writes files and commits them with the git -c arguments sign
-// (none: unsigned); it returns the new commit.
-func (s *sigRepo) commit(sign []string, files map[string]string, msg string) string {
+// (none: unsigned) and extra arguments of git commit; it returns the new commit.
+func (s *sigRepo) commit(sign []string, files map[string]string, msg string, extra ...string) string {
 	s.t.Helper()
 	for p, c := range files {
 		full := filepath.Join(s.dir, p)
@@ -135,7 +135,7 @@ func (s *sigRepo) commit(sign []string, files map[string]string, msg string) str
 		}
 	}
 	s.git("add", "-A")
-	s.git(append(append([]string{}, sign...), "commit", "--quiet", "--allow-empty", "-m", msg)...)
+	s.git(append(append(append([]string{}, sign...), "commit", "--quiet", "--allow-empty", "-m", msg), extra...)...)
 	return s.git("rev-parse", "HEAD")
 }
 
@@ -373,6 +373,36 @@ func TestAgentCommitsAreRecognisedBySignature(t *testing.T) {
 	if !errors.As(err, &ref) || ref.Reason != "unsigned" {
 		t.Fatalf("forged agent commit: %v, want an unsigned refusal", err)
 	}
+}
+
+// TestUnverifiedExemptsAgentCommitsWithoutSigningKey: without a signing key
+// the caller's exempt rule (author and trailers) excuses the agent's
+// commits; every other unsigned commit is still refused.
+func TestUnverifiedExemptsAgentCommitsWithoutSigningKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	key, err := testenv.NewSSHKey(ctx, t.TempDir(), "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(VerifyOptions{TrustedKeys: []string{key.Public}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSigRepo(t, ctx)
+	from := s.commit(key.SigningConfig(), map[string]string{"bundles/shop/app/a.yaml": "a: 1\n"}, "start")
+	s.commit(key.SigningConfig(), map[string]string{"bundles/shop/app/a.yaml": "a: 2\n"}, "a 2")
+	s.commit(nil, map[string]string{"bundles/shop/app/a.yaml": "a: 1\n", "bundles/shop/app/b.yaml": "b: 1\n"},
+		"Revert \"a 2\" in bundle shop\n\nwhy\n\nTandem-Bundle: shop\nTandem-Result: reverted\n", "--author", "tandem <tandem@localhost>")
+	human := s.commit(nil, map[string]string{"bundles/shop/app/b.yaml": "b: 2\n"}, "b 2")
+	exempt := func(c Commit) bool {
+		return strings.HasPrefix(c.Author, "tandem <") && len(c.Trailers["Tandem-Result"]) > 0
+	}
+	refs, err := s.r.Unverified(ctx, from, s.tip(), inShop, v, exempt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRefused(t, refs, human, "unsigned", "")
 }
 
 func TestVerifierRefusesBadKeyFiles(t *testing.T) {
