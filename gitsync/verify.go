@@ -228,21 +228,30 @@ func (kr *keyring) load(file string) error {
 }
 
 // parseSSHLine reads an authorized_keys line ("[options] type key [comment]")
-// or an allowed_signers line ("principals [options] type key").
+// or an allowed_signers line ("principals [options] type key"). Options
+// that would limit a key (validity dates, certificate authorities) are
+// refused rather than ignored; namespaces are accepted (Git's is checked).
 func parseSSHLine(line string) (ssh.PublicKey, string, error) {
-	key, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
-	if err == nil {
-		return key, comment, nil
+	key, comment, opts, _, err := ssh.ParseAuthorizedKey([]byte(line))
+	name := comment
+	if err != nil {
+		principals, rest, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil, "", err
+		}
+		var err2 error
+		key, _, opts, _, err2 = ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(rest)))
+		if err2 != nil {
+			return nil, "", err
+		}
+		name = principals
 	}
-	principals, rest, ok := strings.Cut(line, " ")
-	if !ok {
-		return nil, "", err
+	for _, o := range opts {
+		if k, _, _ := strings.Cut(o, "="); !strings.EqualFold(k, "namespaces") {
+			return nil, "", fmt.Errorf("option %q is not supported (only namespaces=)", k)
+		}
 	}
-	key, _, _, _, err2 := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(rest)))
-	if err2 != nil {
-		return nil, "", err
-	}
-	return key, principals, nil
+	return key, name, nil
 }
 
 // check verifies c's signature: the Signer when it is valid and made by a

@@ -411,6 +411,18 @@ func TestVerifierRefusesBadKeyFiles(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("not a key\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	key, err := testenv.NewSSHKey(context.Background(), dir, "dated")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(key.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dated := filepath.Join(dir, "allowed_signers")
+	if err := os.WriteFile(dated, []byte("dev@example.com valid-before=\"20200101\" "+string(pub)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		name string
 		o    VerifyOptions
@@ -418,6 +430,7 @@ func TestVerifierRefusesBadKeyFiles(t *testing.T) {
 	}{
 		{"missing file", VerifyOptions{TrustedKeys: []string{filepath.Join(dir, "nope")}}, "nope"},
 		{"garbage", VerifyOptions{TrustedKeys: []string{bad}}, "bad.pub:1"},
+		{"validity option", VerifyOptions{TrustedKeys: []string{dated}}, "valid-before"},
 		{"no keys", VerifyOptions{}, "no trusted key files"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
