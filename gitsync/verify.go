@@ -227,31 +227,36 @@ func (kr *keyring) load(file string) error {
 	return nil
 }
 
-// parseSSHLine reads an authorized_keys line ("[options] type key [comment]")
-// or an allowed_signers line ("principals [options] type key"). Options
-// that would limit a key (validity dates, certificate authorities) are
-// refused rather than ignored; namespaces are accepted (Git's is checked).
+// parseSSHLine reads an authorized_keys line ("type key [comment]") or an
+// allowed_signers line ("principals [options] type key [comment]").
+// Options that would limit a key (validity dates, certificate authorities)
+// are refused rather than ignored; namespaces= is accepted (Git's is checked).
 func parseSSHLine(line string) (ssh.PublicKey, string, error) {
-	key, comment, opts, _, err := ssh.ParseAuthorizedKey([]byte(line))
-	name := comment
+	first, rest, _ := strings.Cut(line, " ")
+	if isKeyType(first) {
+		key, comment, _, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		return key, comment, err
+	}
+	key, _, opts, _, err := ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(rest)))
 	if err != nil {
-		principals, rest, ok := strings.Cut(line, " ")
-		if !ok {
-			return nil, "", err
-		}
-		var err2 error
-		key, _, opts, _, err2 = ssh.ParseAuthorizedKey([]byte(strings.TrimSpace(rest)))
-		if err2 != nil {
-			return nil, "", err
-		}
-		name = principals
+		return nil, "", err
 	}
 	for _, o := range opts {
 		if k, _, _ := strings.Cut(o, "="); !strings.EqualFold(k, "namespaces") {
 			return nil, "", fmt.Errorf("option %q is not supported (only namespaces=)", k)
 		}
 	}
-	return key, name, nil
+	return key, first, nil
+}
+
+// isKeyType reports whether s names an SSH public key algorithm.
+func isKeyType(s string) bool {
+	for _, p := range []string{"ssh-", "ecdsa-", "sk-"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // check verifies c's signature: the Signer when it is valid and made by a

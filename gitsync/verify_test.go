@@ -405,6 +405,34 @@ func TestUnverifiedExemptsAgentCommitsWithoutSigningKey(t *testing.T) {
 	wantRefused(t, refs, human, "unsigned", "")
 }
 
+func TestParseSSHLine(t *testing.T) {
+	key, err := testenv.NewSSHKey(context.Background(), t.TempDir(), "dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(key.Public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := strings.TrimSpace(string(data))
+	for _, c := range []struct{ line, name, err string }{
+		{pub, "dev@example.com", ""},
+		{"dev@acme.com " + pub, "dev@acme.com", ""},
+		{"dev@acme.com,ops@acme.com namespaces=\"git\" " + pub, "dev@acme.com,ops@acme.com", ""},
+		{"dev@acme.com valid-before=\"20200101\" " + pub, "", "valid-before"},
+		{"dev@acme.com cert-authority " + pub, "", "cert-authority"},
+		{"no key here", "", "no key found"},
+	} {
+		k, name, err := parseSSHLine(c.line)
+		switch {
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%q: error %v, want one naming %q", c.line, err, c.err)
+		case c.err == "" && (err != nil || k == nil || name != c.name):
+			t.Errorf("%q: key %v name %q err %v, want name %q", c.line, k, name, err, c.name)
+		}
+	}
+}
+
 func TestVerifierRefusesBadKeyFiles(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.pub")
