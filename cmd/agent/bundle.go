@@ -51,6 +51,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: observe cluster: %w", b.Name, err)
 	}
+	a.seedTrust(b.Name, v) // trust.go: the live release is where signature checks start
 	run = &bundleRun{name: b.Name}
 	if rel != nil && rel.Live != "" {
 		run.seen = rel.Colors[rel.Live].Commit

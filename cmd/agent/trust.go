@@ -138,9 +138,26 @@ func refusedReason(refs []*gitsync.Refusal) string {
 	return fmt.Sprintf("not deployed: %d %s a trusted signature: %s", len(refs), noun, strings.Join(parts, "; "))
 }
 
+// seedTrust makes the release the cluster's live color runs the bundle's
+// starting point, when the driver starts and none is known yet.
+func (a *agent) seedTrust(bundle string, v promote.View) {
+	if a.trust == nil {
+		return
+	}
+	a.trust.mu.Lock()
+	defer a.trust.mu.Unlock()
+	if _, ok := a.trust.base[bundle]; !ok {
+		a.trust.base[bundle] = ""
+		if v.Live != "" {
+			a.trust.base[bundle] = v.Colors[v.Live].Commit
+		}
+	}
+}
+
 // baseOf is the commit from which b's range is checked: the last accepted
-// one, else what the cluster's live color runs ("" before a first deploy:
-// the whole history of the bundle's inputs is checked).
+// one, else what the cluster's live color runs (seeded when the driver
+// started; "" before a first deploy: the whole history of the bundle's
+// inputs is checked).
 func (t *trust) baseOf(ctx context.Context, a *agent, b *render.Bundle) (string, error) {
 	t.mu.Lock()
 	base, ok := t.base[b.Name]
