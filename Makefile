@@ -1,7 +1,8 @@
 # tandem — make help lists the targets.
 #
 # Everything this Makefile needs comes from the Go module proxy (control-plane
-# binaries, staticcheck, kustomize, helm) or Debian's packages (git). It never
+# binaries, staticcheck, kustomize, helm) or Debian's packages (git; gnupg and
+# openssh-client for the signed-commit tests). It never
 # rewrites go.mod or go.sum: builds run with -mod=readonly.
 
 SHELL        := /bin/bash

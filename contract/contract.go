@@ -2,9 +2,18 @@
 // (CONTRACT.md §1, §3, §6) that several packages write or read: the file API
 // version, the labels and annotations on objects and the field managers.
 // render writes them, applier reads and writes them, promote and cmd/agent
-// use the API version; none of them imports another for a name. It has no
-// code and imports nothing.
+// use the API version; none of them imports another for a name. Its only
+// code is Short, the commit abbreviation of every message. It imports
+// nothing.
 package contract
+
+// Short is the 7-character abbreviation of a commit hash, as in git log --oneline.
+func Short(commit string) string {
+	if len(commit) > 7 {
+		return commit[:7]
+	}
+	return commit
+}
 
 // APIVersion is the apiVersion of bundle.yaml and release.yaml.
 const APIVersion = "tandem.dev/v1alpha1"

@@ -3,6 +3,8 @@ package promote
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // Trailer keys the agent writes (contract section 5).
@@ -15,14 +17,6 @@ const (
 	TrailerRestores = "Tandem-Restores"
 )
 
-// Short is the 7-character abbreviation of a commit hash, as in git log --oneline.
-func Short(c string) string {
-	if len(c) > 7 {
-		return c[:7]
-	}
-	return c
-}
-
 // PromoteMessage is the commit message recording a promotion (also used for a first deploy
 // and for a flip back to a warm color after a human revert).
 func PromoteMessage(bundle, color, commit, evidence string) string {
@@ -30,7 +24,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 		evidence = color + " verified healthy"
 	}
 	return fmt.Sprintf("tandem: promote %s to %s (%s)\n\n%s\n\n%s: %s\n%s: promoted\n%s: %s\n%s: %s\n",
-		bundle, color, Short(commit), evidence,
+		bundle, color, contract.Short(commit), evidence,
 		TrailerBundle, bundle, TrailerResult, TrailerColor, color, TrailerSource, commit)
 }
 
@@ -39,7 +33,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 // where traffic is ("traffic stayed on blue").
 func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic string) string {
 	if failingSubject == "" {
-		failingSubject = Short(failing)
+		failingSubject = contract.Short(failing)
 	}
 	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
 		failingSubject, bundle, reason, traffic,
@@ -49,7 +43,7 @@ func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic st
 // HoldMessage is the commit message recording a failure in release.yaml only.
 func HoldMessage(bundle, failing, reason string) string {
 	return fmt.Sprintf("tandem: hold %s at failure of %s\n\n%s\n\n%s: %s\n%s: held\n%s: %s\n",
-		bundle, Short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
+		bundle, contract.Short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
 }
 
 // ParseTrailers returns the git trailers (Key: value lines) of the last paragraph of msg.

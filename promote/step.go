@@ -67,6 +67,9 @@ type Candidate struct {
 	Commit, Subject, Digest string
 	RenderErr               error
 	Policy                  Policy
+	// Untrusted, when set, says which commits lack a trusted signature:
+	// the candidate is held without being rendered or applied.
+	Untrusted string
 }
 
 // Ref is the release the candidate would run.
@@ -309,6 +312,9 @@ func step(s State, e Event) (State, Decision) {
 // failure when it cannot render, a warm flip back when the previous color
 // already runs it, otherwise a deploy to the idle color.
 func candidate(s State, c *Candidate) (State, Decision) {
+	if c.Untrusted != "" {
+		return untrusted(s, c)
+	}
 	s.Policy = c.Policy
 	if c.RenderErr == nil && c.Digest != "" && c.Digest == s.LiveDigest {
 		s.Phase = PhaseIdle
@@ -455,6 +461,17 @@ func fail(s State, reason string) (State, Decision) {
 		s.Displaced = nil
 	}
 	s.Phase, s.Outcome = PhaseFailing, d
+	return s, d
+}
+
+// untrusted holds a candidate that lacks trusted signatures, whatever
+// onFailure says: nothing was applied, so no color is taken out of service,
+// and no revert is written (reverting it would be acting on it). Its policy
+// is not adopted either.
+func untrusted(s State, c *Candidate) (State, Decision) {
+	d := Decision{Action: ActFail, Result: ResultHeld, Failing: c.Commit, Reason: c.Untrusted,
+		Message: HoldMessage(s.Bundle, c.Commit, c.Untrusted)}
+	s.Phase, s.Candidate, s.Outcome = PhaseFailing, c, d
 	return s, d
 }
 

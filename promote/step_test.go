@@ -138,6 +138,31 @@ func TestStep(t *testing.T) {
 					}
 				})},
 		}},
+		{"untrusted candidate: held whatever onFailure says, nothing taken out, warm standby kept", greenWarmBlue, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v3", Digest: "sha256:3", Untrusted: "commit v3 \"x\": unsigned",
+				Policy: Policy{OnFailure: OnFailureRevert, HealthTimeout: time.Second}}},
+				ActFail, "", all(result(ResultHeld), live("green", "v2"), func(t *testing.T, s State, d Decision) {
+					if d.Restores != "" || d.Restore != nil || d.Failing != "v3" || d.Reason != "commit v3 \"x\": unsigned" {
+						t.Errorf("untrusted hold: %+v", d)
+					}
+					if !s.PreviousWarm || s.Previous != "blue" || s.PrevCommit != "v1" {
+						t.Errorf("an untrusted candidate touched the warm previous color: %+v", s)
+					}
+					if s.Policy.HealthTimeout == time.Second {
+						t.Errorf("the untrusted candidate's policy was adopted: %+v", s.Policy)
+					}
+				})},
+			// A later trusted commit is released as usual.
+			{cand("v4", "sha256:4"), ActDeploy, "blue", nil},
+		}},
+		{"untrusted first deploy: held, nothing deployed", State{Bundle: "shop", Colors: colorsBG}, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v1", Digest: "sha256:1", Untrusted: "unsigned", Policy: Policy{OnFailure: OnFailureRevert}}},
+				ActFail, "", all(result(ResultHeld), live("", ""))},
+		}},
+		{"untrusted candidate that renders what is live is still held", blueLive, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v1b", Digest: "sha256:1", Untrusted: "unsigned", Policy: Policy{OnFailure: OnFailureRevert}}},
+				ActFail, "", result(ResultHeld)},
+		}},
 		{"newest wins: a newer candidate replaces one in verification", blueLive, []tstep{
 			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
 			{ev(EvDeployed), ActVerify, "green", nil},

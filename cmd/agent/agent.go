@@ -11,13 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
-	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -42,6 +43,7 @@ type agent struct {
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
 	diffs   diffCache
+	trust   *trust // --verify-commits; nil when off (trust.go)
 }
 
 func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -152,10 +154,10 @@ func (a *agent) sync(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 		a.tip = poll.Tip
-		a.log.Info().Str("phase", "sync").Str("commit", promote.Short(poll.Tip)).Int("candidates", 0).Msg("new tip: no bundle input changed")
+		a.log.Info().Str("phase", "sync").Str("commit", contract.Short(poll.Tip)).Int("candidates", 0).Msg("new tip: no bundle input changed")
 		return nil
 	}
-	log := a.log.With().Str("commit", promote.Short(poll.Tip)).Logger()
+	log := a.log.With().Str("commit", contract.Short(poll.Tip)).Logger()
 	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {
 		return err

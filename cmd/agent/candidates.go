@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"github.com/tandem-gitops/tandem/internal/yamlguard"
 
 	"github.com/tandem-gitops/tandem/gitsync"
@@ -54,6 +56,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: observe cluster: %w", b.Name, err)
 	}
+	a.seedTrust(b.Name, v) // trust.go: the live release is where signature checks start
 	run = &bundleRun{name: b.Name, first: &tipRun, dir: b.Dir, done: make(chan struct{})}
 	if rel != nil && rel.Live != "" {
 		run.seen = rel.Colors[rel.Live].Commit
@@ -63,7 +66,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 				run.seen = snap.Commit
 			}
 		}
-		a.m.setLive(b.Name, rel.Live, promote.Short(rel.Colors[rel.Live].Commit))
+		a.m.setLive(b.Name, rel.Live, contract.Short(rel.Colors[rel.Live].Commit))
 	}
 	if cv := v.Colors[v.Live]; !v.Mixed && v.Live != "" && (rel == nil || v.Live != rel.Live) && cv.Healthy && cv.Commit != "" {
 		// The flip to this commit happened before a restart; the driver
@@ -198,7 +201,7 @@ func (a *agent) renderRecorded(ctx context.Context, snap gitsync.Snapshot, b *re
 			continue
 		}
 		if err := a.renderRelease(ctx, snap, b, tip, ref); err != nil {
-			a.log.Warn().Err(err).Str("bundle", b.Name).Str("commit", promote.Short(ref.Commit)).Str("phase", "recover").
+			a.log.Warn().Err(err).Str("bundle", b.Name).Str("commit", contract.Short(ref.Commit)).Str("phase", "recover").
 				Msg("cannot render a release the cluster runs; acting on it will fail")
 		}
 	}
@@ -220,7 +223,7 @@ func (a *agent) renderRelease(ctx context.Context, snap gitsync.Snapshot, b *ren
 		return err
 	}
 	if got := r.colors[b.Spec.Colors[0]].Digest; got != ref.Digest {
-		return fmt.Errorf("bundle %s: %s renders %s now, not the recorded %s", b.Name, promote.Short(ref.Commit), got, ref.Digest)
+		return fmt.Errorf("bundle %s: %s renders %s now, not the recorded %s", b.Name, contract.Short(ref.Commit), got, ref.Digest)
 	}
 	a.releases.put(ref, r)
 	return nil
@@ -233,21 +236,21 @@ func (a *agent) subject(ctx context.Context, since, tip string) string {
 	}
 	commits, err := a.repo.Commits(ctx, since, tip)
 	if err != nil {
-		return promote.Short(tip)
+		return contract.Short(tip)
 	}
 	for _, c := range commits {
 		if !promote.IsAgentCommit(c.Message) {
 			return c.Subject
 		}
 	}
-	return promote.Short(tip)
+	return contract.Short(tip)
 }
 
 // offer starts b's driver on first sight, and gives it a candidate when b's
 // files (other than release.yaml) differ from those it last saw.
 // It reports false when it could not (the next new tip gets a full pass).
 func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
-	log := a.log.With().Str("bundle", b.Name).Str("commit", promote.Short(snap.Commit)).Logger()
+	log := a.log.With().Str("bundle", b.Name).Str("commit", contract.Short(snap.Commit)).Logger()
 	if err := vetRelease(snap.Dir, b); err != nil {
 		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
 		return false // a fix may touch release.yaml only: no skipping passes until then
@@ -271,7 +274,10 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 			return true
 		}
 	}
-	cand := a.candidate(ctx, snap, b, run.seen, run)
+	cand, ok := a.vetted(ctx, snap, b, run) // trust.go: unsigned commits make a hold
+	if !ok {
+		return false
+	}
 	run.seen = snap.Commit
 	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
 	a.offered++
@@ -291,7 +297,8 @@ func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
 		return false
 	}
 	for _, c := range commits {
-		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Message) {
+		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Message) ||
+			!a.signedByAgent(ctx, c.Hash) {
 			return false
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -38,6 +39,8 @@ type config struct {
 	LogLevel         string
 	Concurrency      int
 	Pprof            bool
+	VerifyCommits    bool
+	TrustedKeys      stringList
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -71,6 +74,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&c.Concurrency, "concurrency", 4, "bundles reconciled at once")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
+	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
+	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage
@@ -108,8 +113,20 @@ func (c *config) validate() error {
 	if filepath.IsAbs(c.Root) || c.Root == ".." || len(c.Root) > 2 && c.Root[:3] == "../" {
 		errs = append(errs, fmt.Errorf("--root %q must be a relative path inside the repository", c.Root))
 	}
+	if c.VerifyCommits && len(c.TrustedKeys) == 0 {
+		errs = append(errs, errors.New("--verify-commits needs at least one --trusted-keys file or directory"))
+	}
+	if !c.VerifyCommits && len(c.TrustedKeys) > 0 {
+		errs = append(errs, errors.New("--trusted-keys is only used with --verify-commits"))
+	}
 	return errors.Join(errs...)
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // workDir returns the working directory, creating it.
 func (c *config) workDir() (string, error) {

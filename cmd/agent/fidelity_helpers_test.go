@@ -48,12 +48,12 @@ func (s *scenario) fidelity(ns string) {
 	for _, b := range disc.Bundles {
 		if b.Name == ns {
 			if res, err = render.Render(s.ctx, b, render.Options{RepoRoot: dir, Color: rel.Live, Commit: tip}); err != nil {
-				s.t.Fatalf("fidelity: the tip %s does not render bundle %s: %v", promote.Short(tip), ns, err)
+				s.t.Fatalf("fidelity: the tip %s does not render bundle %s: %v", contract.Short(tip), ns, err)
 			}
 		}
 	}
 	if res == nil {
-		s.t.Fatalf("fidelity: bundle %s is not at the tip %s", ns, promote.Short(tip))
+		s.t.Fatalf("fidelity: bundle %s is not at the tip %s", ns, contract.Short(tip))
 	}
 	for name, color := range s.selectorsIn(ns) {
 		if color != rel.Live {
@@ -75,7 +75,7 @@ func (s *scenario) fidelityOf(ns, name, digest, tip string) {
 		s.t.Fatalf("fidelity: live Deployment %s/%s: %v", ns, name, err)
 	}
 	if got := d.Annotations[contract.AnnotationDigest]; got != digest {
-		s.t.Fatalf("fidelity: Deployment %s/%s runs digest %s; the tip %s renders %s", ns, name, got, promote.Short(tip), digest)
+		s.t.Fatalf("fidelity: Deployment %s/%s runs digest %s; the tip %s renders %s", ns, name, got, contract.Short(tip), digest)
 	}
 	if got := d.Spec.Template.Annotations[contract.AnnotationDigest]; got != digest {
 		s.t.Fatalf("fidelity: Deployment %s/%s's pod template has digest %q, want %s", ns, name, got, digest)

@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
@@ -16,7 +18,7 @@ import (
 // agent already runs gets the error as a failed candidate (its driver
 // reverts or holds by the last valid policy); a new one is only reported.
 func (a *agent) refuse(ctx context.Context, snap gitsync.Snapshot, br render.Broken) {
-	log := a.log.With().Str("file", br.File).Str("commit", promote.Short(snap.Commit)).Logger()
+	log := a.log.With().Str("file", br.File).Str("commit", contract.Short(snap.Commit)).Logger()
 	log.Error().Err(br.Err).Str("phase", "discover").Msg("bundle refused at this commit; the other bundles go on")
 	a.m.refused.WithLabelValues(br.File).Inc()
 	run := a.runIn(br.Dir)

@@ -19,6 +19,7 @@ type metrics struct {
 	poll         prometheus.Histogram
 	sync         *prometheus.HistogramVec
 	transient    *prometheus.CounterVec
+	untrusted    *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	pruned       *prometheus.CounterVec
 	mu           sync.Mutex
@@ -59,6 +60,10 @@ func newMetrics() *metrics {
 			Name: "tandem_transient_errors_total",
 			Help: "Errors retried without failing a release, by dependency (git, cluster).",
 		}, []string{"dependency"}),
+		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_untrusted_commits_total",
+			Help: "Commits without a trusted signature that held a candidate (--verify-commits), per bundle; each commit counts once until a candidate is accepted.",
+		}, []string{"bundle"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_bundle_errors_total",
 			Help: "Bundles refused at a tip (a broken bundle.yaml, release.yaml or name clash), by bundle file.",
@@ -69,7 +74,7 @@ func newMetrics() *metrics {
 		}, []string{"bundle"}),
 		liveByBundle: map[string][2]string{},
 	}
-	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.refused, m.pruned,
+	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"errors"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"github.com/rs/zerolog"
 
 	"github.com/tandem-gitops/tandem/promote"
@@ -47,7 +49,7 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 			ev = ev.Str("color", n.Color)
 		}
 		if n.Commit != "" {
-			ev = ev.Str("commit", promote.Short(n.Commit))
+			ev = ev.Str("commit", contract.Short(n.Commit))
 		}
 		if n.Result != "" {
 			ev = ev.Str("result", n.Result)
@@ -83,7 +85,7 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 			}
 		}
 		if n.Live != "" {
-			a.m.setLive(bundle, n.Live, promote.Short(n.LiveCommit))
+			a.m.setLive(bundle, n.Live, contract.Short(n.LiveCommit))
 		}
 	}
 }

@@ -43,6 +43,13 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer repo.Close()
+	tr, err := newTrust(c)
+	if err != nil {
+		return err
+	}
+	if tr != nil && !tr.agentKey {
+		log.Warn().Msg("--verify-commits without --git-signing-key-file: the agent's own commits are recognised by author and trailers, which anyone who can push can copy")
+	}
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err
@@ -57,6 +64,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
+	a.trust = tr
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
 	if c.MetricsAddr != "" {
 		go func() {

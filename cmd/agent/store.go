@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"github.com/tandem-gitops/tandem/gitsync"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -118,7 +120,7 @@ func (s *releaseStore) get(bundle string, ref promote.ReleaseRef, color string) 
 	defer s.mu.Unlock()
 	r, ok := s.bundles[bundle][ref]
 	if !ok || r.colors[color] == nil {
-		return nil, nil, fmt.Errorf("bundle %s: release %s (%s) has no render for color %s", bundle, promote.Short(ref.Commit), ref.Digest, color)
+		return nil, nil, fmt.Errorf("bundle %s: release %s (%s) has no render for color %s", bundle, contract.Short(ref.Commit), ref.Digest, color)
 	}
 	return r.bundle, r.colors[color], nil
 }
