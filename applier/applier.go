@@ -18,24 +18,8 @@ import (
 	"k8s.io/client-go/util/flowcontrol"
 )
 
-// Label, annotation and field-manager names of the contract (section 6). The
-// applier declares its own copies; it does not import render.
-const (
-	LabelBundle          = "tandem.dev/bundle"
-	LabelColor           = "tandem.dev/color"
-	LabelInventory       = "tandem.dev/inventory"
-	AnnotationCommit     = "tandem.dev/commit"
-	AnnotationDigest     = "tandem.dev/digest"
-	AnnotationLiveCommit = "tandem.dev/live-commit"
-	AnnotationReplicas   = "tandem.dev/replicas"
-
-	// FieldManager owns every field tandem applies.
-	FieldManager = "tandem"
-	// TrafficFieldManager owns the stable twins' fields (the traffic flip).
-	TrafficFieldManager = "tandem/traffic"
-	// ScaleFieldManager records ScaleColor's replica changes.
-	ScaleFieldManager = "tandem/scale"
-)
+// ScaleFieldManager records ScaleColor's replica changes.
+const ScaleFieldManager = "tandem/scale"
 
 // Defaults for Options. DefaultQPS and DefaultBurst come from BenchmarkApply
 // (apply_bench_test.go) on the 2-core testenv control plane: the API server

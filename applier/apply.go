@@ -6,9 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -33,10 +34,13 @@ type Set struct {
 	Objects   []*unstructured.Unstructured
 }
 
+// sharedInventory is the inventory color of a bundle's shared objects.
+const sharedInventory = "shared"
+
 // inventoryColor is the color part of the inventory name.
 func (s Set) inventoryColor() string {
 	if s.Color == "" {
-		return "shared"
+		return sharedInventory
 	}
 	return s.Color
 }
@@ -84,16 +88,19 @@ type Change struct {
 	Action Action
 }
 
-// ChangeSet is the typed result of Apply.
+// ChangeSet is the typed result of Apply and DeleteBundle.
 type ChangeSet struct {
-	// Changes lists every applied object in apply order, then the pruned ones.
+	// Changes lists every applied object in apply order, then the pruned
+	// ones (DeleteBundle: every deleted object, in deletion order).
 	Changes []Change
 	// Objects are the objects as the server returned them after the apply
 	// (with generation and resourceVersion); pass them to WaitHealthy.
 	Objects []*unstructured.Unstructured
 	// PruneFailures are objects that could not be deleted; they stay in the
-	// inventory and are tried again on the next Apply.
+	// inventory and are tried again on the next Apply (or DeleteBundle).
 	PruneFailures []Failure
+	// Kept lists the objects DeleteBundle left in place on purpose, and why.
+	Kept []KeptObject
 }
 
 // Count returns how many changes have action act.
@@ -151,6 +158,59 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 	if s.Bundle == "" || s.Namespace == "" {
 		return ChangeSet{}, errors.New("apply: set needs a bundle and a namespace")
 	}
+	items, err := a.prepare(ctx, s)
+	if err != nil {
+		return ChangeSet{}, err
+	}
+	var first, rest []*item
+	namespaces := map[string]bool{}
+	for _, it := range items {
+		if !isStageZero(it.obj) {
+			rest = append(rest, it)
+			continue
+		}
+		first = append(first, it)
+		if it.obj.GetKind() == "Namespace" && it.obj.GroupVersionKind().Group == "" {
+			namespaces[it.obj.GetName()] = true
+		}
+	}
+	// 1. dry run of everything that can be dry-run now.
+	if err := a.listLive(ctx, s.Bundle, items); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.dryRun(ctx, items, namespaces); err != nil {
+		return ChangeSet{}, err
+	}
+	// 2. Namespaces and CRDs, then the dry run of what had to wait for them.
+	if err := a.applyAll(ctx, first); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.waitEstablished(ctx, first); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.dryRunDeferred(ctx, s, rest); err != nil {
+		return ChangeSet{}, err
+	}
+	// Record what is about to be applied before applying it, so objects of
+	// an apply that fails half-way are still pruned later.
+	if err := a.recordPending(ctx, s, items); err != nil {
+		return ChangeSet{}, err
+	}
+	// 3. everything else.
+	if err := a.applyAll(ctx, rest); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.restoreScaled(ctx, rest); err != nil {
+		return ChangeSet{}, err
+	}
+	// 4. inventory and prune.
+	return a.finish(ctx, s, append(first, rest...))
+}
+
+// prepare copies s's objects into items with their API resource; an object
+// whose kind the set itself defines (a CRD) is resolved later. Every
+// invalid object is named in one error.
+func (a *Applier) prepare(ctx context.Context, s Set) ([]*item, error) {
 	items := make([]*item, 0, len(s.Objects))
 	seen := map[string]bool{}
 	var bad []string
@@ -163,7 +223,7 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		it := &item{obj: u}
 		ri, err := a.resourceFor(u, s.Namespace)
 		if err != nil && (IsTransient(err) || ctx.Err() != nil) {
-			return ChangeSet{}, fmt.Errorf("%s: %w", objRef(u), err)
+			return nil, fmt.Errorf("%s: %w", objRef(u), err)
 		}
 		if err != nil {
 			if !(meta.IsNoMatchError(err) && definesKind(s.Objects, u.GroupVersionKind())) {
@@ -185,95 +245,65 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		items = append(items, it)
 	}
 	if len(bad) > 0 {
-		return ChangeSet{}, fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
+		return nil, fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
 	}
+	return items, nil
+}
 
-	var first, rest []*item
-	for _, it := range items {
-		if isStageZero(it.obj) {
-			first = append(first, it)
-		} else {
-			rest = append(rest, it)
-		}
-	}
-	namespaces := map[string]bool{}
-	for _, it := range first {
-		if it.obj.GetKind() == "Namespace" && it.obj.GroupVersionKind().Group == "" {
-			namespaces[it.obj.GetName()] = true
-		}
-	}
-
-	// 1. dry run of everything that can be dry-run now.
-	if err := a.listLive(ctx, s.Bundle, items); err != nil {
-		return ChangeSet{}, err
-	}
-	if err := a.dryRun(ctx, items, namespaces); err != nil {
-		return ChangeSet{}, err
-	}
-	// 2. Namespaces and CRDs.
-	if err := a.applyAll(ctx, first); err != nil {
-		return ChangeSet{}, err
-	}
-	if err := a.waitEstablished(ctx, first); err != nil {
-		return ChangeSet{}, err
-	}
-	// Dry run of what had to wait for them.
+// dryRunDeferred resolves and dry-runs the objects whose CRD the set
+// itself defined, now that it is Established.
+func (a *Applier) dryRunDeferred(ctx context.Context, s Set, rest []*item) error {
 	var deferred []*item
 	for _, it := range rest {
 		if it.later {
 			deferred = append(deferred, it)
 		}
 	}
-	if len(deferred) > 0 {
-		a.mapper.Reset()
-		var bad []string
-		for _, it := range deferred {
-			ri, err := a.resourceFor(it.obj, s.Namespace)
-			if err != nil && (IsTransient(err) || ctx.Err() != nil) {
-				return ChangeSet{}, fmt.Errorf("%s: %w", objRef(it.obj), err)
-			}
-			if err != nil {
-				bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
-				continue
-			}
-			it.ri, it.later = ri, false
-		}
-		if len(bad) > 0 {
-			return ChangeSet{}, fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
-		}
-		if err := a.dryRun(ctx, deferred, nil); err != nil {
-			return ChangeSet{}, err
-		}
+	if len(deferred) == 0 {
+		return nil
 	}
-	// Record what is about to be applied before applying it, so objects of
-	// an apply that fails half-way are still pruned later.
+	a.mapper.Reset()
+	var bad []string
+	for _, it := range deferred {
+		ri, err := a.resourceFor(it.obj, s.Namespace)
+		if err != nil && (IsTransient(err) || ctx.Err() != nil) {
+			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		}
+		if err != nil {
+			bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
+			continue
+		}
+		it.ri, it.later = ri, false
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
+	}
+	return a.dryRun(ctx, deferred, nil)
+}
+
+// recordPending adds the objects about to be applied to the inventory.
+func (a *Applier) recordPending(ctx context.Context, s Set, items []*item) error {
 	pending := make([]ObjectRef, 0, len(items))
 	for _, it := range items {
 		pending = append(pending, refOf(it.obj))
 	}
 	old, err := a.readInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor())
 	if err != nil {
-		return ChangeSet{}, err
+		return err
 	}
-	if err := a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), unionRefs(old, pending)); err != nil {
-		return ChangeSet{}, err
-	}
-	// 3. everything else.
-	if err := a.applyAll(ctx, rest); err != nil {
-		return ChangeSet{}, err
-	}
-	if err := a.restoreScaled(ctx, rest); err != nil {
-		return ChangeSet{}, err
-	}
+	return a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), unionRefs(old, pending))
+}
 
+// finish reports what was applied, writes the inventory and prunes what
+// the set no longer has.
+func (a *Applier) finish(ctx context.Context, s Set, applied []*item) (ChangeSet, error) {
 	cs := ChangeSet{}
-	refs := make([]ObjectRef, 0, len(items))
-	for _, it := range append(first, rest...) {
+	refs := make([]ObjectRef, 0, len(applied))
+	for _, it := range applied {
 		cs.Changes = append(cs.Changes, Change{Object: refOf(it.result), Action: it.action})
 		cs.Objects = append(cs.Objects, it.result)
 		refs = append(refs, refOf(it.result))
 	}
-	// 4. inventory and prune.
 	pruned, failures, err := a.syncInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), s.Color, refs)
 	if err != nil {
 		return cs, err
@@ -332,7 +362,7 @@ func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[stri
 		}
 		it.body = body
 		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-			FieldManager: FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
+			FieldManager: contract.FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
 		})
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
@@ -387,7 +417,7 @@ func (a *Applier) applyAll(ctx context.Context, items []*item) error {
 			it.body = b
 		}
 		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
-			FieldManager: FieldManager, Force: new(true),
+			FieldManager: contract.FieldManager, Force: new(true),
 		})
 		if err != nil {
 			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
@@ -521,13 +551,9 @@ func (a *Applier) restoreScaled(ctx context.Context, items []*item) error {
 		if r == nil || !isScalable(r) {
 			continue
 		}
-		prev, ok := r.GetAnnotations()[AnnotationReplicas]
+		n, ok := scaledFrom(r)
 		if !ok {
 			continue
-		}
-		n, err := strconv.Atoi(prev)
-		if err != nil || n < 0 {
-			n = 1
 		}
 		if _, found, _ := unstructured.NestedFieldNoCopy(it.obj.Object, "spec", "replicas"); found {
 			n = -1 // the applied object sets replicas itself
@@ -542,25 +568,6 @@ func (a *Applier) restoreScaled(ctx context.Context, items []*item) error {
 		}
 	}
 	return nil
-}
-
-func isScalable(u *unstructured.Unstructured) bool {
-	g := u.GroupVersionKind().Group
-	return g == "apps" && (u.GetKind() == "Deployment" || u.GetKind() == "StatefulSet")
-}
-
-// scaleTo sets spec.replicas to n (n < 0: leave replicas) and removes the
-// tandem.dev/replicas annotation, in one merge patch.
-func (a *Applier) scaleTo(ctx context.Context, ri dynamic.ResourceInterface, name string, n int) (*unstructured.Unstructured, error) {
-	patch := map[string]any{"metadata": map[string]any{"annotations": map[string]any{AnnotationReplicas: nil}}}
-	if n >= 0 {
-		patch["spec"] = map[string]any{"replicas": n}
-	}
-	b, err := json.Marshal(patch)
-	if err != nil {
-		return nil, err
-	}
-	return ri.Patch(ctx, name, types.MergePatchType, b, metav1.PatchOptions{FieldManager: ScaleFieldManager})
 }
 
 // listLive fills each item's live object with one List per resource and
@@ -589,7 +596,7 @@ func (a *Applier) listLive(ctx context.Context, bundle string, items []*item) er
 		g.items[it.obj.GetName()] = it
 	}
 	for _, g := range groups {
-		list, err := g.ri.List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle})
+		list, err := g.ri.List(ctx, metav1.ListOptions{LabelSelector: contract.LabelBundle + "=" + bundle})
 		if err != nil {
 			return fmt.Errorf("list live objects: %w", err)
 		}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -108,7 +110,7 @@ func BenchmarkApply(b *testing.B) {
 					b.StartTimer()
 					err := a.each(ctx, items, func(ctx context.Context, it *item) error {
 						_, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body,
-							metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)})
+							metav1.PatchOptions{FieldManager: contract.FieldManager, Force: new(true)})
 						return err
 					})
 					if err != nil {

@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/rest"
 )
 
 func actions(cs ChangeSet) map[string]Action {
@@ -208,12 +209,12 @@ func TestApplySharedWithNamespaceAndCRD(t *testing.T) {
 	newNS := ns + "-extra"
 	nsObj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "Namespace",
-		"metadata": map[string]any{"name": newNS, "labels": map[string]any{LabelBundle: testBundle}},
+		"metadata": map[string]any{"name": newNS, "labels": map[string]any{contract.LabelBundle: testBundle}},
 	}}
 	group := strings.ReplaceAll(ns, "-", "") + ".tandem.test"
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-		"metadata": map[string]any{"name": "widgets." + group, "labels": map[string]any{LabelBundle: testBundle}},
+		"metadata": map[string]any{"name": "widgets." + group, "labels": map[string]any{contract.LabelBundle: testBundle}},
 		"spec": map[string]any{
 			"group": group, "scope": "Namespaced",
 			"names": map[string]any{"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
@@ -223,7 +224,7 @@ func TestApplySharedWithNamespaceAndCRD(t *testing.T) {
 	}}
 	widget := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": group + "/v1", "kind": "Widget",
-		"metadata": map[string]any{"name": "w1", "namespace": newNS, "labels": map[string]any{LabelBundle: testBundle}},
+		"metadata": map[string]any{"name": "w1", "namespace": newNS, "labels": map[string]any{contract.LabelBundle: testBundle}},
 		"spec":     map[string]any{"size": int64(3)},
 	}}
 	cm := configMap(newNS, "shared-settings", "", map[string]any{"x": "y"})
@@ -296,12 +297,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestReapplySparesNoOpsAndRevertsDrift(t *testing.T) {
 	ns := env.Namespace(t)
 	ct := &countingTransport{}
-	cfg := rest.CopyConfig(env.Config)
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { ct.next = rt; return ct }
-	a, err := New(cfg, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := applierThrough(t, func(rt http.RoundTripper) http.RoundTripper { ct.next = rt; return ct })
 	ctx := testCtx(t, time.Minute)
 	set := Set{Bundle: testBundle, Color: "blue", Namespace: ns, Objects: clientServer(ns, "blue", "example/client:v1", "example/server:v1")}
 	if _, err := a.Apply(ctx, set); err != nil {

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // ObjectDiff is what Apply would do to one object.
@@ -114,7 +116,7 @@ func (a *Applier) diffOne(ctx context.Context, u *unstructured.Unstructured, ns 
 		return ObjectDiff{}, fmt.Errorf("%s: %w", objRef(u), err)
 	}
 	merged, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-		FieldManager: FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
+		FieldManager: contract.FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
 	})
 	if err != nil {
 		if live == nil && isMissingNamespace(err, u.GetNamespace()) {
@@ -160,7 +162,7 @@ func (a *Applier) prunable(ctx context.Context, r ObjectRef, bundle, color strin
 		return nil, err
 	}
 	l := live.GetLabels()
-	if l[LabelBundle] != bundle || (color != "" && l[LabelColor] != color) || !managedByTandem(live) {
+	if l[contract.LabelBundle] != bundle || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
 		return nil, nil
 	}
 	return live, nil

@@ -16,6 +16,7 @@
 //	err = a.Flip(ctx, twins, "green")         // all stable twins, or none
 //	err = a.ScaleColor(ctx, "shop", "shop", "blue", false)
 //	obs, err := a.Observe(ctx, "shop", "shop") // after a restart: who is live
+//	cs, err = a.DeleteBundle(ctx, "shop", "shop", [2]string{"blue", "green"}, stillRendered) // bundle left Git (never a Namespace)
 //
 // Field managers: "tandem" for Apply, "tandem/traffic" for the stable twins,
 // "tandem/scale" for ScaleColor. Apply adds nothing to the objects it is

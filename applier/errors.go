@@ -8,6 +8,7 @@ import (
 	"net"
 	"strings"
 	"syscall"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	utilnet "k8s.io/apimachinery/pkg/util/net"
@@ -96,14 +97,16 @@ type HealthError struct {
 	Report HealthReport
 }
 
-// Error implements error.
+// Error implements error. The text is the evidence a revert commit gives:
+// every failing object and why, then how long the wait took.
 func (e *HealthError) Error() string {
 	parts := make([]string, len(e.Failures))
 	for i, f := range e.Failures {
 		parts[i] = f.String()
 	}
+	reason := strings.Join(parts, "; ")
 	if e.TimedOut {
-		return fmt.Sprintf("not healthy after %s: %s", e.Report.Duration.Round(1e8), strings.Join(parts, "; "))
+		reason = "not ready in time: " + reason
 	}
-	return "unhealthy: " + strings.Join(parts, "; ")
+	return fmt.Sprintf("%s after %s", reason, e.Report.Duration.Round(100*time.Millisecond))
 }

@@ -8,6 +8,10 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/tandem-gitops/tandem/contract"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -144,7 +148,7 @@ func workloadGVR(u *unstructured.Unstructured) (schema.GroupVersionResource, boo
 // "" when they do not share one.
 func commonSelector(objs []*unstructured.Unstructured) string {
 	var parts []string
-	for _, key := range []string{LabelBundle, LabelColor} {
+	for _, key := range []string{contract.LabelBundle, contract.LabelColor} {
 		v, ok := "", true
 		for i, o := range objs {
 			lv, has := o.GetLabels()[key]
@@ -173,9 +177,61 @@ func commonSelector(objs []*unstructured.Unstructured) string {
 // *TransientError when the API server stayed unreachable; ctx's error when ctx
 // ends. The report is filled in every case.
 func (a *Applier) WaitHealthy(ctx context.Context, objs []*unstructured.Unstructured, o WaitOptions) (HealthReport, error) {
-	o = o.withDefaults()
-	start := time.Now()
-	var wls []workload
+	h, err := newHealthWait(objs, o.withDefaults())
+	if err != nil || len(h.wls) == 0 {
+		return HealthReport{}, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events := make(chan sourceEvent, 64)
+	for i, k := range h.srcs {
+		go watchSource(wctx, i, a.dyn.Resource(k.gvr).Namespace(k.ns), h.sel, events)
+	}
+	deadline := time.NewTimer(h.o.Timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second) // re-checks grace periods on cached state
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			rep, _, _ := h.evaluate(time.Now())
+			return rep, fmt.Errorf("wait for health: %w", ctxErr(ctx))
+		case <-deadline.C:
+			return h.timedOut(time.Now())
+		case ev := <-events:
+			h.c.apply(ev, time.Now())
+			a.reportOutage("wait for health", h.c, time.Now())
+		case <-tick.C:
+		}
+		if rep, done, err := h.verdict(time.Now()); done {
+			return rep, err
+		}
+	}
+}
+
+// srcKey is one watched source: a resource in a namespace.
+type srcKey struct {
+	gvr schema.GroupVersionResource
+	ns  string
+}
+
+// healthWait is the state of one WaitHealthy: the workloads, the watched
+// sources (one per resource and namespace, plus each namespace's pods) and
+// their cached objects.
+type healthWait struct {
+	o        WaitOptions
+	start    time.Time
+	wls      []workload
+	sel      string
+	srcs     []srcKey
+	srcIndex map[srcKey]int
+	c        *cache
+	// imagePullSince: when each pod was first seen failing to pull.
+	imagePullSince map[string]time.Time
+}
+
+func newHealthWait(objs []*unstructured.Unstructured, o WaitOptions) (*healthWait, error) {
+	h := &healthWait{o: o, start: time.Now(), srcIndex: map[srcKey]int{}, imagePullSince: map[string]time.Time{}}
 	var wobjs []*unstructured.Unstructured
 	for _, u := range objs {
 		gvr, ok := workloadGVR(u)
@@ -184,113 +240,85 @@ func (a *Applier) WaitHealthy(ctx context.Context, objs []*unstructured.Unstruct
 		}
 		ns := u.GetNamespace()
 		if ns == "" {
-			return HealthReport{}, fmt.Errorf("%s: namespace is required", objRef(u))
+			return nil, fmt.Errorf("%s: namespace is required", objRef(u))
 		}
-		wls = append(wls, workload{gvr: gvr, kind: u.GetKind(), ns: ns, name: u.GetName(), wantGen: u.GetGeneration()})
+		h.wls = append(h.wls, workload{gvr: gvr, kind: u.GetKind(), ns: ns, name: u.GetName(), wantGen: u.GetGeneration()})
 		wobjs = append(wobjs, u)
 	}
-	if len(wls) == 0 {
-		return HealthReport{}, nil
+	h.sel = commonSelector(wobjs)
+	for _, w := range h.wls {
+		h.addSource(srcKey{w.gvr, w.ns})
+		h.addSource(srcKey{gvrPods, w.ns})
 	}
-	sel := commonSelector(wobjs)
+	h.c = newCache(len(h.srcs))
+	return h, nil
+}
 
-	// One source per (resource, namespace), plus the pods of each namespace.
-	type srcKey struct {
-		gvr schema.GroupVersionResource
-		ns  string
+func (h *healthWait) addSource(k srcKey) {
+	if _, ok := h.srcIndex[k]; !ok {
+		h.srcIndex[k] = len(h.srcs)
+		h.srcs = append(h.srcs, k)
 	}
-	srcIndex := map[srcKey]int{}
-	var srcs []srcKey
-	add := func(k srcKey) {
-		if _, ok := srcIndex[k]; !ok {
-			srcIndex[k] = len(srcs)
-			srcs = append(srcs, k)
-		}
-	}
-	for _, w := range wls {
-		add(srcKey{w.gvr, w.ns})
-		add(srcKey{gvrPods, w.ns})
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan sourceEvent, 64)
-	for i, k := range srcs {
-		go watchSource(wctx, i, a.dyn.Resource(k.gvr).Namespace(k.ns), sel, events)
-	}
-	c := newCache(len(srcs))
-	imagePullSince := map[string]time.Time{}
+}
 
-	evaluate := func(now time.Time) (HealthReport, []Failure, []Failure) {
-		rep := HealthReport{Duration: now.Sub(start)}
-		var failed, notReady []Failure
-		for _, w := range wls {
-			live := c.objs[srcIndex[srcKey{w.gvr, w.ns}]][w.ns+"/"+w.name]
-			pods := podsOf(c.objs[srcIndex[srcKey{gvrPods, w.ns}]], live)
-			wh := workloadHealth(w, live)
-			rep.Workloads = append(rep.Workloads, wh)
-			ref := wh.Object()
-			if reason := failFast(pods, o, now, imagePullSince); reason != "" {
-				failed = append(failed, Failure{Object: ref, Reason: reason})
-				continue
-			}
-			if wh.Status == string(status.FailedStatus) {
-				failed = append(failed, Failure{Object: ref, Reason: wh.Message})
-				continue
-			}
-			if !wh.Healthy() {
-				notReady = append(notReady, Failure{Object: ref, Reason: notReadyReason(wh, pods)})
-			}
-		}
-		return rep, failed, notReady
-	}
-
-	deadline := time.NewTimer(o.Timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(time.Second) // re-checks grace periods on cached state
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			rep, _, _ := evaluate(time.Now())
-			return rep, fmt.Errorf("wait for health: %w", ctxErr(ctx))
-		case <-deadline.C:
-			now := time.Now()
-			rep, failed, notReady := evaluate(now)
-			if _, err := c.failing(now); err != nil || !c.allSynced() {
-				if err == nil {
-					err = errors.New("no answer from the api server")
-				}
-				return rep, &TransientError{Op: "wait for health", Err: err}
-			}
-			return rep, &HealthError{TimedOut: true, Failures: append(failed, notReady...), Report: rep}
-		case ev := <-events:
-			c.apply(ev, time.Now())
-			a.reportOutage("wait for health", c, time.Now())
-		case <-tick.C:
-		}
-		now := time.Now()
-		if d, err := c.failing(now); err != nil {
-			if !IsTransient(err) {
-				rep, _, _ := evaluate(now)
-				return rep, fmt.Errorf("wait for health: %w", err)
-			}
-			if d >= o.UnreachableGrace {
-				rep, _, _ := evaluate(now)
-				return rep, &TransientError{Op: "wait for health", Err: err}
-			}
+// evaluate judges every workload from the cached objects.
+func (h *healthWait) evaluate(now time.Time) (rep HealthReport, failed, notReady []Failure) {
+	rep = HealthReport{Duration: now.Sub(h.start)}
+	for _, w := range h.wls {
+		live := h.c.objs[h.srcIndex[srcKey{w.gvr, w.ns}]][w.ns+"/"+w.name]
+		pods := podsOf(h.c.objs[h.srcIndex[srcKey{gvrPods, w.ns}]], live)
+		wh := workloadHealth(w, live)
+		rep.Workloads = append(rep.Workloads, wh)
+		ref := wh.Object()
+		if reason := failFast(pods, h.o, now, h.imagePullSince); reason != "" {
+			failed = append(failed, Failure{Object: ref, Reason: reason})
 			continue
 		}
-		if !c.allSynced() {
+		if wh.Status == string(status.FailedStatus) {
+			failed = append(failed, Failure{Object: ref, Reason: wh.Message})
 			continue
 		}
-		rep, failed, notReady := evaluate(now)
-		if len(failed) > 0 {
-			return rep, &HealthError{Failures: failed, Report: rep}
-		}
-		if len(notReady) == 0 {
-			return rep, nil
+		if !wh.Healthy() {
+			notReady = append(notReady, Failure{Object: ref, Reason: notReadyReason(wh, pods)})
 		}
 	}
+	return rep, failed, notReady
+}
+
+// timedOut is the verdict at the deadline: transient when the API server
+// did not answer, else a health failure naming what was not ready.
+func (h *healthWait) timedOut(now time.Time) (HealthReport, error) {
+	rep, failed, notReady := h.evaluate(now)
+	if _, err := h.c.failing(now); err != nil || !h.c.allSynced() {
+		if err == nil {
+			err = errors.New("no answer from the api server")
+		}
+		return rep, &TransientError{Op: "wait for health", Err: err}
+	}
+	return rep, &HealthError{TimedOut: true, Failures: append(failed, notReady...), Report: rep}
+}
+
+// verdict judges the current state; done is false while the wait goes on.
+func (h *healthWait) verdict(now time.Time) (rep HealthReport, done bool, err error) {
+	if d, err := h.c.failing(now); err != nil {
+		if !IsTransient(err) {
+			rep, _, _ := h.evaluate(now)
+			return rep, true, fmt.Errorf("wait for health: %w", err)
+		}
+		if d >= h.o.UnreachableGrace {
+			rep, _, _ := h.evaluate(now)
+			return rep, true, &TransientError{Op: "wait for health", Err: err}
+		}
+		return rep, false, nil
+	}
+	if !h.c.allSynced() {
+		return rep, false, nil
+	}
+	rep, failed, notReady := h.evaluate(now)
+	if len(failed) > 0 {
+		return rep, true, &HealthError{Failures: failed, Report: rep}
+	}
+	return rep, len(notReady) == 0, nil
 }
 
 // workloadHealth computes the health of one workload from its live object.
@@ -373,7 +401,7 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 	if err != nil || sel.Empty() {
 		return nil
 	}
-	want := templateImages(live)
+	current := currentTemplate(live)
 	var pods []*corev1.Pod
 	for _, u := range all {
 		if u.GetDeletionTimestamp() != nil || !sel.Matches(labels.Set(u.GetLabels())) {
@@ -383,7 +411,7 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
 			continue
 		}
-		if want != "" && podImages(&p) != want {
+		if !current(&p) {
 			// A pod of an older template on its way out (a rollback
 			// replaces a failing release): its failures are not this
 			// release's.
@@ -393,6 +421,23 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 	}
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
 	return pods
+}
+
+// currentTemplate tells pods of the workload's current pod template from
+// older ones: a StatefulSet's pods by controller-revision-hash against
+// status.updateRevision; others by the release digest tandem puts on every
+// pod template (pods inherit it), which differs for any change of the
+// release, images, env or config alike; a template without one (not
+// rendered by tandem) by its images.
+func currentTemplate(live *unstructured.Unstructured) func(*corev1.Pod) bool {
+	if rev, _, _ := unstructured.NestedString(live.Object, "status", "updateRevision"); rev != "" && live.GetKind() == "StatefulSet" {
+		return func(p *corev1.Pod) bool { return p.Labels[appsv1.ControllerRevisionHashLabelKey] == rev }
+	}
+	if d, _, _ := unstructured.NestedString(live.Object, "spec", "template", "metadata", "annotations", contract.AnnotationDigest); d != "" {
+		return func(p *corev1.Pod) bool { return p.Annotations[contract.AnnotationDigest] == d }
+	}
+	want := templateImages(live)
+	return func(p *corev1.Pod) bool { return want == "" || podImages(p) == want }
 }
 
 // templateImages lists the images of a workload's pod template ("" when it

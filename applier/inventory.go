@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,7 +57,7 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 		"metadata": map[string]any{
 			"name":      InventoryName(bundle, color),
 			"namespace": ns,
-			"labels":    map[string]any{LabelBundle: bundle, LabelInventory: color},
+			"labels":    map[string]any{contract.LabelBundle: bundle, contract.LabelInventory: color},
 		},
 		"data": map[string]any{inventoryKey: string(data)},
 	}
@@ -64,7 +66,7 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 		return err
 	}
 	_, err = a.dyn.Resource(gvrConfigMaps).Namespace(ns).Patch(ctx, InventoryName(bundle, color), types.ApplyPatchType, body,
-		metav1.PatchOptions{FieldManager: FieldManager, Force: new(true)})
+		metav1.PatchOptions{FieldManager: contract.FieldManager, Force: new(true)})
 	if err != nil {
 		return fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
 	}
@@ -102,13 +104,13 @@ func (a *Applier) syncInventory(ctx context.Context, ns, bundle, invColor, color
 	var failed []ObjectRef
 	for i := len(stale) - 1; i >= 0; i-- {
 		r := stale[i]
-		deleted, err := a.prune(ctx, r, bundle, color)
+		out, err := a.prune(ctx, r, bundle, color)
 		if err != nil {
 			failures = append(failures, Failure{Object: r.String(), Reason: "prune: " + err.Error()})
 			failed = append(failed, r)
 			continue
 		}
-		if deleted {
+		if out == pruneDeleted {
 			pruned = append(pruned, r)
 		}
 	}
@@ -118,49 +120,62 @@ func (a *Applier) syncInventory(ctx context.Context, ns, bundle, invColor, color
 	return pruned, failures, nil
 }
 
-// prune deletes r if it still exists and is tandem's; it reports whether
-// it deleted anything.
-func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) (bool, error) {
+// pruneOutcome is what prune did with one object.
+type pruneOutcome int
+
+const (
+	// pruneGone: the object (or its kind) does not exist, or the entry does
+	// not fit its kind's scope; nothing was deleted.
+	pruneGone pruneOutcome = iota
+	// pruneDeleted: prune deleted the object.
+	pruneDeleted
+	// pruneForeign: the live object is no longer tandem's (another bundle's
+	// label or color, or no tandem field manager); it was left alone.
+	pruneForeign
+)
+
+// prune deletes r if it still exists and is tandem's, and says which it was.
+func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) (pruneOutcome, error) {
 	m, err := a.mapping(r.gvk())
 	if meta.IsNoMatchError(err) {
-		return false, nil // the kind is gone, and with it the object
+		return pruneGone, nil // the kind is gone, and with it the object
 	}
 	if err != nil {
-		return false, err
+		return pruneGone, err
 	}
 	ri := a.dyn.Resource(m.Resource).Namespace(r.Namespace)
 	if root := m.Scope.Name() == meta.RESTScopeNameRoot; root != (r.Namespace == "") {
-		return false, nil // the entry does not fit the kind's scope: touch nothing
+		return pruneGone, nil // the entry does not fit the kind's scope: touch nothing
 	} else if root {
 		ri = a.dyn.Resource(m.Resource)
 	}
 	live, err := ri.Get(ctx, r.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return false, nil
+		return pruneGone, nil
 	}
 	if err != nil {
-		return false, err
+		return pruneGone, err
 	}
 	l := live.GetLabels()
-	if l[LabelBundle] != bundle || (color != "" && l[LabelColor] != color) || !managedByTandem(live) {
-		return false, nil // not tandem's (any more): never delete it
+	if l[contract.LabelBundle] != bundle || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
+		return pruneForeign, nil // not tandem's (any more): never delete it
 	}
 	uid := live.GetUID()
 	bg := metav1.DeletePropagationBackground
 	err = ri.Delete(ctx, r.Name, metav1.DeleteOptions{PropagationPolicy: &bg, Preconditions: &metav1.Preconditions{UID: &uid}})
 	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
-		return false, nil // gone, or replaced by another object since the Get
+		return pruneGone, nil // gone, or replaced by another object since the Get
 	}
 	if err != nil {
-		return false, err
+		return pruneGone, err
 	}
-	return true, nil
+	return pruneDeleted, nil
 }
 
 // managedByTandem reports whether one of tandem's field managers applied u.
 func managedByTandem(u *unstructured.Unstructured) bool {
 	for _, m := range u.GetManagedFields() {
-		if m.Manager == FieldManager || m.Manager == TrafficFieldManager {
+		if m.Manager == contract.FieldManager || m.Manager == contract.TrafficFieldManager {
 			return true
 		}
 	}

@@ -2,15 +2,19 @@ package applier
 
 import (
 	"context"
+	"net/http"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
 
 	"github.com/tandem-gitops/tandem/testenv"
 )
@@ -33,6 +37,19 @@ func newApplier(tb testing.TB) *Applier {
 	return a
 }
 
+// applierThrough is an Applier whose requests go through the transport
+// wrap returns around the real one.
+func applierThrough(tb testing.TB, wrap func(http.RoundTripper) http.RoundTripper) *Applier {
+	tb.Helper()
+	cfg := rest.CopyConfig(env.Config)
+	cfg.WrapTransport = wrap
+	a, err := New(cfg, Options{})
+	if err != nil {
+		tb.Fatalf("New: %v", err)
+	}
+	return a
+}
+
 func testCtx(tb testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	tb.Cleanup(cancel)
@@ -40,7 +57,7 @@ func testCtx(tb testing.TB, d time.Duration) context.Context {
 }
 
 func colorLabels(app, color string) map[string]any {
-	return map[string]any{"app": app, LabelBundle: testBundle, LabelColor: color}
+	return map[string]any{"app": app, contract.LabelBundle: testBundle, contract.LabelColor: color}
 }
 
 // deployment builds the Deployment <app>-<color> as render would.
@@ -50,7 +67,7 @@ func deployment(ns, app, color, image string, replicas int64) *unstructured.Unst
 		"kind":       "Deployment",
 		"metadata": map[string]any{
 			"name": app + "-" + color, "namespace": ns, "labels": colorLabels(app, color),
-			"annotations": map[string]any{AnnotationCommit: "c0ffee", AnnotationDigest: "sha256:abc"},
+			"annotations": map[string]any{contract.AnnotationCommit: "c0ffee", contract.AnnotationDigest: "sha256:abc"},
 		},
 		"spec": map[string]any{
 			"replicas": replicas,
@@ -73,7 +90,7 @@ func service(ns, app, color string) *unstructured.Unstructured {
 		"kind":       "Service",
 		"metadata": map[string]any{
 			"name": app + "-" + color, "namespace": ns, "labels": colorLabels(app, color),
-			"annotations": map[string]any{AnnotationCommit: "c0ffee", AnnotationDigest: "sha256:abc"},
+			"annotations": map[string]any{contract.AnnotationCommit: "c0ffee", contract.AnnotationDigest: "sha256:abc"},
 		},
 		"spec": map[string]any{
 			"selector": colorLabels(app, color),
@@ -89,8 +106,8 @@ func twinOf(ns, app, color, commit string) *unstructured.Unstructured {
 		"kind":       "Service",
 		"metadata": map[string]any{
 			"name": app, "namespace": ns,
-			"labels":      map[string]any{"app": app, LabelBundle: testBundle},
-			"annotations": map[string]any{AnnotationLiveCommit: commit},
+			"labels":      map[string]any{"app": app, contract.LabelBundle: testBundle},
+			"annotations": map[string]any{contract.AnnotationLiveCommit: commit},
 		},
 		"spec": map[string]any{
 			"selector": colorLabels(app, color),
@@ -108,9 +125,9 @@ func clientServer(ns, color, clientImage, serverImage string) []*unstructured.Un
 }
 
 func configMap(ns, name, color string, data map[string]any) *unstructured.Unstructured {
-	l := map[string]any{LabelBundle: testBundle}
+	l := map[string]any{contract.LabelBundle: testBundle}
 	if color != "" {
-		l[LabelColor] = color
+		l[contract.LabelColor] = color
 	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
@@ -151,7 +168,7 @@ func objs(us ...*unstructured.Unstructured) []*unstructured.Unstructured { retur
 
 // jobObject builds a colored Job that runs image once.
 func jobObject(ns, name, image string) *unstructured.Unstructured {
-	l := map[string]any{LabelBundle: testBundle, LabelColor: "green"}
+	l := map[string]any{contract.LabelBundle: testBundle, contract.LabelColor: "green"}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "batch/v1", "kind": "Job",
 		"metadata": map[string]any{"name": name, "namespace": ns, "labels": l},

@@ -2,13 +2,12 @@ package applier
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -17,9 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
 // twinsInventory is the inventory color of a bundle's stable twins.
@@ -58,9 +55,9 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 	if len(twins) == 0 {
 		return nil
 	}
-	ns, bundle := twins[0].GetNamespace(), twins[0].GetLabels()[LabelBundle]
+	ns, bundle := twins[0].GetNamespace(), twins[0].GetLabels()[contract.LabelBundle]
 	if ns == "" || bundle == "" {
-		return fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), LabelBundle)
+		return fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), contract.LabelBundle)
 	}
 	ts := make([]*twin, 0, len(twins))
 	var refs []ObjectRef
@@ -69,8 +66,8 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 		if err != nil {
 			return fmt.Errorf("flip to %s: %w", color, err)
 		}
-		if t.obj.GetNamespace() != ns || t.obj.GetLabels()[LabelBundle] != bundle {
-			return fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, LabelBundle, bundle)
+		if t.obj.GetNamespace() != ns || t.obj.GetLabels()[contract.LabelBundle] != bundle {
+			return fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, contract.LabelBundle, bundle)
 		}
 		ts = append(ts, t)
 		refs = append(refs, refOf(t.obj))
@@ -89,7 +86,7 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 			t.prev = live
 		}
 		_, err = svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: TrafficFieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
+			FieldManager: contract.TrafficFieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
 				return fmt.Errorf("flip to %s: %s: dry run: %w", color, objRef(t.obj), err)
@@ -111,7 +108,7 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 
 	for i, t := range ts {
 		_, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: TrafficFieldManager, Force: new(true)})
+			FieldManager: contract.TrafficFieldManager, Force: new(true)})
 		if err != nil {
 			err = fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
 			if rerr := a.putBack(context.WithoutCancel(ctx), ts[:i]); rerr != nil {
@@ -143,11 +140,11 @@ func prepareTwin(in *unstructured.Unstructured, color string) (*twin, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: spec.selector: %w", objRef(u), err)
 	}
-	delete(sel, LabelColor)
+	delete(sel, contract.LabelColor)
 	if len(sel) == 0 {
 		return nil, fmt.Errorf("%s: refusing a twin whose selector would only be the color (it would select every pod of %s)", objRef(u), color)
 	}
-	sel[LabelColor] = color
+	sel[contract.LabelColor] = color
 	if err := unstructured.SetNestedStringMap(u.Object, sel, "spec", "selector"); err != nil {
 		return nil, err
 	}
@@ -193,18 +190,18 @@ func (a *Applier) putBack(ctx context.Context, ts []*twin) error {
 			continue
 		}
 		ann := u.GetAnnotations()
-		if v, ok := t.prev.GetAnnotations()[AnnotationLiveCommit]; ok {
+		if v, ok := t.prev.GetAnnotations()[contract.AnnotationLiveCommit]; ok {
 			if ann == nil {
 				ann = map[string]string{}
 			}
-			ann[AnnotationLiveCommit] = v
+			ann[contract.AnnotationLiveCommit] = v
 		} else {
-			delete(ann, AnnotationLiveCommit)
+			delete(ann, contract.AnnotationLiveCommit)
 		}
 		u.SetAnnotations(ann)
 		body, err := applyBody(u)
 		if err == nil {
-			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: TrafficFieldManager, Force: new(true)})
+			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: contract.TrafficFieldManager, Force: new(true)})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", objRef(u), err))
@@ -224,7 +221,7 @@ func (a *Applier) waitEndpoints(ctx context.Context, ns string, ts []*twin, colo
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	events := make(chan sourceEvent, 64)
-	podSel := LabelColor + "=" + color
+	podSel := contract.LabelColor + "=" + color
 	go watchSource(wctx, 0, a.dyn.Resource(gvrEndpointSlices).Namespace(ns), labelServiceName+" in ("+strings.Join(names, ",")+")", events)
 	go watchSource(wctx, 1, a.dyn.Resource(gvrPods).Namespace(ns), podSel, events)
 	c := newCache(2)
@@ -305,7 +302,7 @@ func endpointsPending(t *twin, slices, colorPods map[string]*unstructured.Unstru
 		}
 	}
 	if len(got) == 0 {
-		return fmt.Sprintf("no ready endpoint of %s (%d matching pods)", t.sel[LabelColor], len(matching))
+		return fmt.Sprintf("no ready endpoint of %s (%d matching pods)", t.sel[contract.LabelColor], len(matching))
 	}
 	return ""
 }
@@ -317,195 +314,4 @@ func podReady(p *corev1.Pod) bool {
 		}
 	}
 	return false
-}
-
-// ScaleColor scales every Deployment and StatefulSet of bundle's color in
-// namespace to zero (up false), remembering the replicas in the annotation
-// tandem.dev/replicas, or back to the remembered replicas (up true).
-func (a *Applier) ScaleColor(ctx context.Context, namespace, bundle, color string, up bool) error {
-	if namespace == "" || bundle == "" || color == "" {
-		return errors.New("scale: namespace, bundle and color are required")
-	}
-	sel := LabelBundle + "=" + bundle + "," + LabelColor + "=" + color
-	for _, gvr := range []schema.GroupVersionResource{gvrDeployments, gvrStatefulSets} {
-		ri := a.dyn.Resource(gvr).Namespace(namespace)
-		list, err := ri.List(ctx, metav1.ListOptions{LabelSelector: sel})
-		if err != nil {
-			return fmt.Errorf("scale %s/%s: list %s: %w", bundle, color, gvr.Resource, err)
-		}
-		for i := range list.Items {
-			u := &list.Items[i]
-			prev, scaled := u.GetAnnotations()[AnnotationReplicas]
-			if up {
-				if !scaled {
-					continue
-				}
-				n, err := strconv.Atoi(prev)
-				if err != nil || n < 0 {
-					n = 1
-				}
-				if _, err := a.scaleTo(ctx, ri, u.GetName(), n); err != nil {
-					return fmt.Errorf("%s: scale up: %w", objRef(u), err)
-				}
-				continue
-			}
-			if scaled {
-				continue
-			}
-			n := nestedInt(u.Object, 1, "spec", "replicas")
-			patch, err := json.Marshal(map[string]any{
-				"metadata": map[string]any{"annotations": map[string]any{AnnotationReplicas: strconv.FormatInt(n, 10)}},
-				"spec":     map[string]any{"replicas": 0},
-			})
-			if err != nil {
-				return err
-			}
-			if _, err := ri.Patch(ctx, u.GetName(), types.MergePatchType, patch, metav1.PatchOptions{FieldManager: ScaleFieldManager}); err != nil {
-				return fmt.Errorf("%s: scale down: %w", objRef(u), err)
-			}
-		}
-	}
-	return nil
-}
-
-// ColorState is what runs in one color of a bundle.
-type ColorState struct {
-	// Commit and Digest are the tandem.dev/commit and tandem.dev/digest
-	// annotations of the color's workloads; "" unless all agree (Consistent).
-	Commit, Digest string
-	Consistent     bool
-	// Workloads counts Deployments, StatefulSets and DaemonSets.
-	Workloads int
-	// Replicas and Ready sum desired and ready pods.
-	Replicas, Ready int64
-	// ScaledDown is true when ScaleColor scaled every scalable workload to zero.
-	ScaledDown bool
-	// Healthy is true when every workload is Current by kstatus (a color
-	// scaled to zero is Current: check Replicas).
-	Healthy bool
-}
-
-// Observed is what the cluster says about a bundle.
-type Observed struct {
-	// Live is the color every stable twin selects; "" when there are no twins
-	// or they disagree (Mixed).
-	Live  string
-	Mixed bool
-	// Twins maps each stable twin's name to the color it selects.
-	Twins map[string]string
-	// LiveCommit is the twins' tandem.dev/live-commit when all agree.
-	LiveCommit string
-	// Colors holds the state of each color found on the bundle's workloads.
-	Colors map[string]ColorState
-}
-
-// Observe reads the bundle's stable twins (its twins inventory, and Services
-// managed by "tandem/traffic" with the bundle label) and its workloads per
-// color.
-func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observed, error) {
-	obs := Observed{Twins: map[string]string{}, Colors: map[string]ColorState{}}
-	svc := a.dyn.Resource(gvrServices).Namespace(namespace)
-	twins := map[string]*unstructured.Unstructured{}
-	inv, err := a.readInventory(ctx, namespace, bundle, twinsInventory)
-	if err != nil {
-		return obs, fmt.Errorf("observe %s: %w", bundle, err)
-	}
-	for _, r := range inv {
-		u, err := svc.Get(ctx, r.Name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			continue
-		}
-		if err != nil {
-			return obs, fmt.Errorf("observe %s: Service %s/%s: %w", bundle, namespace, r.Name, err)
-		}
-		twins[u.GetName()] = u
-	}
-	list, err := svc.List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle})
-	if err != nil {
-		return obs, fmt.Errorf("observe %s: list Services: %w", bundle, err)
-	}
-	for i := range list.Items {
-		u := &list.Items[i]
-		for _, m := range u.GetManagedFields() {
-			if m.Manager == TrafficFieldManager {
-				twins[u.GetName()] = u
-			}
-		}
-	}
-	colors, commits := map[string]bool{}, map[string]bool{}
-	for name, u := range twins {
-		sel, _, _ := unstructured.NestedStringMap(u.Object, "spec", "selector")
-		obs.Twins[name] = sel[LabelColor]
-		colors[sel[LabelColor]] = true
-		commits[u.GetAnnotations()[AnnotationLiveCommit]] = true
-	}
-	if len(colors) == 1 {
-		for c := range colors {
-			obs.Live = c
-		}
-	}
-	obs.Mixed = len(colors) > 1
-	if len(commits) == 1 {
-		for c := range commits {
-			obs.LiveCommit = c
-		}
-	}
-
-	type acc struct {
-		cs               ColorState
-		commits, digests map[string]bool
-		scalable, scaled int
-		allCurrent       bool
-	}
-	accs := map[string]*acc{}
-	for _, gvr := range []schema.GroupVersionResource{gvrDeployments, gvrStatefulSets, gvrDaemonSets} {
-		l, err := a.dyn.Resource(gvr).Namespace(namespace).List(ctx, metav1.ListOptions{LabelSelector: LabelBundle + "=" + bundle + "," + LabelColor})
-		if err != nil {
-			return obs, fmt.Errorf("observe %s: list %s: %w", bundle, gvr.Resource, err)
-		}
-		for i := range l.Items {
-			u := &l.Items[i]
-			color := u.GetLabels()[LabelColor]
-			ac := accs[color]
-			if ac == nil {
-				ac = &acc{commits: map[string]bool{}, digests: map[string]bool{}, allCurrent: true}
-				accs[color] = ac
-			}
-			ac.cs.Workloads++
-			ac.commits[u.GetAnnotations()[AnnotationCommit]] = true
-			ac.digests[u.GetAnnotations()[AnnotationDigest]] = true
-			wh := workloadHealth(workload{gvr: gvr, kind: u.GetKind(), ns: namespace, name: u.GetName()}, u)
-			ac.cs.Replicas += wh.Desired
-			ac.cs.Ready += wh.Ready
-			if wh.Status != string(status.CurrentStatus) {
-				ac.allCurrent = false
-			}
-			if isScalable(u) {
-				ac.scalable++
-				if _, ok := u.GetAnnotations()[AnnotationReplicas]; ok {
-					ac.scaled++
-				}
-			}
-		}
-	}
-	for color, ac := range accs {
-		cs := ac.cs
-		cs.Healthy = ac.allCurrent
-		cs.ScaledDown = ac.scalable > 0 && ac.scaled == ac.scalable
-		cs.Consistent = len(ac.commits) == 1 && len(ac.digests) == 1
-		if cs.Consistent {
-			cs.Commit, cs.Digest = only(ac.commits), only(ac.digests)
-		}
-		obs.Colors[color] = cs
-	}
-	return obs, nil
-}
-
-func only(m map[string]bool) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys[0]
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,7 +59,7 @@ func endpointColors(t *testing.T, a *Applier, ns, svc string) []string {
 			if err != nil {
 				t.Fatalf("pod %s of %s: %v", ep.TargetRef.Name, svc, err)
 			}
-			colors = append(colors, p.Labels[LabelColor])
+			colors = append(colors, p.Labels[contract.LabelColor])
 		}
 	}
 	sort.Strings(colors)
@@ -70,7 +72,7 @@ func twinSelectorColor(t *testing.T, a *Applier, ns, name string) (string, strin
 	if err != nil {
 		t.Fatalf("twin %s: %v", name, err)
 	}
-	return s.Spec.Selector[LabelColor], s.Annotations[AnnotationLiveCommit]
+	return s.Spec.Selector[contract.LabelColor], s.Annotations[contract.AnnotationLiveCommit]
 }
 
 func TestFlipMovesEndpointsBetweenColors(t *testing.T) {
@@ -214,7 +216,7 @@ func TestFlipRefusesEmptySelector(t *testing.T) {
 	ns := env.Namespace(t)
 	a := newApplier(t)
 	tw := twinOf(ns, "server", "blue", "aaa111")
-	_ = unstructured.SetNestedStringMap(tw.Object, map[string]string{LabelColor: "blue"}, "spec", "selector")
+	_ = unstructured.SetNestedStringMap(tw.Object, map[string]string{contract.LabelColor: "blue"}, "spec", "selector")
 	err := a.Flip(testCtx(t, time.Minute), objs(tw), "green")
 	if err == nil || !strings.Contains(err.Error(), "Service "+ns+"/server: refusing") {
 		t.Fatalf("err = %v, want a refusal naming the twin", err)
@@ -237,8 +239,8 @@ func TestScaleColorDownAndUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *d.Spec.Replicas != 0 || d.Annotations[AnnotationReplicas] != "2" {
-		t.Errorf("server-green replicas %d annotation %q, want 0 and \"2\"", *d.Spec.Replicas, d.Annotations[AnnotationReplicas])
+	if *d.Spec.Replicas != 0 || d.Annotations[contract.AnnotationReplicas] != "2" {
+		t.Errorf("server-green replicas %d annotation %q, want 0 and \"2\"", *d.Spec.Replicas, d.Annotations[contract.AnnotationReplicas])
 	}
 	// Scaling down twice keeps the remembered replicas.
 	if err := a.ScaleColor(ctx, ns, testBundle, "green", false); err != nil {
@@ -288,7 +290,7 @@ func TestScaleColorDownAndUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := d.Annotations[AnnotationReplicas]; ok {
+	if _, ok := d.Annotations[contract.AnnotationReplicas]; ok {
 		t.Error("tandem.dev/replicas left behind after Apply")
 	}
 }

@@ -3,6 +3,8 @@ package applier
 import (
 	"context"
 	"errors"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,4 +88,43 @@ func TestWaitHealthySurvivesShortOutage(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("WaitHealthy did not finish after the API server came back")
 	}
+}
+
+func TestDeleteBundleAPIServerStoppedIsTransient(t *testing.T) {
+	ns := env.Namespace(t)
+	a, rec := recordingApplier(t)
+	ctx := testCtx(t, 2*time.Minute)
+	for _, c := range blueGreen {
+		if _, err := a.Apply(ctx, Set{Bundle: testBundle, Color: c, Namespace: ns,
+			Objects: objs(configMap(ns, "a-"+c, c, nil), configMap(ns, "b-"+c, c, nil))}); err != nil {
+			t.Fatalf("Apply %s: %v", c, err)
+		}
+	}
+	// The API server goes away right after the first deletion.
+	var stopErr error
+	var stopped sync.Once
+	rec.setBefore(func(n int) {
+		if n == 1 {
+			stopped.Do(func() { stopErr = env.StopComponent(testenv.APIServer) })
+		}
+	})
+	_, err := a.DeleteBundle(ctx, ns, testBundle, blueGreen, nil)
+	rec.setBefore(nil)
+	restartAPIServer(t)
+	if stopErr != nil {
+		t.Fatalf("stop kube-apiserver: %v", stopErr)
+	}
+	t.Logf("API server stopped: %v", err)
+	if !IsTransient(err) || !strings.Contains(err.Error(), "ConfigMap "+ns+"/") {
+		t.Fatalf("err = %v, want a transient error naming a ConfigMap", err)
+	}
+	cs, err := a.DeleteBundle(ctx, ns, testBundle, blueGreen, nil)
+	if err != nil {
+		t.Fatalf("DeleteBundle after the restart: %v", err)
+	}
+	// 4 ConfigMaps and 2 inventories, one ConfigMap deleted before the stop.
+	if got := cs.Count(Pruned); got != 5 {
+		t.Errorf("pruned %d after the restart: %v, want 5", got, cs.Changes)
+	}
+	waitNoneLeft(t, a, gvrConfigMaps, ns, bundleLabel)
 }

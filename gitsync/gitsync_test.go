@@ -95,7 +95,7 @@ func TestPollDetectsNewCommitsAndSkipsFetchWhenUnchanged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cs) != 1 || cs[0].Hash != c2 || cs[0].Subject != "add b" || cs[0].Trailers["Tandem-Bundle"][0] != "shop" {
+	if len(cs) != 1 || cs[0].Hash != c2 || cs[0].Subject != "add b" || !strings.Contains(cs[0].Message, "\nTandem-Bundle: shop") {
 		t.Fatalf("Commits = %+v", cs)
 	}
 
@@ -210,7 +210,7 @@ func TestConcurrentWritesDoNotCollide(t *testing.T) {
 	}
 }
 
-func TestWriteAbandonAndRestoreDir(t *testing.T) {
+func TestWriteAbandonAndRestore(t *testing.T) {
 	ctx := context.Background()
 	rem, c1 := newRemote(t)
 	r := open(t, rem.Path)
@@ -222,13 +222,17 @@ func TestWriteAbandonAndRestoreDir(t *testing.T) {
 		t.Fatalf("err = %v, want ErrAbandon", err)
 	}
 	w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
-		if ch, err := tr.ChangedSince(c1, "bundles/shop"); err != nil || !ch {
+		if ch, err := tr.ChangedSince(c1, Paths{"bundles/shop/"}); err != nil || !ch {
 			t.Errorf("ChangedSince before restore = %v, %v", ch, err)
 		}
-		if err := tr.RestoreDir("bundles/shop", c1); err != nil {
+		restored, err := tr.Restore(Paths{"bundles/shop/"}, c1)
+		if err != nil {
 			return "", err
 		}
-		if ch, err := tr.ChangedSince(c1, "bundles/shop"); err != nil || ch {
+		if strings.Join(restored, " ") != "bundles/shop/app/a.yaml bundles/shop/app/new.yaml" {
+			t.Errorf("restored %v, want a.yaml and new.yaml", restored)
+		}
+		if ch, err := tr.ChangedSince(c1, Paths{"bundles/shop/"}); err != nil || ch {
 			t.Errorf("ChangedSince after restore = %v, %v", ch, err)
 		}
 		return "Revert bad change", nil
@@ -359,21 +363,6 @@ func TestWebhook(t *testing.T) {
 				t.Fatalf("code %d wake %v, want %d %v", rec.Code, woke.Load(), tc.code, tc.wake)
 			}
 		})
-	}
-}
-
-func TestParseTrailers(t *testing.T) {
-	for _, tc := range []struct {
-		msg  string
-		want map[string][]string
-	}{
-		{"subject", map[string][]string{}},
-		{"s\n\nbody\n\nA: 1\nB: 2\nA: 3\n", map[string][]string{"A": {"1", "3"}, "B": {"2"}}},
-		{"s\n\nnot a trailer line\n", map[string][]string{}},
-	} {
-		if got := ParseTrailers(tc.msg); !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("ParseTrailers(%q) = %v, want %v", tc.msg, got, tc.want)
-		}
 	}
 }
 

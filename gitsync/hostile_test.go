@@ -152,21 +152,6 @@ func FuzzWebhook(f *testing.F) {
 	})
 }
 
-// FuzzParseTrailers: gitsync's trailer parser never panics, and every key it
-// returns is a single token without spaces or a colon.
-func FuzzParseTrailers(f *testing.F) {
-	f.Add("tandem: promote shop to green\n\nbody\n\nTandem-Bundle: shop\nTandem-Result: promoted\n")
-	f.Add("s\n\nA: 1\nB: 2\nA: 3\n")
-	f.Add("s\n\n: \n:\n")
-	f.Fuzz(func(t *testing.T, msg string) {
-		for k := range ParseTrailers(msg) {
-			if k == "" || strings.ContainsAny(k, " :\n") {
-				t.Fatalf("trailer key %q from %q", k, msg)
-			}
-		}
-	})
-}
-
 // TestHostileTrees checks out commits whose trees were crafted by hand (git
 // mktree accepts them; git fsck and Git hosts would not): nothing is written
 // outside the checkout and the error names the path.

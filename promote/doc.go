@@ -1,16 +1,24 @@
 // Package promote is the per-bundle release state machine.
 //
-// Its core, Step, is a pure function: the current State and an Event (a new
-// candidate, or the outcome of the last effect) in, the next State and a
-// Decision out, with no I/O and no clock. Recover is its counterpart for a
-// restart: release.yaml plus the cluster's View in, the state to resume from
-// and the first Decision out. Both are tested by tables covering every rule of
-// the contract's lifecycle (section 4).
+// Its core, Step, is a pure function that makes every decision: the current
+// State and an Event in (a new candidate, a restart, a resync or due
+// scale-down, or the outcome of the last effect: what the cluster showed, a
+// color applied or verified, traffic moved, a commit written), the next
+// State and a Decision out, with no I/O; the only clock is the event's time.
+// Warm or cold, what to take out of service after a failure, when the
+// previous color scales down, what release.yaml and the commit message say,
+// and when and how long to retry (one policy per effect, from wait.Backoff)
+// are all Step's. Recover, the part of Step that follows a restart, turns
+// release.yaml and the cluster's View into the state to resume from. Both are
+// tested by tables covering every rule of the contract's lifecycle.
 //
-// Driver performs the decisions for one bundle through two small interfaces
-// this package declares, Cluster and Git, which cmd/agent implements on top
-// of applier and gitsync. It retries transient errors (never failing a release
-// for them), cancels a verification or soak when a newer candidate arrives,
-// writes every outcome to Git until it lands, and reports each step as a Note
-// for logs and metrics. promote imports neither applier nor gitsync nor render.
+// Driver performs the decisions for one bundle through small role
+// interfaces this package declares (Observer, Deployer, Verifier, Router,
+// and Git), which cmd/agent implements on top of applier and gitsync. A
+// release is named by a ReleaseRef (commit and digest); the adapters resolve
+// it to rendered objects. The driver feeds each effect's outcome back to
+// Step, cancels a verification or soak when a newer candidate arrives,
+// gives its concurrency slot away while it only watches a soak, and reports
+// each step as a Note for logs and metrics. It decides nothing itself.
+// promote imports neither applier nor gitsync nor render.
 package promote

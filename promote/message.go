@@ -3,6 +3,8 @@ package promote
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // Trailer keys the agent writes (contract section 5).
@@ -15,13 +17,6 @@ const (
 	TrailerRestores = "Tandem-Restores"
 )
 
-func short(c string) string {
-	if len(c) > 7 {
-		return c[:7]
-	}
-	return c
-}
-
 // PromoteMessage is the commit message recording a promotion (also used for a first deploy
 // and for a flip back to a warm color after a human revert).
 func PromoteMessage(bundle, color, commit, evidence string) string {
@@ -29,7 +24,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 		evidence = color + " verified healthy"
 	}
 	return fmt.Sprintf("tandem: promote %s to %s (%s)\n\n%s\n\n%s: %s\n%s: promoted\n%s: %s\n%s: %s\n",
-		bundle, color, short(commit), evidence,
+		bundle, color, contract.Short(commit), evidence,
 		TrailerBundle, bundle, TrailerResult, TrailerColor, color, TrailerSource, commit)
 }
 
@@ -38,7 +33,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 // where traffic is ("traffic stayed on blue").
 func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic string) string {
 	if failingSubject == "" {
-		failingSubject = short(failing)
+		failingSubject = contract.Short(failing)
 	}
 	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
 		failingSubject, bundle, reason, traffic,
@@ -48,7 +43,7 @@ func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic st
 // HoldMessage is the commit message recording a failure in release.yaml only.
 func HoldMessage(bundle, failing, reason string) string {
 	return fmt.Sprintf("tandem: hold %s at failure of %s\n\n%s\n\n%s: %s\n%s: held\n%s: %s\n",
-		bundle, short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
+		bundle, contract.Short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
 }
 
 // ParseTrailers returns the git trailers (Key: value lines) of the last paragraph of msg.
@@ -71,4 +66,26 @@ func ParseTrailers(msg string) map[string][]string {
 // IsAgentCommit reports whether msg is a commit the agent wrote (it has a Tandem-Result trailer).
 func IsAgentCommit(msg string) bool {
 	return len(ParseTrailers(msg)[TrailerResult]) > 0
+}
+
+// WithRestored adds to a revert message the files the revert restored and,
+// for each, the other bundles that read it, as a paragraph before the
+// trailers.
+func WithRestored(msg string, files []string, readers map[string][]string) string {
+	if len(files) == 0 {
+		return msg
+	}
+	var b strings.Builder
+	b.WriteString("Restored:")
+	for _, f := range files {
+		b.WriteString("\n  " + f)
+		if r := readers[f]; len(r) > 0 {
+			b.WriteString(" (also read by " + strings.Join(r, ", ") + ")")
+		}
+	}
+	i := strings.LastIndex(strings.TrimRight(msg, "\n"), "\n\n")
+	if i < 0 {
+		return msg + "\n" + b.String() + "\n"
+	}
+	return msg[:i] + "\n\n" + b.String() + msg[i:]
 }

@@ -1,6 +1,10 @@
 package promote
 
-import "testing"
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
 
 func TestPromoteMessageGolden(t *testing.T) {
 	got := PromoteMessage("shop", "green", "9c1e4b2aaaa", "client-green: 3/3 ready; server-green: 2/2 ready; verified in 14s")
@@ -28,7 +32,16 @@ func TestRevertMessageGolden(t *testing.T) {
 func FuzzParseTrailers(f *testing.F) {
 	f.Add(PromoteMessage("shop", "green", "9c1e", "ok"))
 	f.Add("x\n\nA: b\nc")
-	f.Fuzz(func(t *testing.T, s string) { _ = ParseTrailers(s); _ = IsAgentCommit(s) })
+	f.Add("s\n\nA: 1\nB: 2\nA: 3\n")
+	f.Add("s\n\n: \n:\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		for k := range ParseTrailers(s) {
+			if k == "" || strings.ContainsAny(k, " :\n") {
+				t.Fatalf("trailer key %q from %q", k, s)
+			}
+		}
+		_ = IsAgentCommit(s)
+	})
 }
 
 func FuzzParseRelease(f *testing.F) {
@@ -51,4 +64,32 @@ func FuzzParseRelease(f *testing.F) {
 			t.Fatalf("round trip differs")
 		}
 	})
+}
+
+func TestParseTrailers(t *testing.T) {
+	for _, tc := range []struct {
+		msg  string
+		want map[string][]string
+	}{
+		{"subject", map[string][]string{}},
+		{"s\n\nbody\n\nA: 1\nB: 2\nA: 3\n", map[string][]string{"A": {"1", "3"}, "B": {"2"}}},
+		{"s\n\nnot a trailer line\n", map[string][]string{}},
+		{"s\r\n\r\nA: 1\r\n", map[string][]string{"A": {"1"}}},
+	} {
+		if got := ParseTrailers(tc.msg); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("ParseTrailers(%q) = %v, want %v", tc.msg, got, tc.want)
+		}
+	}
+}
+
+func TestRevertMessageListsRestoredFiles(t *testing.T) {
+	msg := RevertMessage("shop", "bump base", "77ab", "3f2a", "server-green: ImagePullBackOff", "traffic stayed on blue")
+	got := WithRestored(msg, []string{"apps/base/deploy.yaml", "bundles/shop/app/kustomization.yaml"},
+		map[string][]string{"apps/base/deploy.yaml": {"cart", "shop-prod"}})
+	if !strings.Contains(got, "\n\nRestored:\n  apps/base/deploy.yaml (also read by cart, shop-prod)\n  bundles/shop/app/kustomization.yaml\n\nTandem-Bundle: shop\n") {
+		t.Fatalf("message:\n%s", got)
+	}
+	if tr := ParseTrailers(got); tr[TrailerReverts][0] != "77ab" || tr[TrailerRestores][0] != "3f2a" {
+		t.Fatalf("trailers lost: %v", tr)
+	}
 }

@@ -38,8 +38,14 @@ func (c ColorView) Runs(digest string) bool {
 //   - they are mixed, or select an unhealthy color: put them back on the
 //     recorded live color (never leave traffic on a broken color).
 func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) {
+	s, d := recoverFrom(base, rel, v, now)
+	s.Pending = d
+	return s, d
+}
+
+func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decision) {
 	s := base
-	s.Phase = PhaseIdle
+	s.Phase, s.Release = PhaseIdle, rel
 	if rel != nil && rel.Live != "" {
 		s.Live = rel.Live
 		s.LiveCommit, s.LiveDigest = rel.Colors[rel.Live].Commit, rel.Colors[rel.Live].Digest
@@ -58,9 +64,9 @@ func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) 
 			// Killed during the soak: watch for the rest of it.
 			s.Phase = PhaseSoaking
 			s.Candidate = &Candidate{Commit: s.LiveCommit, Digest: s.LiveDigest, Policy: s.Policy}
-			return s, Decision{Action: ActSoak, Color: s.Live, After: promoted.Add(s.Policy.Soak).Sub(now)}
+			return s, Decision{Action: ActSoak, Color: s.Live, Ref: s.liveRef(), After: promoted.Add(s.Policy.Soak).Sub(now)}
 		}
-		return settled(s)
+		return settled(s, now)
 	}
 	cv := v.Colors[v.Live]
 	if !v.Mixed && cv.Healthy && cv.Commit != "" {
@@ -69,19 +75,20 @@ func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) 
 		s.Target = v.Live
 		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != "" && v.Colors[s.Live].Runs(s.LiveDigest)
 		s.Live, s.LiveCommit, s.LiveDigest = v.Live, cv.Commit, cv.Digest
-		s.Phase = PhaseRecording
 		evidence := fmt.Sprintf("recovered after a restart: the flip had happened; %s %d/%d ready", v.Live, cv.Ready, cv.Replicas)
-		d := Decision{Action: ActRecord, Color: s.Live, Result: ResultPromoted,
-			Message: PromoteMessage(s.Bundle, s.Live, cv.Commit, evidence)}
-		s.Pending = d
+		s, d := record(s, Decision{Color: s.Live, Result: ResultPromoted,
+			Message: PromoteMessage(s.Bundle, s.Live, cv.Commit, evidence)}, now, nil)
+		d.Say = &Note{Phase: "recover", Color: s.Live, Commit: s.LiveCommit, Warn: true,
+			Detail: "the stable Services select a color release.yaml does not record: committing that promotion"}
 		return s, d
 	}
 	if s.Live == "" {
 		// Nothing recorded and nothing healthy selected: wait for a candidate.
-		return s, Decision{Action: ActNone, Reason: "the stable Services select an unhealthy or mixed color and release.yaml records none"}
+		reason := "the stable Services select an unhealthy or mixed color and release.yaml records none"
+		return s, Decision{Action: ActNone, Reason: reason, Say: &Note{Phase: "recover", Detail: reason, Warn: true}}
 	}
-	d := Decision{Action: ActReroute, Color: s.Live,
-		Reason: "the stable Services are mixed or select an unhealthy color; putting them back on " + s.Live}
-	s.Pending = d
-	return s, d
+	reason := "the stable Services are mixed or select an unhealthy color; putting them back on " + s.Live
+	s.Phase = PhaseRerouting
+	return s, Decision{Action: ActReroute, Color: s.Live, Ref: s.liveRef(), Reason: reason,
+		Say: &Note{Phase: "recover", Color: s.Live, Detail: reason, Warn: true}}
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // Recovery after a restart: release.yaml plus what the cluster shows (the
@@ -11,7 +13,7 @@ import (
 func TestRecover(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	promoted := now.Add(-30 * time.Second)
-	rel := &Release{APIVersion: APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green", Colors: map[string]ColorRelease{
+	rel := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green", Colors: map[string]ColorRelease{
 		"green": {Commit: "v2", Digest: "sha256:2", State: StateLive, PromotedAt: &promoted},
 		"blue":  {Commit: "v1", Digest: "sha256:1", State: StatePrevious},
 	}}

@@ -1,19 +1,16 @@
 package promote
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
+
 	"sigs.k8s.io/yaml"
 )
-
-// APIVersion is the apiVersion of release.yaml.
-const APIVersion = "tandem.dev/v1alpha1"
 
 // KindRelease is the kind of release.yaml.
 const KindRelease = "Release"
@@ -47,6 +44,9 @@ type Release struct {
 // ParseRelease parses release.yaml strictly: unknown fields, a wrong apiVersion or kind,
 // and colors that are not the bundle's are errors naming file and field.
 func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) {
+	if err := yamlguard.Check(data); err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
 	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
@@ -57,8 +57,8 @@ func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) 
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	if r.APIVersion != APIVersion {
-		return nil, fmt.Errorf("%s: apiVersion %q: want %q", file, r.APIVersion, APIVersion)
+	if r.APIVersion != contract.APIVersion {
+		return nil, fmt.Errorf("%s: apiVersion %q: want %q", file, r.APIVersion, contract.APIVersion)
 	}
 	if r.Kind != KindRelease {
 		return nil, fmt.Errorf("%s: kind %q: want %q", file, r.Kind, KindRelease)
@@ -81,9 +81,6 @@ func ParseRelease(file string, data []byte, colors [2]string) (*Release, error) 
 	if r.Live != "" && r.Colors[r.Live].Commit == "" {
 		return nil, fmt.Errorf("%s: colors.%s.commit: the live color names no commit", file, r.Live)
 	}
-	if err := singleDocument(data); err != nil {
-		return nil, fmt.Errorf("%s: %w", file, err)
-	}
 	return &r, nil
 }
 
@@ -102,7 +99,7 @@ const (
 // deploy) updated with s's live and previous colors; promotedAt stamps a
 // color that became live now; failure, when set, becomes lastFailure.
 func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
-	r := &Release{APIVersion: APIVersion, Kind: KindRelease, Bundle: s.Bundle, Colors: map[string]ColorRelease{}}
+	r := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: s.Bundle, Colors: map[string]ColorRelease{}}
 	if prior != nil {
 		r.LastFailure = prior.LastFailure
 	}
@@ -124,26 +121,4 @@ func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
 		r.Colors[s.Previous] = ColorRelease{Commit: s.PrevCommit, Digest: s.PrevDigest, State: StatePrevious}
 	}
 	return r
-}
-
-// singleDocument refuses a second YAML document, which the decoder would
-// silently ignore.
-func singleDocument(data []byte) error {
-	rd := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	docs := 0
-	for {
-		doc, err := rd.Read()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
-		if docs++; docs > 1 {
-			return fmt.Errorf("a second YAML document: release.yaml holds one")
-		}
-	}
 }

@@ -52,6 +52,7 @@ func TestParseReleaseStrict(t *testing.T) {
 			`colors.green.state: "standby"`},
 		"two live colors": {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: blue\ncolors: {blue: {commit: a, state: live}, green: {commit: b, state: live}}\n",
 			"colors.green.state"},
+		"key twice":             {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: blue\nlive: green\n", `key "live" appears twice`},
 		"live without a commit": {"apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\nlive: green\n", "colors.green.commit"},
 	} {
 		_, err := ParseRelease("bundles/shop/release.yaml", []byte(tc.in), colorsBG)

@@ -5,6 +5,8 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // StatusRow is one bundle's line in `tandem-agent status`.
@@ -49,17 +51,17 @@ func first(v []string) string {
 func StatusRows(rs []Release, last map[string]Outcome) []StatusRow {
 	var out []StatusRow
 	for _, r := range rs {
-		row := StatusRow{Bundle: r.Bundle, Live: r.Live, LiveCommit: short(r.Colors[r.Live].Commit)}
+		row := StatusRow{Bundle: r.Bundle, Live: r.Live, LiveCommit: contract.Short(r.Colors[r.Live].Commit)}
 		for c, cr := range r.Colors {
 			if cr.State == StatePrevious {
 				row.Previous = c
 			}
 		}
 		if o, ok := last[r.Bundle]; ok {
-			row.LastResult = fmt.Sprintf("%s %s %s", o.Result, short(o.Commit), o.When.UTC().Format(time.RFC3339))
+			row.LastResult = fmt.Sprintf("%s %s %s", o.Result, contract.Short(o.Commit), o.When.UTC().Format(time.RFC3339))
 		}
 		if r.LastFailure != nil {
-			row.LastFailure = short(r.LastFailure.Commit) + ": " + r.LastFailure.Reason
+			row.LastFailure = contract.Short(r.LastFailure.Commit) + ": " + r.LastFailure.Reason
 		}
 		out = append(out, row)
 	}

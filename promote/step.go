@@ -12,12 +12,18 @@ type Phase string
 // Phases of the release state machine.
 const (
 	PhaseIdle         Phase = "Idle"
-	PhaseDeploying    Phase = "Deploying"
-	PhaseVerifying    Phase = "Verifying"
-	PhaseFlipping     Phase = "Flipping"
-	PhaseRecording    Phase = "Recording"
-	PhaseSoaking      Phase = "Soaking"
-	PhaseFlippingBack Phase = "FlippingBack"
+	PhaseRecovering   Phase = "Recovering"   // reading the cluster after a (re)start
+	PhaseConfirming   Phase = "Confirming"   // checking that a warm standby still runs the candidate
+	PhaseDeploying    Phase = "Deploying"    // applying the candidate to the target color
+	PhaseVerifying    Phase = "Verifying"    // waiting for the target color's health
+	PhaseFlipping     Phase = "Flipping"     // pointing the stable Services at the target
+	PhaseRecording    Phase = "Recording"    // committing an outcome
+	PhaseSoaking      Phase = "Soaking"      // watching the new live color
+	PhaseFlippingBack Phase = "FlippingBack" // the soak failed: traffic goes back
+	PhaseFailing      Phase = "Failing"      // taking a failed color out of service
+	PhaseRerouting    Phase = "Rerouting"    // recovery: stable Services back on the live color
+	PhaseResyncing    Phase = "Resyncing"    // re-applying the live color (drift)
+	PhaseScalingDown  Phase = "ScalingDown"  // scaling the previous color to zero
 )
 
 // OnFailure values of bundle.yaml.
@@ -54,19 +60,27 @@ type Policy struct {
 	ScaleDownNever bool          // ... unless it is kept warm for ever
 }
 
-// Candidate is a commit to release. Payload is opaque to promote (the
-// rendered objects); only the cluster adapter looks into it.
+// Candidate is a commit to release: the commit, the digest of its render
+// (the agent keeps the rendered objects, keyed by Ref) and the policy of
+// bundle.yaml at that commit.
 type Candidate struct {
 	Commit, Subject, Digest string
 	RenderErr               error
 	Policy                  Policy
-	Payload                 any
+	// Untrusted, when set, says which commits lack a trusted signature:
+	// the candidate is held without being rendered or applied.
+	Untrusted string
 }
 
-// ReleaseRef is what one color runs: a commit and the digest of its render.
+// Ref is the release the candidate would run.
+func (c *Candidate) Ref() ReleaseRef { return ReleaseRef{Commit: c.Commit, Digest: c.Digest} }
+
+// ReleaseRef names a rendered release: a commit and the digest of its render.
+// The cluster adapter resolves it to the objects it applies.
 type ReleaseRef struct{ Commit, Digest string }
 
-// State is a bundle's release state. Step never mutates its input.
+// State is a bundle's release state. Step never mutates its input, nor
+// anything its pointers reach.
 type State struct {
 	Bundle string
 	Colors [2]string
@@ -76,6 +90,8 @@ type State struct {
 	Previous, PrevCommit, PrevDigest string
 	// PreviousWarm: the previous color still runs its release, scaled up.
 	PreviousWarm bool
+	// Release is release.yaml as last read or written (nil: none).
+	Release *Release
 
 	Phase     Phase
 	Candidate *Candidate
@@ -85,9 +101,12 @@ type State struct {
 	// Displaced is the warm previous release that the candidate's deploy
 	// replaced; a failure restores it so that a rollback stays instant.
 	Displaced *ReleaseRef
-	Evidence  string // what verification showed, for the promotion commit
-	Attempt   int    // transient retries of the pending decision
-	Pending   Decision
+	Evidence  string   // what verification showed, for the promotion commit
+	Outcome   Decision // the ActFail decision whose commit follows the take-out
+	// ScaleDownAt is when the previous color is due to scale to zero (zero: never).
+	ScaleDownAt time.Time
+	Attempt     int // transient retries of the pending decision
+	Pending     Decision
 }
 
 // Idle returns the color that is not live (the first color before the first deploy).
@@ -98,45 +117,65 @@ func (s State) Idle() string {
 	return s.Colors[0]
 }
 
+// idle: no release is under way.
+func (s State) idle() bool { return s.Phase == PhaseIdle || s.Phase == "" }
+
+func (s State) liveRef() ReleaseRef { return ReleaseRef{Commit: s.LiveCommit, Digest: s.LiveDigest} }
+func (s State) prevRef() ReleaseRef { return ReleaseRef{Commit: s.PrevCommit, Digest: s.PrevDigest} }
+
 // EventKind names what happened.
 type EventKind string
 
-// Events fed to Step. Each but EvCandidate reports the outcome of the
-// decision Step made before it.
+// Events fed to Step. EvStart, EvCandidate, EvResync and EvScaleDownDue come
+// from outside a release; the others report the outcome of the decision
+// Step made before them.
 const (
-	EvCandidate   EventKind = "candidate"    // a new commit changes the bundle
-	EvCold        EventKind = "cold"         // the previous color turned out not to run the release any more
-	EvDeployed    EventKind = "deployed"     // the target color was applied
-	EvVerified    EventKind = "verified"     // the target color's health is known
-	EvFlipped     EventKind = "flipped"      // the stable Services select the target
-	EvRecorded    EventKind = "recorded"     // the promotion commit landed
-	EvSoaked      EventKind = "soaked"       // the soak window ended (Err: it degraded)
-	EvFlippedBack EventKind = "flipped-back" // the stable Services are back on the previous color
+	EvStart        EventKind = "start"          // the driver (re)started: recover
+	EvCandidate    EventKind = "candidate"      // a new commit changes the bundle
+	EvResync       EventKind = "resync"         // re-apply the live color (drift)
+	EvScaleDownDue EventKind = "scale-down-due" // ScaleDownAt has passed
+	EvObserved     EventKind = "observed"       // the cluster's View was read
+	EvDeployed     EventKind = "deployed"       // a color was applied
+	EvVerified     EventKind = "verified"       // the target color's health is known
+	EvFlipped      EventKind = "flipped"        // the stable Services select the target
+	EvRecorded     EventKind = "recorded"       // the outcome commit landed (or was superseded)
+	EvSoaked       EventKind = "soaked"         // the soak window ended (Err: it degraded)
+	EvFlippedBack  EventKind = "flipped-back"   // the stable Services are back on the previous color
+	EvTakenOut     EventKind = "taken-out"      // the failed color was restored or scaled down
+	EvRerouted     EventKind = "rerouted"       // recovery put the stable Services back
+	EvScaled       EventKind = "scaled"         // the previous color was scaled to zero
+	EvCancelled    EventKind = "cancelled"      // a newer candidate ended a verification or soak
 )
 
 // Event is input to Step. Err is the effect's error; a transient one
-// (errors.Is(Err, ErrTransient)) is retried, never a failure.
+// (errors.Is(Err, ErrTransient)) is retried, never a failure. At is the
+// driver's clock when the event happened.
 type Event struct {
 	Kind      EventKind
 	Candidate *Candidate // EvCandidate
+	View      View       // EvObserved
 	Err       error
 	Evidence  string // EvVerified: per-app readiness
+	At        time.Time
 }
 
 // Action is what the driver must do.
 type Action string
 
-// Actions of a Decision.
+// Actions of a Decision. Each maps to one effect and one Event back.
 const (
 	ActNone     Action = "none"      // nothing to do; ScaleDown may name a color to scale down later
-	ActDeploy   Action = "deploy"    // apply the candidate to Color
-	ActVerify   Action = "verify"    // wait for Color's health within the policy's timeout
-	ActFlip     Action = "flip"      // point every stable twin at Color
-	ActRecord   Action = "record"    // commit the promotion (Message, Result)
-	ActSoak     Action = "soak"      // watch Color for After
-	ActFlipBack Action = "flip-back" // point every stable twin back at Color
-	ActFail     Action = "fail"      // take Color out (scale to zero or Restore), then commit Message
-	ActReroute  Action = "reroute"   // recovery: put the stable twins back on Color
+	ActObserve  Action = "observe"   // read the cluster's View (EvObserved)
+	ActDeploy   Action = "deploy"    // apply Ref to Color (EvDeployed)
+	ActVerify   Action = "verify"    // wait for Color's health within the policy's timeout (EvVerified)
+	ActFlip     Action = "flip"      // point every stable twin at Color (EvFlipped)
+	ActRecord   Action = "record"    // commit Commit (EvRecorded)
+	ActSoak     Action = "soak"      // watch Color for After (EvSoaked)
+	ActFlipBack Action = "flip-back" // point every stable twin back at Color (EvFlippedBack)
+	ActFail     Action = "fail"      // take Color out: re-apply Restore to it, or scale it to zero (EvTakenOut)
+	ActReroute  Action = "reroute"   // recovery: put the stable twins back on Color (EvRerouted)
+	ActResync   Action = "resync"    // re-apply Ref to Color with shared objects, then its twins (EvDeployed)
+	ActScale    Action = "scale"     // scale Color to zero (EvScaled)
 	ActRetry    Action = "retry"     // repeat Redo after After
 )
 
@@ -144,38 +183,39 @@ const (
 type Decision struct {
 	Action Action
 	Color  string
-	// Warm (ActVerify, ActFlip): Color should already run the candidate, a
-	// warm standby; the driver confirms it does (EvCold if not) before verifying.
+	// Ref is the release Color runs or is to run (deploy, verify, flip, soak, resync).
+	Ref ReleaseRef
+	// Warm (ActVerify, ActFlip): Color already runs the candidate, a warm standby.
 	Warm    bool
-	Message string        // ActRecord, ActFail: the commit message
-	Result  string        // ActRecord, ActFail: ResultPromoted, ResultReverted or ResultHeld
-	Reason  string        // ActFail: why, for release.yaml's lastFailure
+	Message string        // ActFail, ActRecord: the commit message
+	Result  string        // ActFail, ActRecord: ResultPromoted, ResultReverted or ResultHeld
+	Reason  string        // ActFail: why, for release.yaml's lastFailure; ActNone: what recovery found
 	Failing string        // ActFail: the failing commit
-	After   time.Duration // ActRetry: delay; ActSoak: duration
-	// Restores is the commit whose bundle files a revert restores ("" for hold).
+	After   time.Duration // ActRetry: delay before Redo (add Jitter); ActSoak: duration
+	Jitter  float64       // ActRetry: the retry policy's jitter factor
+	// Restores is the commit whose bundle inputs a revert restores ("" for hold).
 	Restores string
 	// Restore (ActFail): re-apply this release to Color instead of scaling it
 	// to zero: it is the warm previous release the candidate displaced.
 	Restore *ReleaseRef
-	// ScaleDown (ActNone after a promotion): the previous color, to scale
-	// to zero after the policy's ScaleDownAfter.
+	// Commit (ActRecord) is the outcome to write: message and release.yaml.
+	Commit *Commit
+	// ScaleDown (ActNone after a promotion): the previous color, due to scale
+	// to zero at State.ScaleDownAt.
 	ScaleDown string
 	Redo      *Decision // ActRetry: the decision to repeat
-}
-
-// Backoff is the capped exponential retry delay for attempt n (1s, 2s, 4s ... 1m).
-func Backoff(n int) time.Duration {
-	d := time.Second << min(max(n, 0), 6)
-	return min(d, time.Minute)
+	// Say is a step to report before acting (a decision worth a log line).
+	Say *Note
 }
 
 // Step is the pure decision core: state and event in, new state and the
-// next decision out. No I/O, no clock.
+// next decision out. No I/O; the only clock is the event's At.
 func Step(s State, e Event) (State, Decision) {
-	if e.Err != nil && errors.Is(e.Err, ErrTransient) && e.Kind != EvCandidate {
+	if e.Err != nil && retryable(s, e) {
 		s.Attempt++
 		redo := s.Pending
-		return s, Decision{Action: ActRetry, After: Backoff(s.Attempt - 1), Redo: &redo}
+		b := retryPolicy(redo.Action)
+		return s, Decision{Action: ActRetry, After: backoffDelay(b, s.Attempt-1), Jitter: b.Jitter, Redo: &redo}
 	}
 	s.Attempt = 0
 	s, d := step(s, e)
@@ -183,87 +223,130 @@ func Step(s State, e Event) (State, Decision) {
 	return s, d
 }
 
+// retryable: transient errors, any failure to read the cluster, and any
+// failure to write an outcome other than a newer commit superseding it (a
+// flip that happened is always committed).
+func retryable(s State, e Event) bool {
+	switch e.Kind {
+	case EvCandidate, EvCancelled:
+		return false
+	case EvObserved:
+		return true
+	case EvRecorded:
+		return !errors.Is(e.Err, ErrSuperseded)
+	}
+	return errors.Is(e.Err, ErrTransient)
+}
+
 func step(s State, e Event) (State, Decision) {
 	switch e.Kind {
+	case EvStart:
+		s.Phase = PhaseRecovering
+		return s, Decision{Action: ActObserve}
 	case EvCandidate:
-		c := e.Candidate
-		s.Policy = c.Policy
-		if c.RenderErr == nil && c.Digest != "" && c.Digest == s.LiveDigest {
+		return candidate(s, e.Candidate)
+	case EvObserved:
+		if s.Phase == PhaseRecovering {
+			return Recover(s, s.Release, e.View, e.At)
+		}
+		return confirmWarm(s, e.View)
+	case EvDeployed:
+		if s.Phase == PhaseResyncing {
 			s.Phase = PhaseIdle
 			return s, Decision{Action: ActNone}
 		}
-		s.Candidate, s.Target, s.Warm, s.Displaced, s.Evidence = c, s.Idle(), false, nil, ""
-		if c.RenderErr != nil {
-			// Nothing was applied: no color to take out of service.
-			s, d := fail(s, c.RenderErr.Error())
-			d.Color = ""
-			return s, d
-		}
-		if s.PreviousWarm && s.Target == s.Previous && c.Digest == s.PrevDigest {
-			// A rollback to what the warm previous color runs: no deploy,
-			// no cold start; confirm it is healthy, then flip.
-			s.Phase, s.Warm = PhaseVerifying, true
-			return s, Decision{Action: ActVerify, Color: s.Target, Warm: true}
-		}
-		return deploy(s)
-	case EvCold:
-		s.PreviousWarm, s.Warm = false, false
-		return deploy(s)
-	case EvDeployed:
 		if e.Err != nil {
 			return fail(s, e.Err.Error())
 		}
 		s.Phase = PhaseVerifying
-		return s, Decision{Action: ActVerify, Color: s.Target}
+		return s, Decision{Action: ActVerify, Color: s.Target, Ref: s.Candidate.Ref()}
 	case EvVerified:
 		if e.Err != nil {
 			return fail(s, e.Err.Error())
 		}
 		s.Phase, s.Evidence = PhaseFlipping, e.Evidence
-		return s, Decision{Action: ActFlip, Color: s.Target, Warm: s.Warm}
+		return s, Decision{Action: ActFlip, Color: s.Target, Ref: s.Candidate.Ref(), Warm: s.Warm}
 	case EvFlipped:
 		if e.Err != nil {
 			return fail(s, e.Err.Error())
 		}
-		evidence := s.Evidence
-		if s.Warm {
-			evidence = s.Target + " already ran this release (warm); flipped back without a cold start"
-		}
-		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != ""
-		s.Live, s.LiveCommit, s.LiveDigest = s.Target, s.Candidate.Commit, s.Candidate.Digest
-		s.Displaced = nil
-		s.Phase = PhaseRecording
-		return s, Decision{Action: ActRecord, Color: s.Live, Result: ResultPromoted,
-			Message: PromoteMessage(s.Bundle, s.Live, s.Candidate.Commit, evidence)}
+		return promoted(s, e.At)
 	case EvRecorded:
-		if s.Policy.Soak > 0 && s.PreviousWarm {
-			s.Phase = PhaseSoaking
-			return s, Decision{Action: ActSoak, Color: s.Live, After: s.Policy.Soak}
-		}
-		return settled(s)
+		return recorded(s, e)
 	case EvSoaked:
 		if e.Err == nil {
-			return settled(s)
+			return settled(s, e.At)
 		}
 		s.Phase, s.Evidence = PhaseFlippingBack, e.Err.Error()
-		return s, Decision{Action: ActFlipBack, Color: s.Previous}
+		return s, Decision{Action: ActFlipBack, Color: s.Previous, Ref: s.prevRef()}
 	case EvFlippedBack:
-		reason := "degraded during the soak: " + s.Evidence
-		if e.Err != nil {
-			// Traffic could not be moved back: record the failure, keep
-			// the (degraded) live color, and let a human decide.
-			s.Phase = PhaseIdle
-			reason += "; flipping back to " + s.Previous + " failed: " + e.Err.Error()
-			return s, Decision{Action: ActFail, Result: ResultHeld, Reason: reason, Failing: s.Candidate.Commit,
-				Message: HoldMessage(s.Bundle, s.Candidate.Commit, reason)}
+		return flippedBack(s, e)
+	case EvTakenOut:
+		return takenOut(s, e)
+	case EvCancelled:
+		return cancelled(s, e.At)
+	case EvRerouted:
+		s.Phase = PhaseIdle
+		return s, Decision{Action: ActNone}
+	case EvResync:
+		if !s.idle() || s.Live == "" {
+			return s, Decision{Action: ActNone}
 		}
-		failed := s.Live
-		s.Live, s.LiveCommit, s.LiveDigest = s.Previous, s.PrevCommit, s.PrevDigest
-		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
-		s.Target = failed
-		return failAfterSoak(s, reason)
+		s.Phase = PhaseResyncing
+		return s, Decision{Action: ActResync, Color: s.Live, Ref: s.liveRef()}
+	case EvScaleDownDue:
+		return scaleDownDue(s)
+	case EvScaled:
+		s.Phase = PhaseIdle
+		if e.Err != nil {
+			s.ScaleDownAt = e.At.Add(time.Minute) // try again later
+			return s, Decision{Action: ActNone}
+		}
+		s.PreviousWarm, s.ScaleDownAt = false, time.Time{}
+		return s, Decision{Action: ActNone}
 	}
 	return s, Decision{Action: ActNone}
+}
+
+// candidate starts a release: nothing when it renders what is live, a
+// failure when it cannot render, a warm flip back when the previous color
+// already runs it, otherwise a deploy to the idle color.
+func candidate(s State, c *Candidate) (State, Decision) {
+	if c.Untrusted != "" {
+		return untrusted(s, c)
+	}
+	s.Policy = c.Policy
+	if c.RenderErr == nil && c.Digest != "" && c.Digest == s.LiveDigest {
+		s.Phase = PhaseIdle
+		return s, Decision{Action: ActNone, Say: &Note{Phase: "idle", Commit: c.Commit,
+			Detail: "nothing to release: the candidate renders what is live"}}
+	}
+	s.Candidate, s.Target, s.Warm, s.Displaced, s.Evidence = c, s.Idle(), false, nil, ""
+	if c.RenderErr != nil {
+		// Nothing was applied: no color to take out of service.
+		s, d := fail(s, c.RenderErr.Error())
+		d.Color = ""
+		return s, d
+	}
+	if s.PreviousWarm && s.Target == s.Previous && c.Digest == s.PrevDigest {
+		// A rollback to what the warm previous color runs: no deploy, no
+		// cold start, once the cluster confirms the color still runs it.
+		s.Phase, s.Warm = PhaseConfirming, true
+		return s, Decision{Action: ActObserve, Color: s.Target}
+	}
+	return deploy(s)
+}
+
+// confirmWarm decides warm or cold from what the target color runs.
+func confirmWarm(s State, v View) (State, Decision) {
+	if v.Colors[s.Target].Runs(s.Candidate.Digest) {
+		s.Phase = PhaseVerifying
+		return s, Decision{Action: ActVerify, Color: s.Target, Ref: s.Candidate.Ref(), Warm: true}
+	}
+	s.PreviousWarm, s.Warm = false, false
+	s, d := deploy(s)
+	d.Say = &Note{Phase: "verify", Color: s.Target, Detail: s.Target + " does not run this release any more; deploying it instead"}
+	return s, d
 }
 
 // deploy sends the candidate to the target color. If that color held the
@@ -274,52 +357,173 @@ func deploy(s State) (State, Decision) {
 			s.Displaced = &ReleaseRef{Commit: s.PrevCommit, Digest: s.PrevDigest}
 		}
 		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
+		s.ScaleDownAt = time.Time{}
 	}
 	s.Phase = PhaseDeploying
-	return s, Decision{Action: ActDeploy, Color: s.Target}
+	return s, Decision{Action: ActDeploy, Color: s.Target, Ref: s.Candidate.Ref()}
 }
 
-// settled ends a promotion: the previous color is scaled down later.
-func settled(s State) (State, Decision) {
-	s.Phase = PhaseIdle
-	d := Decision{Action: ActNone}
-	if s.PreviousWarm && !s.Policy.ScaleDownNever {
-		d.ScaleDown = s.Previous
+// promoted records a flip that happened: the target is live, the old live
+// color is the warm previous one.
+func promoted(s State, at time.Time) (State, Decision) {
+	evidence := s.Evidence
+	if s.Warm {
+		evidence = s.Target + " already ran this release (warm); flipped back without a cold start"
+	}
+	s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != ""
+	s.Live, s.LiveCommit, s.LiveDigest = s.Target, s.Candidate.Commit, s.Candidate.Digest
+	s.Displaced, s.ScaleDownAt = nil, time.Time{}
+	return record(s, Decision{Action: ActRecord, Color: s.Live, Result: ResultPromoted,
+		Message: PromoteMessage(s.Bundle, s.Live, s.Candidate.Commit, evidence)}, at, nil)
+}
+
+// record turns an outcome into the commit to write: its message and the
+// release.yaml that follows from the state.
+func record(s State, d Decision, at time.Time, failure *Failure) (State, Decision) {
+	s.Phase = PhaseRecording
+	d.Action = ActRecord
+	d.Commit = &Commit{Result: d.Result, Message: d.Message, Release: Record(s.Release, s, at, failure)}
+	if d.Restores != "" {
+		d.Commit.Revert = &Revert{Failing: d.Failing, From: d.Restores}
 	}
 	return s, d
 }
 
-// fail takes the target color out of service and records the failure:
-// a revert of the bundle's files, or (hold, first deploy) release.yaml only.
-func fail(s State, reason string) (State, Decision) {
+// recorded follows a commit that landed (or that a newer commit made moot):
+// a promotion soaks or settles, a failure ends the release.
+func recorded(s State, e Event) (State, Decision) {
+	if c := s.Pending.Commit; c != nil {
+		s.Release = c.Release
+	}
+	var d Decision
+	if e.Err != nil { // superseded: a newer commit changed the bundle
+		d.Say = &Note{Phase: "commit", Result: s.Pending.Result, Detail: "a newer commit changed the bundle; no revert written over it"}
+	}
+	if s.Pending.Result != ResultPromoted {
+		s.Phase = PhaseIdle
+		d.Action = ActNone
+		return s, d
+	}
+	if s.Policy.Soak > 0 && s.PreviousWarm {
+		s.Phase = PhaseSoaking
+		return s, Decision{Action: ActSoak, Color: s.Live, Ref: s.liveRef(), After: s.Policy.Soak}
+	}
+	return settled(s, e.At)
+}
+
+// settled ends a promotion: the previous color scales down at ScaleDownAt.
+func settled(s State, at time.Time) (State, Decision) {
 	s.Phase = PhaseIdle
-	c := s.Candidate
-	d := Decision{Action: ActFail, Color: s.Target, Failing: c.Commit, Reason: reason}
+	d := Decision{Action: ActNone}
+	s.ScaleDownAt = time.Time{}
+	if s.PreviousWarm && !s.Policy.ScaleDownNever && s.Previous != "" {
+		d.ScaleDown = s.Previous
+		from := at
+		if s.Release != nil {
+			if p := s.Release.Colors[s.Live].PromotedAt; p != nil && s.Release.Live == s.Live {
+				from = *p
+			}
+		}
+		s.ScaleDownAt = from.Add(s.Policy.ScaleDownAfter)
+	}
+	return s, d
+}
+
+// cancelled: a newer candidate ended a verification (the release is over;
+// the newer one starts from here) or a soak (the promotion stands).
+func cancelled(s State, at time.Time) (State, Decision) {
+	if s.Phase == PhaseSoaking {
+		s, d := settled(s, at)
+		d.Say = &Note{Phase: "soak", Color: s.Live, Detail: "a newer commit arrived; soak ended early"}
+		return s, d
+	}
+	s.Phase = PhaseIdle
+	return s, Decision{Action: ActNone, Say: &Note{Phase: "verify", Color: s.Target, Detail: "a newer commit arrived; verification cancelled"}}
+}
+
+// scaleDownDue scales the previous color down if it is still warm.
+func scaleDownDue(s State) (State, Decision) {
+	s.ScaleDownAt = time.Time{}
+	if !s.idle() || s.Previous == "" || s.Previous == s.Live || !s.PreviousWarm || s.Policy.ScaleDownNever {
+		return s, Decision{Action: ActNone}
+	}
+	s.Phase = PhaseScalingDown
+	return s, Decision{Action: ActScale, Color: s.Previous}
+}
+
+// fail takes the target color out of service and records the failure:
+// a revert of the bundle's inputs, or (hold, first deploy) release.yaml only.
+func fail(s State, reason string) (State, Decision) {
+	d := failDecision(s, s.Target, reason, "traffic stayed on "+s.Live)
 	if s.Displaced != nil {
 		d.Restore = s.Displaced
 		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Target, s.Displaced.Commit, s.Displaced.Digest, true
 		s.Displaced = nil
 	}
-	if s.Live == "" || s.Policy.OnFailure == OnFailureHold {
-		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
-		return s, d
-	}
-	d.Result, d.Restores = ResultReverted, s.LiveCommit
-	d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic stayed on "+s.Live)
+	s.Phase, s.Outcome = PhaseFailing, d
 	return s, d
 }
 
-// failAfterSoak records a release that degraded after its flip; traffic is
-// already back on the previous color.
-func failAfterSoak(s State, reason string) (State, Decision) {
-	s.Phase = PhaseIdle
+// untrusted holds a candidate that lacks trusted signatures, whatever
+// onFailure says: nothing was applied, so no color is taken out of service,
+// and no revert is written (reverting it would be acting on it). Its policy
+// is not adopted either.
+func untrusted(s State, c *Candidate) (State, Decision) {
+	d := Decision{Action: ActFail, Result: ResultHeld, Failing: c.Commit, Reason: c.Untrusted,
+		Message: HoldMessage(s.Bundle, c.Commit, c.Untrusted)}
+	s.Phase, s.Candidate, s.Outcome = PhaseFailing, c, d
+	return s, d
+}
+
+// failDecision is the ActFail decision for the candidate failing in color:
+// a revert to the live commit, or (hold, first deploy) release.yaml only.
+// traffic says where traffic is, for the revert message.
+func failDecision(s State, color, reason, traffic string) Decision {
 	c := s.Candidate
-	d := Decision{Action: ActFail, Color: s.Target, Failing: c.Commit, Reason: reason}
-	if s.Policy.OnFailure == OnFailureHold {
+	d := Decision{Action: ActFail, Color: color, Failing: c.Commit, Reason: reason}
+	if s.Live == "" || s.Policy.OnFailure == OnFailureHold {
 		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
+	} else {
+		d.Result, d.Restores = ResultReverted, s.LiveCommit
+		d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, traffic)
+	}
+	return d
+}
+
+// flippedBack follows the flip back after a failed soak.
+func flippedBack(s State, e Event) (State, Decision) {
+	reason := "degraded during the soak: " + s.Evidence
+	if e.Err != nil {
+		// Traffic could not be moved back: record the failure, keep the
+		// (degraded) live color, and let a human decide.
+		reason += "; flipping back to " + s.Previous + " failed: " + e.Err.Error()
+		d := Decision{Action: ActFail, Result: ResultHeld, Reason: reason, Failing: s.Candidate.Commit,
+			Message: HoldMessage(s.Bundle, s.Candidate.Commit, reason)}
+		s.Phase, s.Outcome = PhaseFailing, d
 		return s, d
 	}
-	d.Result, d.Restores = ResultReverted, s.LiveCommit
-	d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, "traffic went back to "+s.Live)
+	failed := s.Live
+	s.Live, s.LiveCommit, s.LiveDigest = s.Previous, s.PrevCommit, s.PrevDigest
+	s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
+	s.Target = failed
+	d := failDecision(s, failed, reason, "traffic went back to "+s.Live)
+	s.Phase, s.Outcome = PhaseFailing, d
+	return s, d
+}
+
+// takenOut commits the failure once the failed color is out of service
+// (or could not be taken out: a restore that failed is no warm copy).
+func takenOut(s State, e Event) (State, Decision) {
+	o := s.Outcome
+	say := &Note{Phase: "fail", Color: o.Color, Commit: o.Failing, Detail: o.Reason, Warn: true}
+	if e.Err != nil {
+		if o.Restore != nil {
+			s.PreviousWarm = false
+		}
+		say.Err, say.Detail = e.Err, o.Reason+"; cannot take the failed color out"
+	}
+	failure := &Failure{Commit: o.Failing, Reason: o.Reason, At: e.At.UTC().Truncate(time.Second)}
+	s, d := record(s, o, e.At, failure)
+	d.Restore, d.Say = nil, say
 	return s, d
 }

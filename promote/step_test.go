@@ -1,10 +1,14 @@
 package promote
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // tstep is one event fed to Step and what must come out.
@@ -134,6 +138,31 @@ func TestStep(t *testing.T) {
 					}
 				})},
 		}},
+		{"untrusted candidate: held whatever onFailure says, nothing taken out, warm standby kept", greenWarmBlue, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v3", Digest: "sha256:3", Untrusted: "commit v3 \"x\": unsigned",
+				Policy: Policy{OnFailure: OnFailureRevert, HealthTimeout: time.Second}}},
+				ActFail, "", all(result(ResultHeld), live("green", "v2"), func(t *testing.T, s State, d Decision) {
+					if d.Restores != "" || d.Restore != nil || d.Failing != "v3" || d.Reason != "commit v3 \"x\": unsigned" {
+						t.Errorf("untrusted hold: %+v", d)
+					}
+					if !s.PreviousWarm || s.Previous != "blue" || s.PrevCommit != "v1" {
+						t.Errorf("an untrusted candidate touched the warm previous color: %+v", s)
+					}
+					if s.Policy.HealthTimeout == time.Second {
+						t.Errorf("the untrusted candidate's policy was adopted: %+v", s.Policy)
+					}
+				})},
+			// A later trusted commit is released as usual.
+			{cand("v4", "sha256:4"), ActDeploy, "blue", nil},
+		}},
+		{"untrusted first deploy: held, nothing deployed", State{Bundle: "shop", Colors: colorsBG}, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v1", Digest: "sha256:1", Untrusted: "unsigned", Policy: Policy{OnFailure: OnFailureRevert}}},
+				ActFail, "", all(result(ResultHeld), live("", ""))},
+		}},
+		{"untrusted candidate that renders what is live is still held", blueLive, []tstep{
+			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v1b", Digest: "sha256:1", Untrusted: "unsigned", Policy: Policy{OnFailure: OnFailureRevert}}},
+				ActFail, "", result(ResultHeld)},
+		}},
 		{"newest wins: a newer candidate replaces one in verification", blueLive, []tstep{
 			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
 			{ev(EvDeployed), ActVerify, "green", nil},
@@ -150,7 +179,8 @@ func TestStep(t *testing.T) {
 			{cand("v1-again", "sha256:1"), ActNone, "", nil},
 		}},
 		{"human git revert to the warm previous release flips back at once", greenWarmBlue, []tstep{
-			{cand("revert-v2", "sha256:1"), ActVerify, "blue", func(t *testing.T, _ State, d Decision) {
+			{cand("revert-v2", "sha256:1"), ActObserve, "blue", nil},
+			{observed("blue", runs("v1", "sha256:1")), ActVerify, "blue", func(t *testing.T, _ State, d Decision) {
 				if !d.Warm {
 					t.Error("rollback to the warm color not marked warm")
 				}
@@ -167,9 +197,9 @@ func TestStep(t *testing.T) {
 			})},
 		}},
 		{"warm flip back finds the color cold: deploy and verify it", greenWarmBlue, []tstep{
-			{cand("revert-v2", "sha256:1"), ActVerify, "blue", nil},
-			{ev(EvCold), ActDeploy, "blue", func(t *testing.T, s State, _ Decision) {
-				if s.PreviousWarm || s.Previous != "" {
+			{cand("revert-v2", "sha256:1"), ActObserve, "blue", nil},
+			{observed("blue", ColorView{Commit: "v1", Digest: "sha256:1", ScaledDown: true}), ActDeploy, "blue", func(t *testing.T, s State, d Decision) {
+				if s.PreviousWarm || s.Previous != "" || d.Say == nil {
 					t.Errorf("cold color still counted as the warm previous: %+v", s)
 				}
 			}},
@@ -187,8 +217,16 @@ func TestStep(t *testing.T) {
 					t.Errorf("restore: %+v state %+v", d, s)
 				}
 			})},
+			{ev(EvTakenOut), ActRecord, "blue", func(t *testing.T, s State, d Decision) {
+				if d.Commit == nil || d.Commit.Revert == nil || d.Commit.Revert.From != "v2" || d.Commit.Release.LastFailure == nil ||
+					d.Commit.Release.Colors["blue"].Commit != "v1" || d.Commit.Release.Colors["blue"].State != StatePrevious {
+					t.Errorf("revert commit: %+v", d.Commit)
+				}
+			}},
+			{ev(EvRecorded), ActNone, "", nil},
 			// The human then reverts v2: blue runs v1 again, so no deploy.
-			{cand("revert-v2", "sha256:1"), ActVerify, "blue", nil},
+			{cand("revert-v2", "sha256:1"), ActObserve, "blue", nil},
+			{observed("blue", runs("v1", "sha256:1")), ActVerify, "blue", nil},
 		}},
 		{"a success over the warm previous color does not restore it", greenWarmBlue, []tstep{
 			{cand("v3", "sha256:3"), ActDeploy, "blue", nil},
@@ -282,20 +320,199 @@ func retry(want Action, after time.Duration) func(*testing.T, State, Decision) {
 	}
 }
 
-func TestStepDoesNotMutateItsInput(t *testing.T) {
-	s := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
-		Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true}
-	before := s
-	Step(s, cand("v3", "sha256:3"))
-	if s != before {
-		t.Fatalf("Step changed its input: %+v", s)
+func observed(color string, cv ColorView) Event {
+	return Event{Kind: EvObserved, View: View{Live: "green", Colors: map[string]ColorView{color: cv}}}
+}
+
+func runs(commit, digest string) ColorView {
+	return ColorView{Commit: commit, Digest: digest, Healthy: true, Replicas: 2, Ready: 2}
+}
+
+// The phases around a release: failures taken out and recorded, commits
+// retried or superseded, newer candidates, resyncs and scale-downs.
+func TestStepAroundARelease(t *testing.T) {
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	blueLive := State{Bundle: "shop", Colors: colorsBG, Live: "blue", LiveCommit: "v1", LiveDigest: "sha256:1"}
+	greenWarmBlue := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
+		Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true,
+		Policy: Policy{OnFailure: OnFailureRevert, ScaleDownAfter: 10 * time.Minute}}
+	soak := Policy{OnFailure: OnFailureRevert, Soak: time.Minute, ScaleDownAfter: 10 * time.Minute}
+	gitDown := Event{Kind: EvRecorded, Err: errors.New("dial tcp: connection refused")}
+	for _, tc := range []struct {
+		name  string
+		from  State
+		steps []tstep
+	}{
+		{"a failed verification scales the color down, then commits the revert", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{evErr(EvVerified, "server-green: ImagePullBackOff"), ActFail, "green", func(t *testing.T, _ State, d Decision) {
+				if d.Restore != nil {
+					t.Errorf("nothing to restore, got %+v", d.Restore)
+				}
+			}},
+			{Event{Kind: EvTakenOut, At: at}, ActRecord, "green", func(t *testing.T, s State, d Decision) {
+				f := d.Commit.Release.LastFailure
+				if f == nil || f.Commit != "v2" || f.Reason != "server-green: ImagePullBackOff" || !f.At.Equal(at) || d.Say == nil || d.Say.Phase != "fail" {
+					t.Errorf("failure record: %+v say %+v", f, d.Say)
+				}
+			}},
+			{ev(EvRecorded), ActNone, "", func(t *testing.T, s State, _ Decision) {
+				if s.Phase != PhaseIdle || s.Release == nil || s.Release.LastFailure == nil {
+					t.Errorf("after the revert: %+v", s)
+				}
+			}},
+		}},
+		{"a restore that fails leaves no warm copy", greenWarmBlue, []tstep{
+			{cand("v3", "sha256:3"), ActDeploy, "blue", nil},
+			{evErr(EvDeployed, "invalid"), ActFail, "blue", nil},
+			{evErr(EvTakenOut, "forbidden"), ActRecord, "blue", func(t *testing.T, s State, d Decision) {
+				if s.PreviousWarm || d.Say == nil || d.Say.Err == nil {
+					t.Errorf("failed restore: warm %v say %+v", s.PreviousWarm, d.Say)
+				}
+			}},
+		}},
+		{"an outcome commit is retried with the Git policy until it lands", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{gitDown, ActRetry, "", retry(ActRecord, time.Second)},
+			{gitDown, ActRetry, "", retry(ActRecord, 2*time.Second)},
+			{gitDown, ActRetry, "", retry(ActRecord, 4*time.Second)},
+			{gitDown, ActRetry, "", retry(ActRecord, 4*time.Second)},
+			{ev(EvRecorded), ActNone, "", func(t *testing.T, _ State, d Decision) {
+				if d.ScaleDown != "blue" {
+					t.Errorf("after the commit landed: %+v", d)
+				}
+			}},
+		}},
+		{"a revert superseded by a newer human commit is given up", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{evErr(EvDeployed, "invalid"), ActFail, "green", nil},
+			{ev(EvTakenOut), ActRecord, "green", nil},
+			{Event{Kind: EvRecorded, Err: ErrSuperseded}, ActNone, "", func(t *testing.T, s State, d Decision) {
+				if s.Phase != PhaseIdle || d.Say == nil || !strings.Contains(d.Say.Detail, "newer commit") {
+					t.Errorf("superseded: %+v %+v", s, d.Say)
+				}
+			}},
+		}},
+		{"a newer candidate cancels a verification", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvCancelled), ActNone, "", func(t *testing.T, s State, _ Decision) {
+				if s.Phase != PhaseIdle || s.Live != "blue" {
+					t.Errorf("cancelled: %+v", s)
+				}
+			}},
+			{cand("v3", "sha256:3"), ActDeploy, "green", nil},
+		}},
+		{"a newer candidate ends a soak; the promotion stands", blueLive, []tstep{
+			{candWith("v2", "sha256:2", soak), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{Event{Kind: EvFlipped, At: at}, ActRecord, "green", nil},
+			{Event{Kind: EvRecorded, At: at}, ActSoak, "green", nil},
+			{Event{Kind: EvCancelled, At: at}, ActNone, "", func(t *testing.T, s State, d Decision) {
+				if s.Live != "green" || d.ScaleDown != "blue" || !s.ScaleDownAt.Equal(at.Add(10*time.Minute)) {
+					t.Errorf("soak cut short: %+v %+v", s, d)
+				}
+			}},
+		}},
+		{"the previous color scales down when due, then is cold", greenWarmBlue, []tstep{
+			{ev(EvScaleDownDue), ActScale, "blue", nil},
+			{ev(EvScaled), ActNone, "", func(t *testing.T, s State, _ Decision) {
+				if s.PreviousWarm || !s.ScaleDownAt.IsZero() {
+					t.Errorf("after scale-down: %+v", s)
+				}
+			}},
+			{ev(EvScaleDownDue), ActNone, "", nil},
+		}},
+		{"a scale-down that fails is tried again a minute later", greenWarmBlue, []tstep{
+			{ev(EvScaleDownDue), ActScale, "blue", nil},
+			{Event{Kind: EvScaled, Err: errors.New("forbidden"), At: at}, ActNone, "", func(t *testing.T, s State, _ Decision) {
+				if !s.PreviousWarm || !s.ScaleDownAt.Equal(at.Add(time.Minute)) {
+					t.Errorf("after a failed scale-down: %+v", s)
+				}
+			}},
+		}},
+		{"resync re-applies the live release", greenWarmBlue, []tstep{
+			{ev(EvResync), ActResync, "green", func(t *testing.T, _ State, d Decision) {
+				if d.Ref != (ReleaseRef{Commit: "v2", Digest: "sha256:2"}) {
+					t.Errorf("resync ref %+v", d.Ref)
+				}
+			}},
+			{Event{Kind: EvDeployed, Err: Transient(errors.New("down"))}, ActRetry, "", retry(ActResync, time.Second)},
+			{ev(EvDeployed), ActNone, "", nil},
+		}},
+		{"no resync before the first release", State{Bundle: "shop", Colors: colorsBG}, []tstep{
+			{ev(EvResync), ActNone, "", nil},
+		}},
+		{"a start observes the cluster, retrying until it answers", blueLive, []tstep{
+			{ev(EvStart), ActObserve, "", nil},
+			{evErr(EvObserved, "forbidden"), ActRetry, "", retry(ActObserve, time.Second)},
+			{Event{Kind: EvObserved, View: View{}}, ActNone, "", nil},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.from
+			for i, st := range tc.steps {
+				var d Decision
+				s, d = Step(s, st.ev)
+				if d.Action != st.action || d.Color != st.color {
+					t.Fatalf("step %d (%s): got %s %q, want %s %q (decision %+v)", i, st.ev.Kind, d.Action, d.Color, st.action, st.color, d)
+				}
+				if st.check != nil {
+					st.check(t, s, d)
+				}
+			}
+		})
 	}
+}
+
+// Step returns a new state and never writes through the pointers of the
+// one it was given (candidate, release.yaml, displaced release).
+func TestStepDoesNotMutateItsInput(t *testing.T) {
+	at := time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
+	rel := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green",
+		Colors: map[string]ColorRelease{"green": {Commit: "v2", Digest: "sha256:2", State: StateLive, PromotedAt: &at}}}
+	events := []Event{cand("v3", "sha256:3"), ev(EvDeployed), ev(EvVerified), ev(EvFlipped), ev(EvRecorded),
+		evErr(EvVerified, "bad"), ev(EvTakenOut), ev(EvSoaked), evErr(EvSoaked, "bad"), ev(EvFlippedBack),
+		ev(EvScaleDownDue), ev(EvScaled), ev(EvResync), ev(EvCancelled), ev(EvStart), {Kind: EvObserved}}
+	for _, e := range events {
+		s := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
+			Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true, Release: rel,
+			Candidate: &Candidate{Commit: "v3", Digest: "sha256:3"}, Displaced: &ReleaseRef{Commit: "v0", Digest: "sha256:0"},
+			Target: "blue", Phase: PhaseVerifying, Policy: Policy{OnFailure: OnFailureRevert, Soak: time.Minute}}
+		s.Pending = Decision{Action: ActRecord, Result: ResultPromoted, Commit: &Commit{Release: rel}}
+		before := deepCopy(t, s)
+		Step(s, e)
+		if after := deepCopy(t, s); !reflect.DeepEqual(before, after) {
+			t.Errorf("Step(%s) changed its input:\nbefore %+v\nafter  %+v", e.Kind, before, after)
+		}
+	}
+}
+
+// deepCopy snapshots everything s reaches.
+func deepCopy(t *testing.T, s State) string {
+	t.Helper()
+	b, err := json.Marshal(struct {
+		S         State
+		C         Candidate
+		R         Release
+		D         ReleaseRef
+		PendingRL Release
+	}{s, *s.Candidate, *s.Release, *s.Displaced, *s.Pending.Commit.Release})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestBackoffIsCapped(t *testing.T) {
 	for n, want := range map[int]time.Duration{0: time.Second, 1: 2 * time.Second, 5: 32 * time.Second, 6: time.Minute, 60: time.Minute} {
-		if got := Backoff(n); got != want {
-			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
+		if got := backoffDelay(ClusterRetry, n); got != want {
+			t.Errorf("backoffDelay(ClusterRetry, %d) = %s, want %s", n, got, want)
 		}
 	}
 	if !errors.Is(Transient(errors.New("down")), ErrTransient) || Transient(nil) != nil {

@@ -13,28 +13,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
+
 	"sigs.k8s.io/yaml"
 )
 
-// Labels and annotations tandem puts on rendered objects (CONTRACT.md §3, §6).
+// KindBundle identifies a bundle.yaml (with contract.APIVersion).
 const (
-	// LabelBundle names the bundle an object belongs to.
-	LabelBundle = "tandem.dev/bundle"
-	// LabelColor names the color of a colored object.
-	LabelColor = "tandem.dev/color"
-	// AnnotationCommit records the commit a colored object was rendered from.
-	AnnotationCommit = "tandem.dev/commit"
-	// AnnotationDigest records the render digest of a colored object's color.
-	AnnotationDigest = "tandem.dev/digest"
-	// AnnotationLiveCommit records, on a stable twin, the commit it was rendered from.
-	AnnotationLiveCommit = "tandem.dev/live-commit"
-	// AnnotationRoute set to "false" on a Service opts it out of a stable twin.
-	AnnotationRoute = "tandem.dev/route"
-)
-
-// APIVersion and KindBundle identify a bundle.yaml.
-const (
-	APIVersion = "tandem.dev/v1alpha1"
 	KindBundle = "Bundle"
 	// BundleFile is the file name that marks a bundle directory.
 	BundleFile = "bundle.yaml"
@@ -88,7 +74,7 @@ func validLabel(s string) bool { return len(s) <= 63 && dnsLabel.MatchString(s) 
 // becomes Bundle.File (Dir is its directory). Unknown fields are errors.
 func ParseBundle(file string, data []byte) (*Bundle, error) {
 	file = filepath.ToSlash(file)
-	if n := yamlDocuments(data); n > 1 {
+	if n := yamlguard.Documents(data); n > 1 {
 		return nil, fmt.Errorf("%s: a second YAML document is not allowed (one Bundle per file, found %d documents)", file, n)
 	}
 	var r rawBundle
@@ -99,11 +85,9 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		}
 		return nil, fmt.Errorf("%s: %w", file, err)
 	}
-	bad := func(field, format string, a ...any) error {
-		return fmt.Errorf("%s: %s: %s", file, field, fmt.Sprintf(format, a...))
-	}
-	if r.APIVersion != APIVersion {
-		return nil, bad("apiVersion", "must be %s, not %q", APIVersion, r.APIVersion)
+	bad := fieldError(file)
+	if r.APIVersion != contract.APIVersion {
+		return nil, bad("apiVersion", "must be %s, not %q", contract.APIVersion, r.APIVersion)
 	}
 	if r.Kind != KindBundle {
 		return nil, bad("kind", "must be %s, not %q", KindBundle, r.Kind)
@@ -120,40 +104,68 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 	if !validLabel(s.Namespace) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
+	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy} {
+		if err := parse(&r, s, bad); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// fieldError returns a constructor of errors naming file and a field.
+func fieldError(file string) func(field, format string, a ...any) error {
+	return func(field, format string, a ...any) error {
+		return fmt.Errorf("%s: %s: %s", file, field, fmt.Sprintf(format, a...))
+	}
+}
+
+// parsePaths reads spec.path and spec.shared.
+func parsePaths(r *rawBundle, s *Spec, bad func(string, string, ...any) error) error {
 	s.Path = "app"
 	if r.Spec.Path != nil {
 		s.Path = *r.Spec.Path
 	}
 	p, err := cleanRel(s.Path)
 	if err != nil {
-		return nil, bad("spec.path", "%v", err)
+		return bad("spec.path", "%v", err)
 	}
 	s.Path = p
 	if r.Spec.Shared != "" {
 		p, err := cleanRel(r.Spec.Shared)
 		if err != nil {
-			return nil, bad("spec.shared", "%v", err)
+			return bad("spec.shared", "%v", err)
 		}
 		if p == s.Path {
-			return nil, bad("spec.shared", "must differ from spec.path %q", s.Path)
+			return bad("spec.shared", "must differ from spec.path %q", s.Path)
 		}
 		s.Shared = p
 	}
+	return nil
+}
+
+// parseColors reads spec.colors (default blue, green).
+func parseColors(r *rawBundle, s *Spec, bad func(string, string, ...any) error) error {
 	s.Colors = [2]string{"blue", "green"}
-	if r.Spec.Colors != nil {
-		if len(r.Spec.Colors) != 2 {
-			return nil, bad("spec.colors", "need exactly two colors, got %d", len(r.Spec.Colors))
-		}
-		for i, c := range r.Spec.Colors {
-			if !validLabel(c) {
-				return nil, bad("spec.colors", "%q is not a DNS label", c)
-			}
-			s.Colors[i] = c
-		}
-		if s.Colors[0] == s.Colors[1] {
-			return nil, bad("spec.colors", "the two colors must differ, both are %q", s.Colors[0])
-		}
+	if r.Spec.Colors == nil {
+		return nil
 	}
+	if len(r.Spec.Colors) != 2 {
+		return bad("spec.colors", "need exactly two colors, got %d", len(r.Spec.Colors))
+	}
+	for i, c := range r.Spec.Colors {
+		if !validLabel(c) {
+			return bad("spec.colors", "%q is not a DNS label", c)
+		}
+		s.Colors[i] = c
+	}
+	if s.Colors[0] == s.Colors[1] {
+		return bad("spec.colors", "the two colors must differ, both are %q", s.Colors[0])
+	}
+	return nil
+}
+
+// parsePolicy reads the durations and onFailure.
+func parsePolicy(r *rawBundle, s *Spec, bad func(string, string, ...any) error) error {
 	dur := func(field, v string, def time.Duration) (time.Duration, error) {
 		if v == "" {
 			return def, nil
@@ -167,19 +179,20 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		}
 		return d, nil
 	}
+	var err error
 	if s.HealthTimeout, err = dur("spec.healthTimeout", r.Spec.HealthTimeout, 5*time.Minute); err != nil {
-		return nil, err
+		return err
 	}
 	if s.HealthTimeout == 0 {
-		return nil, bad("spec.healthTimeout", "must be positive")
+		return bad("spec.healthTimeout", "must be positive")
 	}
 	if s.Soak, err = dur("spec.soak", r.Spec.Soak, 0); err != nil {
-		return nil, err
+		return err
 	}
 	if r.Spec.ScaleDownAfter == "never" {
 		s.ScaleDownNever = true
 	} else if s.ScaleDownAfter, err = dur("spec.scaleDownAfter", r.Spec.ScaleDownAfter, 10*time.Minute); err != nil {
-		return nil, err
+		return err
 	}
 	switch r.Spec.OnFailure {
 	case "":
@@ -187,9 +200,9 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 	case "revert", "hold":
 		s.OnFailure = r.Spec.OnFailure
 	default:
-		return nil, bad("spec.onFailure", "must be revert or hold, not %q", r.Spec.OnFailure)
+		return bad("spec.onFailure", "must be revert or hold, not %q", r.Spec.OnFailure)
 	}
-	return b, nil
+	return nil
 }
 
 // cleanRel checks that p is a relative path that stays inside its base.
@@ -208,72 +221,128 @@ func cleanRel(p string) (string, error) {
 }
 
 // Discover finds and parses every bundle.yaml under repoRoot/root. Duplicate
-// bundle names, nested bundles and missing spec paths are errors naming both files.
+// bundle names, nested bundles and missing spec paths are errors naming both
+// files. It fails on the first broken bundle; see DiscoverAll.
 func Discover(repoRoot, root string) ([]*Bundle, error) {
+	d, err := DiscoverAll(repoRoot, root)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.Broken) > 0 {
+		return nil, d.Broken[0].Err
+	}
+	return d.Bundles, nil
+}
+
+// Discovery is every bundle under a root: those that parse and those that
+// do not. One broken bundle is that bundle's problem, not the others'.
+type Discovery struct {
+	Bundles []*Bundle
+	Broken  []Broken
+}
+
+// Broken is a bundle.yaml that cannot be used, and why (the error names
+// the file and field).
+type Broken struct {
+	File, Dir string // slash-separated, relative to the repository root
+	Err       error
+}
+
+// DiscoverAll is Discover that keeps going past broken bundles: each is
+// reported in Broken and left out of Bundles. The error is for the walk
+// itself (a root outside the repository).
+func DiscoverAll(repoRoot, root string) (Discovery, error) {
 	if root == "" {
 		root = "."
 	}
 	r, err := cleanRel(root)
 	if err != nil {
-		return nil, fmt.Errorf("root: %w", err)
+		return Discovery{}, fmt.Errorf("root: %w", err)
 	}
+	var d Discovery
 	base := filepath.Join(repoRoot, filepath.FromSlash(r))
-	var bundles []*Bundle
-	err = filepath.WalkDir(base, func(p string, d fs.DirEntry, err error) error {
+	if _, err := os.Lstat(base); errors.Is(err, fs.ErrNotExist) {
+		return d, nil // no root directory: no bundles (the caller guards an empty tip)
+	}
+	err = filepath.WalkDir(base, func(p string, de fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && d.Name() == ".git" {
+		if de.IsDir() && de.Name() == ".git" {
 			return filepath.SkipDir
 		}
-		if d.IsDir() || d.Name() != BundleFile {
+		if de.IsDir() || de.Name() != BundleFile {
 			return nil
 		}
 		rel, err := filepath.Rel(repoRoot, p)
 		if err != nil {
 			return err
 		}
-		if d.Type()&fs.ModeSymlink != 0 {
-			if err := insideRoot(repoRoot, p); err != nil {
-				return fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
-			}
-		}
-		data, err := readLimited(p, maxInputBytes)
+		b, err := readBundle(repoRoot, p, rel, de)
 		if err != nil {
-			return fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
+			file := filepath.ToSlash(rel)
+			d.Broken = append(d.Broken, Broken{File: file, Dir: path.Dir(file), Err: err})
+			return nil
 		}
-		b, err := ParseBundle(rel, data)
-		if err != nil {
-			return err
-		}
-		bundles = append(bundles, b)
+		d.Bundles = append(d.Bundles, b)
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return Discovery{}, err
 	}
-	sort.Slice(bundles, func(i, j int) bool { return bundles[i].File < bundles[j].File })
+	sort.Slice(d.Bundles, func(i, j int) bool { return d.Bundles[i].File < d.Bundles[j].File })
+	d.vet(repoRoot)
+	return d, nil
+}
+
+// readBundle reads and parses one bundle.yaml found by the walk.
+func readBundle(repoRoot, p, rel string, de fs.DirEntry) (*Bundle, error) {
+	if de.Type()&fs.ModeSymlink != 0 {
+		if err := insideRoot(repoRoot, p); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
+		}
+	}
+	data, err := readLimited(p, maxInputBytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.ToSlash(rel), err)
+	}
+	return ParseBundle(rel, data)
+}
+
+// vet moves bundles that clash with another (a name used twice, a bundle
+// nested in another) or miss a spec directory to Broken.
+func (d *Discovery) vet(repoRoot string) {
 	names := map[string]*Bundle{}
-	for _, b := range bundles {
-		if o, ok := names[b.Name]; ok {
-			return nil, fmt.Errorf("%s: metadata.name %q is also used by %s", b.File, b.Name, o.File)
+	var ok []*Bundle
+	for _, b := range d.Bundles {
+		if err := vetBundle(repoRoot, b, d.Bundles, names); err != nil {
+			d.Broken = append(d.Broken, Broken{File: b.File, Dir: b.Dir, Err: err})
+			continue
 		}
 		names[b.Name] = b
-		for _, o := range bundles {
-			if o != b && (o.Dir == "." || strings.HasPrefix(b.Dir+"/", o.Dir+"/")) && o.Dir != b.Dir {
-				return nil, fmt.Errorf("%s: bundle is nested inside the bundle of %s", b.File, o.File)
-			}
-		}
-		for _, sub := range []struct{ field, p string }{{"spec.path", b.Spec.Path}, {"spec.shared", b.Spec.Shared}} {
-			if sub.p == "" {
-				continue
-			}
-			if fi, err := os.Stat(filepath.Join(repoRoot, filepath.FromSlash(b.Dir), filepath.FromSlash(sub.p))); err != nil || !fi.IsDir() {
-				return nil, fmt.Errorf("%s: %s: directory %q does not exist", b.File, sub.field, sub.p)
-			}
+		ok = append(ok, b)
+	}
+	d.Bundles = ok
+}
+
+func vetBundle(repoRoot string, b *Bundle, all []*Bundle, names map[string]*Bundle) error {
+	if o, ok := names[b.Name]; ok {
+		return fmt.Errorf("%s: metadata.name %q is also used by %s", b.File, b.Name, o.File)
+	}
+	for _, o := range all {
+		if o != b && (o.Dir == "." || strings.HasPrefix(b.Dir+"/", o.Dir+"/")) && o.Dir != b.Dir {
+			return fmt.Errorf("%s: bundle is nested inside the bundle of %s", b.File, o.File)
 		}
 	}
-	return bundles, nil
+	for _, sub := range []struct{ field, p string }{{"spec.path", b.Spec.Path}, {"spec.shared", b.Spec.Shared}} {
+		if sub.p == "" {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(repoRoot, filepath.FromSlash(b.Dir), filepath.FromSlash(sub.p))); err != nil || !fi.IsDir() {
+			return fmt.Errorf("%s: %s: directory %q does not exist", b.File, sub.field, sub.p)
+		}
+	}
+	return nil
 }
 
 // LoadBundleDir parses dir/bundle.yaml and finds the repository root: the

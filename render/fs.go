@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tandem-gitops/tandem/internal/yamlguard"
+
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
 )
@@ -26,10 +28,30 @@ type confinedFS struct {
 	overlay     []byte // its kustomization.yaml
 	allowRemote bool
 	firstErr    *error
+	// inputs collects the repository paths kustomize read or probed
+	// (slash-separated, relative to root; "dir/" for a directory listed).
+	inputs map[string]bool
 }
 
 func newConfinedFS(root, virtual string, overlay []byte, allowRemote bool, firstErr *error) *confinedFS {
-	return &confinedFS{disk: filesys.MakeFsOnDisk(), root: root, virtual: virtual, overlay: overlay, allowRemote: allowRemote, firstErr: firstErr}
+	return &confinedFS{disk: filesys.MakeFsOnDisk(), root: root, virtual: virtual, overlay: overlay, allowRemote: allowRemote,
+		firstErr: firstErr, inputs: map[string]bool{}}
+}
+
+// input records p (a file, or with dir a directory whose listing was read)
+// as read by the render, when it lies inside the repository.
+func (f *confinedFS) input(p string, dir bool) {
+	if f.isVirtual(p) || !within(f.root, filepath.Clean(p)) {
+		return
+	}
+	r := f.rel(p)
+	if dir {
+		r = strings.TrimSuffix(r, "/") + "/"
+		if r == "./" {
+			r = ""
+		}
+	}
+	f.inputs[r] = true
 }
 
 func (f *confinedFS) record(err error) error {
@@ -107,6 +129,7 @@ func (f *confinedFS) Open(p string) (filesys.File, error) {
 	if err := f.check(p); err != nil {
 		return nil, err
 	}
+	f.input(p, false)
 	return f.disk.Open(p)
 }
 
@@ -138,6 +161,7 @@ func (f *confinedFS) Exists(p string) bool {
 	if f.isVirtual(p) {
 		return true
 	}
+	f.input(p, false) // a file that appears later changes the render too
 	return f.check(p) == nil && f.disk.Exists(p)
 }
 
@@ -155,6 +179,7 @@ func (f *confinedFS) Glob(pattern string) ([]string, error) {
 	if err := f.check(pattern); err != nil {
 		return nil, err
 	}
+	f.input(filepath.Dir(pattern), true)
 	ms, err := f.disk.Glob(pattern)
 	if err != nil {
 		return nil, err
@@ -176,6 +201,7 @@ func (f *confinedFS) ReadDir(p string) ([]string, error) {
 	if err := f.check(p); err != nil {
 		return nil, err
 	}
+	f.input(p, true)
 	return f.disk.ReadDir(p)
 }
 
@@ -183,6 +209,7 @@ func (f *confinedFS) Walk(p string, fn filepath.WalkFunc) error {
 	if err := f.check(p); err != nil {
 		return err
 	}
+	f.input(p, true)
 	return f.disk.Walk(p, func(q string, info os.FileInfo, err error) error {
 		if cerr := f.check(q); cerr != nil {
 			return cerr
@@ -198,6 +225,7 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err := f.check(p); err != nil {
 		return nil, err
 	}
+	f.input(p, false)
 	fi, err := os.Stat(p)
 	if err != nil {
 		return nil, err
@@ -209,7 +237,7 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkYAMLExpansion(data); err != nil {
+	if err := yamlguard.CheckExpansion(data); err != nil {
 		return nil, f.record(fmt.Errorf("%s: %w", f.rel(p), err))
 	}
 	switch filepath.Base(p) {

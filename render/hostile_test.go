@@ -116,24 +116,6 @@ func FuzzParseBundle(f *testing.F) {
 	})
 }
 
-// TestCheckYAML: the guard for files parsed outside kustomize (release.yaml).
-func TestCheckYAML(t *testing.T) {
-	for in, want := range map[string]string{
-		"a: 1\nb: 2\n":                "",
-		"a: &x [1]\nb: *x\n":          "",
-		"":                            "",
-		"a: 1\n---\na: 2\n":           "second YAML document",
-		"a: 1\nb: {c: 1, c: 2}\n":     `line 2: key "c" appears twice`,
-		hostileBundles[0].in:          "aliases expand",
-		"a: &x {k: 1}\nb: {<<: *x}\n": "",
-	} {
-		err := CheckYAML([]byte(in))
-		if (err == nil) != (want == "") || err != nil && !strings.Contains(err.Error(), want) {
-			t.Errorf("CheckYAML(%.40q) = %v, want %q", in, err, want)
-		}
-	}
-}
-
 // TestRemoteBaseStaysConfined: with --allow-remote-bases, kustomize clones a
 // remote base into a temporary kustomize-* directory, which the render may
 // read; a symlink in that clone must not reach outside it.

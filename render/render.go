@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
@@ -54,6 +56,10 @@ type Result struct {
 	Shared []*unstructured.Unstructured
 	// Digest is "sha256:<hex>" over the content; equal for both colors of one tree.
 	Digest string
+	// Inputs are the repository files the render read (slash-separated,
+	// sorted; "dir/" for a directory whose listing it read), bundle.yaml
+	// included: a commit that changes none of them renders the same.
+	Inputs []string
 }
 
 // krustyMu serializes kustomize, which is not safe for concurrent use.
@@ -95,38 +101,11 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
 	}
-	bundleDir := filepath.Join(root, filepath.FromSlash(b.Dir))
-	budget := o.MaxBytes
-
-	colored, err := build(root, filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Path)), b, true, o.AllowRemoteBases, &budget)
+	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}}
+	colored, shared, err := bc.buildBoth()
 	if err != nil {
-		return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.path", err)
+		return nil, &Error{Err: err, Inputs: bc.inputList()}
 	}
-	for _, u := range colored {
-		if isClusterScoped(u) {
-			return nil, fmt.Errorf("bundle %s: %s: spec.path %q: cluster-scoped %s %s is not allowed in a colored path (move it to spec.shared)",
-				b.Name, b.File, b.Spec.Path, u.GetKind(), strings.TrimSuffix(u.GetName(), "-"+sentinel))
-		}
-	}
-	var shared []*unstructured.Unstructured
-	if b.Spec.Shared != "" {
-		shared, err = build(root, filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Shared)), b, false, o.AllowRemoteBases, &budget)
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.shared", err)
-		}
-		for _, u := range shared {
-			// Namespaced shared objects without a namespace go to spec.namespace.
-			if u.GetNamespace() == "" && !isClusterScoped(u) {
-				u.SetNamespace(b.Spec.Namespace)
-			}
-		}
-	}
-	if err := checkDuplicates(colored, shared); err != nil {
-		return nil, fmt.Errorf("bundle %s: %w", b.Name, err)
-	}
-	sortObjects(colored)
-	sortObjects(shared)
-
 	digest, err := digestOf(colored, shared)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: digest: %w", b.Name, err)
@@ -137,32 +116,106 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 		if live == "" {
 			live = color
 		}
-		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared}
+		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared, Inputs: bc.inputList()}
 		if i > 0 {
 			res.Shared = deepCopy(shared) // results do not share objects
 		}
-		for _, u := range colored {
-			if i < len(colors)-1 {
-				u = u.DeepCopy() // the last color takes the originals
-			}
-			u.Object = substitute(u.Object, sentinel, color).(map[string]any)
-			setAnnotation(u, AnnotationCommit, o.Commit)
-			setAnnotation(u, AnnotationDigest, digest)
-			res.Objects = append(res.Objects, u)
+		objs := colored
+		if i < len(colors)-1 {
+			objs = deepCopy(colored) // the last color takes the originals
 		}
-		for _, u := range res.Objects {
-			if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[AnnotationRoute] == "false" {
-				continue
-			}
-			res.Twins = append(res.Twins, twin(u, color, live, o.Commit))
-		}
-		sortObjects(res.Twins)
-		if err := checkTwins(res.Twins, res.Objects, res.Shared); err != nil {
+		if err := res.color(objs, o.Commit); err != nil {
 			return nil, fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err)
 		}
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// Error is a failed render, with the repository files it read before it
+// failed (a change to any of them may fix it).
+type Error struct {
+	Err    error
+	Inputs []string
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+
+// Unwrap returns the render error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// buildCtx is one render's kustomize runs over a repository.
+type buildCtx struct {
+	root        string
+	b           *Bundle
+	allowRemote bool
+	budget      int64           // bytes of output left
+	inputs      map[string]bool // repository paths read (see confinedFS.input)
+}
+
+// inputList is the sorted list of paths read.
+func (bc *buildCtx) inputList() []string {
+	out := make([]string, 0, len(bc.inputs))
+	for p := range bc.inputs {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// buildBoth builds spec.path (colored, with the sentinel color) and
+// spec.shared, sorted in apply order.
+func (bc *buildCtx) buildBoth() (colored, shared []*unstructured.Unstructured, err error) {
+	b := bc.b
+	bundleDir := filepath.Join(bc.root, filepath.FromSlash(b.Dir))
+	colored, err = bc.build(filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Path)), true)
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.path", err)
+	}
+	for _, u := range colored {
+		if isClusterScoped(u) {
+			return nil, nil, fmt.Errorf("bundle %s: %s: spec.path %q: cluster-scoped %s %s is not allowed in a colored path (move it to spec.shared)",
+				b.Name, b.File, b.Spec.Path, u.GetKind(), strings.TrimSuffix(u.GetName(), "-"+sentinel))
+		}
+	}
+	if b.Spec.Shared != "" {
+		shared, err = bc.build(filepath.Join(bundleDir, filepath.FromSlash(b.Spec.Shared)), false)
+		if err != nil {
+			return nil, nil, fmt.Errorf("bundle %s: %s %s: %w", b.Name, b.File, "spec.shared", err)
+		}
+		for _, u := range shared {
+			// Namespaced shared objects without a namespace go to spec.namespace.
+			if u.GetNamespace() == "" && !isClusterScoped(u) {
+				u.SetNamespace(b.Spec.Namespace)
+			}
+		}
+	}
+	if err := checkDuplicates(colored, shared); err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: %w", b.Name, err)
+	}
+	sortObjects(colored)
+	sortObjects(shared)
+	return colored, shared, nil
+}
+
+// color turns the sentinel-colored objects into res.Color's: the color
+// substituted, the commit and digest stamped, the stable twins derived.
+func (res *Result) color(objs []*unstructured.Unstructured, commit string) error {
+	for _, u := range objs {
+		u.Object = substitute(u.Object, sentinel, res.Color).(map[string]any)
+		setAnnotation(u, contract.AnnotationCommit, commit)
+		setAnnotation(u, contract.AnnotationDigest, res.Digest)
+		stampTemplate(u, res.Digest)
+		res.Objects = append(res.Objects, u)
+	}
+	for _, u := range res.Objects {
+		if u.GetKind() != "Service" || u.GetAPIVersion() != "v1" || u.GetAnnotations()[contract.AnnotationRoute] == "false" {
+			continue
+		}
+		res.Twins = append(res.Twins, twin(u, res.Color, res.Live, commit))
+	}
+	sortObjects(res.Twins)
+	return checkTwins(res.Twins, res.Objects, res.Shared)
 }
 
 // deepCopy copies a list of objects.
@@ -176,7 +229,8 @@ func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 
 // build runs kustomize on dir under a generated overlay; colored adds the
 // suffix, namespace and color label (with the sentinel color).
-func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64) (objs []*unstructured.Unstructured, err error) {
+func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstructured, err error) {
+	root, b := bc.root, bc.b
 	virtual := filepath.Join(filepath.Dir(root), ".tandem-overlay-"+b.Name)
 	relDir, err := filepath.Rel(virtual, dir)
 	if err != nil {
@@ -193,19 +247,24 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 		// object against every other for ID conflicts (quadratic, 35% of a
 		// 2000-object render); setNamespace does the same job afterwards.
 		k["labels"] = []map[string]any{{
-			"pairs":            map[string]string{LabelBundle: b.Name, LabelColor: sentinel},
+			"pairs":            map[string]string{contract.LabelBundle: b.Name, contract.LabelColor: sentinel},
 			"includeSelectors": true,
 			"includeTemplates": true,
 		}}
 	} else {
-		k["labels"] = []map[string]any{{"pairs": map[string]string{LabelBundle: b.Name}}}
+		k["labels"] = []map[string]any{{"pairs": map[string]string{contract.LabelBundle: b.Name}}}
 	}
 	overlay, err := yaml.Marshal(k)
 	if err != nil {
 		return nil, err
 	}
 	var fsErr error
-	fsys := newConfinedFS(root, virtual, overlay, allowRemote, &fsErr)
+	fsys := newConfinedFS(root, virtual, overlay, bc.allowRemote, &fsErr)
+	defer func() {
+		for p := range fsys.inputs {
+			bc.inputs[p] = true
+		}
+	}()
 	opts := krusty.MakeDefaultOptions()
 	opts.PluginConfig = types.DisabledPluginConfig()
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
@@ -231,8 +290,8 @@ func build(root, dir string, b *Bundle, colored, allowRemote bool, budget *int64
 	if err != nil {
 		return nil, strip(err, virtual)
 	}
-	*budget -= int64(len(out))
-	if *budget < 0 {
+	bc.budget -= int64(len(out))
+	if bc.budget < 0 {
 		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
 	}
 	objs, err = decode(out, b.Name, colored)
@@ -357,7 +416,7 @@ func checkTwins(twins []*unstructured.Unstructured, colored, shared []*unstructu
 	for _, t := range twins {
 		if what, ok := taken[id(t)]; ok {
 			return fmt.Errorf("Service %s/%s: the stable Service of this name conflicts with %s of the same name (rename one, or annotate the colored Service %s: \"false\")",
-				t.GetNamespace(), t.GetName(), what, AnnotationRoute)
+				t.GetNamespace(), t.GetName(), what, contract.AnnotationRoute)
 		}
 		taken[id(t)] = "another stable Service"
 	}
@@ -423,6 +482,27 @@ func setAnnotation(u *unstructured.Unstructured, k, v string) {
 	u.SetAnnotations(a)
 }
 
+// rolledKinds are the workloads whose pod template carries the release
+// digest, so that every release (a ConfigMap or Secret change too) starts
+// new pods, and a warm flip back to the same digest restarts nothing.
+var rolledKinds = map[string]bool{"Deployment": true, "StatefulSet": true, "DaemonSet": true}
+
+// stampTemplate puts the release digest on a workload's pod template.
+func stampTemplate(u *unstructured.Unstructured, digest string) {
+	if u.GroupVersionKind().Group != "apps" || !rolledKinds[u.GetKind()] {
+		return
+	}
+	if _, ok, _ := unstructured.NestedMap(u.Object, "spec", "template"); !ok {
+		return
+	}
+	ann, _, _ := unstructured.NestedStringMap(u.Object, "spec", "template", "metadata", "annotations")
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[contract.AnnotationDigest] = digest
+	_ = unstructured.SetNestedStringMap(u.Object, ann, "spec", "template", "metadata", "annotations")
+}
+
 // twin builds the stable Service for colored Service s.
 func twin(s *unstructured.Unstructured, color, live, commit string) *unstructured.Unstructured {
 	t := &unstructured.Unstructured{Object: map[string]any{
@@ -432,15 +512,15 @@ func twin(s *unstructured.Unstructured, color, live, commit string) *unstructure
 	t.SetName(strings.TrimSuffix(s.GetName(), "-"+color))
 	t.SetNamespace(s.GetNamespace())
 	labels := s.GetLabels()
-	delete(labels, LabelColor)
+	delete(labels, contract.LabelColor)
 	t.SetLabels(labels)
 	ann := s.GetAnnotations()
-	delete(ann, AnnotationCommit)
-	delete(ann, AnnotationDigest)
+	delete(ann, contract.AnnotationCommit)
+	delete(ann, contract.AnnotationDigest)
 	if ann == nil {
 		ann = map[string]string{}
 	}
-	ann[AnnotationLiveCommit] = commit
+	ann[contract.AnnotationLiveCommit] = commit
 	t.SetAnnotations(ann)
 	spec, _, _ := unstructured.NestedMap(s.Object, "spec")
 	if spec == nil {
@@ -460,7 +540,7 @@ func twin(s *unstructured.Unstructured, color, live, commit string) *unstructure
 	if sel == nil {
 		sel = map[string]any{}
 	}
-	sel[LabelColor] = live
+	sel[contract.LabelColor] = live
 	spec["selector"] = sel
 	t.Object["spec"] = spec
 	return t

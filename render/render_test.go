@@ -2,12 +2,15 @@ package render
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 func writeFiles(t testing.TB, root string, files map[string]string) {
@@ -67,10 +70,10 @@ func TestDigest(t *testing.T) {
 	if !strings.HasPrefix(blue.Digest, "sha256:") || len(blue.Digest) != len("sha256:")+64 {
 		t.Errorf("digest %q is not sha256:<hex>", blue.Digest)
 	}
-	if got := blue.Objects[0].GetAnnotations()[AnnotationDigest]; got != blue.Digest {
+	if got := blue.Objects[0].GetAnnotations()[contract.AnnotationDigest]; got != blue.Digest {
 		t.Errorf("digest annotation %q, want %q", got, blue.Digest)
 	}
-	if got := green.Objects[0].GetAnnotations()[AnnotationCommit]; got != "c2" {
+	if got := green.Objects[0].GetAnnotations()[contract.AnnotationCommit]; got != "c2" {
 		t.Errorf("commit annotation %q, want c2", got)
 	}
 
@@ -245,5 +248,48 @@ func TestRenderColorsEqualsRenderPerColor(t *testing.T) {
 	}
 	if len(both[0].Shared) > 0 && both[0].Shared[0] == both[1].Shared[0] {
 		t.Error("the results share shared objects")
+	}
+}
+
+// Inputs are every repository file the render read: the bundle's own files,
+// a base outside its directory, bundle.yaml; not files nothing references.
+// A failed render still names what it read.
+func TestRenderRecordsItsInputs(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"bundles/shop/bundle.yaml":              "apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: shop\nspec:\n  namespace: shop\n",
+		"bundles/shop/app/kustomization.yaml":   "resources:\n- ../../../apps/base\npatches:\n- path: patch.yaml\n",
+		"bundles/shop/app/patch.yaml":           "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec:\n  replicas: 3\n",
+		"bundles/shop/app/unused.yaml":          "not: referenced\n",
+		"apps/base/kustomization.yaml":          "resources:\n- deploy.yaml\n",
+		"apps/base/deploy.yaml":                 deploy("example/d:v1"),
+		"apps/other/deploy.yaml":                deploy("example/other:v1"),
+		"bundles/broken/bundle.yaml":            "apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: broken\nspec:\n  namespace: broken\n",
+		"bundles/broken/app/kustomization.yaml": "resources:\n- ../../../apps/base\n- missing.yaml\n",
+	})
+	bs, err := Discover(root, "bundles")
+	must(t, err)
+	byName := map[string]*Bundle{}
+	for _, b := range bs {
+		byName[b.Name] = b
+	}
+	res, err := Render(context.Background(), byName["shop"], Options{RepoRoot: root, Color: "blue", Commit: "c1"})
+	must(t, err)
+	in := strings.Join(res.Inputs, " ")
+	for _, want := range []string{"bundles/shop/bundle.yaml", "bundles/shop/app/kustomization.yaml", "bundles/shop/app/patch.yaml",
+		"apps/base/kustomization.yaml", "apps/base/deploy.yaml"} {
+		if !strings.Contains(" "+in+" ", " "+want+" ") {
+			t.Errorf("inputs lack %s: %v", want, res.Inputs)
+		}
+	}
+	for _, not := range []string{"unused.yaml", "apps/other", "bundles/broken"} {
+		if strings.Contains(in, not) {
+			t.Errorf("inputs name %s, which the render does not read: %v", not, res.Inputs)
+		}
+	}
+	_, err = Render(context.Background(), byName["broken"], Options{RepoRoot: root, Color: "blue", Commit: "c1"})
+	var re *Error
+	if !errors.As(err, &re) || !strings.Contains(strings.Join(re.Inputs, " "), "apps/base/deploy.yaml") {
+		t.Fatalf("failed render: %v (inputs %v), want the files it read", err, re)
 	}
 }

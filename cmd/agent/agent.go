@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"math"
 	"net/http"
-	"net/mail"
 	"os"
 	"path"
 	"path/filepath"
@@ -13,11 +11,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+
 	"github.com/rs/zerolog"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
-	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -25,21 +26,24 @@ import (
 // The per-bundle part runs in a driver goroutine per bundle (bundle.go); the loop
 // only notices new tips, renders candidates and hands them over.
 type agent struct {
-	cfg  *config
-	repo *gitsync.Repo
-	cl   *cluster
-	m    *metrics
-	log  zerolog.Logger
-	dir  string // checkouts live here, one directory per tip
-	wake chan struct{}
+	cfg      *config
+	repo     *gitsync.Repo
+	ap       *applier.Applier
+	releases *releaseStore // renders the drivers refer to
+	m        *metrics
+	log      zerolog.Logger
+	dir      string // checkouts live here, one directory per tip
+	wake     chan struct{}
 
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
 	tip     string                // last tip rendered
+	offered int                   // candidates handed to drivers in this pass
 	settled []settledBundle       // the bundles of the last full pass if all were handled; nil: none
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
 	diffs   diffCache
+	trust   *trust      // --verify-commits; nil when off (trust.go)
 	vis     *visibility // events, commit statuses, notifications; nil: off
 }
 
@@ -50,20 +54,8 @@ func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, di
 		bundles: map[string]*bundleRun{},
 		sem:     make(chan struct{}, c.Concurrency),
 	}
-	a.cl = newCluster(ap, a.renderAt)
+	a.ap, a.releases = ap, newReleaseStore()
 	return a
-}
-
-// renderAt checks commit out and renders b there for color (used to act on
-// a color after a restart, when only the cluster says what it runs).
-func (a *agent) renderAt(ctx context.Context, b *render.Bundle, commit, color string) (*render.Result, error) {
-	dir := filepath.Join(filepath.Dir(a.dir), "at", commit)
-	snap, err := a.repo.Checkout(ctx, commit, dir)
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	return render.Render(ctx, b, render.Options{RepoRoot: snap.Dir, Color: color, Commit: commit, AllowRemoteBases: a.cfg.AllowRemoteBases})
 }
 
 // resync asks every driver to re-apply its live color.
@@ -103,18 +95,18 @@ func (a *agent) run(ctx context.Context, ready func()) {
 	resync := time.NewTicker(a.cfg.ResyncInterval)
 	defer resync.Stop()
 	var once sync.Once
-	retry := a.cfg.Interval
+	retry := syncBackoff(a.cfg.Interval)
 	for {
-		wait := a.cfg.Interval
+		next := a.cfg.Interval
 		if err := a.sync(ctx); err != nil {
 			if ctx.Err() != nil {
 				break
 			}
+			next = retry.Step()
 			a.m.transient.WithLabelValues("git").Inc()
-			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", retry).Msg("sync failed; will retry")
-			wait, retry = retry, backoff(retry, 5*time.Minute)
+			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", next).Msg("sync failed; will retry")
 		} else {
-			retry = a.cfg.Interval
+			retry = syncBackoff(a.cfg.Interval)
 			once.Do(ready)
 		}
 		select {
@@ -122,13 +114,18 @@ func (a *agent) run(ctx context.Context, ready func()) {
 		case <-a.wake:
 		case <-resync.C:
 			a.resync(ctx)
-		case <-time.After(wait):
+		case <-time.After(next):
 		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
 	a.wg.Wait()
+}
+
+// syncBackoff spaces failed syncs: the interval, doubling up to 5 minutes.
+func syncBackoff(interval time.Duration) wait.Backoff {
+	return wait.Backoff{Duration: interval, Factor: 2, Cap: 5 * time.Minute, Steps: math.MaxInt32}
 }
 
 // sync is one pass: a cheap head check; on a new tip, checkout, discover the
@@ -158,38 +155,49 @@ func (a *agent) sync(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 		a.tip = poll.Tip
+		a.log.Info().Str("phase", "sync").Str("commit", contract.Short(poll.Tip)).Int("candidates", 0).Msg("new tip: no bundle input changed")
 		return nil
 	}
-	log := a.log.With().Str("commit", short(poll.Tip)).Logger()
+	log := a.log.With().Str("commit", contract.Short(poll.Tip)).Logger()
 	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {
 		return err
 	}
 	a.prune(poll.Tip)
 	a.settled = nil
-	bundles, err := render.Discover(snap.Dir, a.cfg.Root)
+	disc, err := render.DiscoverAll(snap.Dir, a.cfg.Root)
 	if err != nil {
-		// A broken bundle.yaml layout is the repository's problem, not a
-		// transient one: report it and wait for the next commit.
+		// The root itself is unusable: the repository's problem, not a
+		// transient one. Report it and wait for the next commit.
 		log.Error().Err(err).Str("phase", "discover").Msg("cannot read bundles at this commit; nothing changes until a commit fixes it")
 		a.tip = poll.Tip
 		return nil
 	}
-	ok := true
+	ok := len(disc.Broken) == 0
 	settled := []settledBundle{}
-	for _, b := range bundles {
+	for _, b := range disc.Bundles {
 		ok = a.offer(ctx, snap, b) && ok
-		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/")})
+		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/"), inputs: a.inputsOf(b)})
 	}
+	for _, br := range disc.Broken {
+		a.refuse(ctx, snap, br)
+	}
+	a.removeGone(ctx, disc)
 	if ok {
 		a.settled = settled
 	}
 	a.tip = poll.Tip
+	log.Info().Str("phase", "sync").Int("candidates", a.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
+		Msg("new tip: candidates handed to their bundles")
+	a.offered = 0
 	return nil
 }
 
 // settledBundle is a bundle of the last full pass.
-type settledBundle struct{ name, dir string }
+type settledBundle struct {
+	name, dir string
+	inputs    gitsync.Paths
+}
 
 // touchesNoBundle reports whether tip differs from the last tip only in
 // paths that concern no bundle: outside every bundle directory of the last
@@ -206,141 +214,12 @@ func (a *agent) touchesNoBundle(ctx context.Context, tip string) bool {
 			return false
 		}
 		for _, sb := range a.settled {
-			if strings.HasPrefix(p, sb.dir+"/") && p != sb.dir+"/"+releaseFile {
+			if sb.inputs.Match(p) && p != sb.dir+"/"+releaseFile {
 				return false
 			}
 		}
 	}
 	return true
-}
-
-// offer starts b's driver on first sight, and gives it a candidate when b's
-// files (other than release.yaml) differ from those it last saw.
-// It reports false when it could not (the next new tip gets a full pass).
-func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
-	log := a.log.With().Str("bundle", b.Name).Str("commit", short(snap.Commit)).Logger()
-	if err := vetRelease(snap.Dir, b); err != nil {
-		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
-		return false // a fix may touch release.yaml only: no skipping passes until then
-	}
-	run, err := a.runFor(ctx, snap, b)
-	if err != nil {
-		log.Error().Err(err).Msg("cannot start the bundle's driver")
-		return false
-	}
-	if run.seen != "" {
-		changed, err := a.bundleChanged(ctx, b, run.seen, snap.Commit)
-		if err != nil {
-			log.Error().Err(err).Msg("cannot diff the bundle; will retry on the next poll")
-			return false
-		}
-		if !changed || a.onlyAgentCommits(ctx, run.seen, snap.Commit) {
-			// The agent's own commits (a revert restores what is live) are
-			// never candidates.
-			run.seen = snap.Commit
-			return true
-		}
-	}
-	cand := a.candidate(ctx, snap, b, run.seen)
-	run.seen = snap.Commit
-	run.driver.Offer(cand) // latest wins, and cancels a verification in flight
-	return true
-}
-
-// onlyAgentCommits reports whether every commit in (from, to] is the
-// agent's: written by its author and carrying its trailers. A human commit
-// with forged trailers is still a candidate.
-func (a *agent) onlyAgentCommits(ctx context.Context, from, to string) bool {
-	commits, err := a.repo.Commits(ctx, from, to)
-	if err != nil || len(commits) == 0 {
-		return false
-	}
-	author, err := mail.ParseAddress(a.cfg.GitAuthor)
-	if err != nil {
-		return false
-	}
-	for _, c := range commits {
-		if c.Author != author.Name+" <"+author.Address+">" || !promote.IsAgentCommit(c.Subject+"\n\n"+c.Body) {
-			return false
-		}
-	}
-	return true
-}
-
-// bundleChanged reports whether any file under b's directory other than
-// release.yaml differs between two commits.
-func (a *agent) bundleChanged(ctx context.Context, b *render.Bundle, from, to string) (bool, error) {
-	paths, err := a.changedPaths(ctx, from, to)
-	if err != nil {
-		return false, err
-	}
-	prefix := strings.TrimSuffix(b.Dir, "/") + "/"
-	for _, p := range paths {
-		if strings.HasPrefix(p, prefix) && p != path.Join(b.Dir, releaseFile) {
-			return true, nil
-		}
-	}
-	return false, nil
-}
-
-const releaseFile = "release.yaml"
-
-// diffCache remembers ChangedPaths(from, to) for the newest to. Bundles mostly
-// last saw the same commit, so a pass over a new tip diffs the two trees once
-// instead of once per bundle (each diff walks both whole trees).
-type diffCache struct {
-	mu   sync.Mutex
-	to   string
-	from map[string][]string
-}
-
-func (a *agent) changedPaths(ctx context.Context, from, to string) ([]string, error) {
-	a.diffs.mu.Lock()
-	defer a.diffs.mu.Unlock()
-	if a.diffs.to != to {
-		a.diffs.to, a.diffs.from = to, map[string][]string{}
-	}
-	if p, ok := a.diffs.from[from]; ok {
-		return p, nil
-	}
-	p, err := a.repo.ChangedPaths(ctx, from, to)
-	if err != nil {
-		return nil, err
-	}
-	a.diffs.from[from] = p
-	return p, nil
-}
-
-// maxReleaseBytes bounds release.yaml; the agent's own stays far below.
-const maxReleaseBytes = 1 << 20
-
-// vetRelease refuses a release.yaml that is not a plain file of the checkout:
-// a symlink (to /dev/zero, a credential file, anything outside the
-// repository), a directory, an oversized file or several YAML documents.
-// Without this check it would be read unbounded on a driver's first start.
-func vetRelease(dir string, b *render.Bundle) error {
-	file := path.Join(b.Dir, releaseFile)
-	fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(file)))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s: must be a regular file, not %s", file, fi.Mode().Type())
-	}
-	if fi.Size() > maxReleaseBytes {
-		return fmt.Errorf("%s: file is %d bytes, larger than the %d byte limit", file, fi.Size(), maxReleaseBytes)
-	}
-	data, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(file)))
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	if err := render.CheckYAML(data); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	return nil
 }
 
 // prune removes checkouts of tips older than keep.
@@ -354,11 +233,4 @@ func (a *agent) prune(keep string) {
 			_ = os.RemoveAll(filepath.Join(a.dir, e.Name()))
 		}
 	}
-}
-
-func short(commit string) string {
-	if len(commit) > 7 {
-		return commit[:7]
-	}
-	return commit
 }

@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
@@ -56,7 +58,7 @@ func (s *scenario) events() []logEvent {
 // phaseOf matches an event of the given phase about commit (short or full; "" for any).
 func phaseOf(phase, commit string, ok bool) func(logEvent) bool {
 	return func(e logEvent) bool {
-		if e.str("phase") != phase || (commit != "" && e.str("commit") != short(commit)) {
+		if e.str("phase") != phase || (commit != "" && e.str("commit") != contract.Short(commit)) {
 			return false
 		}
 		return ok == (e.str("error") == "")
@@ -138,7 +140,7 @@ func (s *scenario) waitOutcome(candidate string, timeout time.Duration) []testen
 			return commits
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("no promotion or revert of %s after %s (err %v)\n%s", short(candidate), timeout, err, s.agent.LogTail())
+			s.t.Fatalf("no promotion or revert of %s after %s (err %v)\n%s", contract.Short(candidate), timeout, err, s.agent.LogTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -213,20 +215,21 @@ func (s *scenario) invariantsIn(ns string, l *ledger, apps ...string) string {
 	for _, c := range l.candidates {
 		p, r := countResults(commits, "promoted", c), countResults(commits, "reverted", c)
 		if p+r != 1 {
-			s.t.Fatalf("bundle %s: candidate %s has %d promotion and %d revert commits, want exactly one in all", ns, short(c), p, r)
+			s.t.Fatalf("bundle %s: candidate %s has %d promotion and %d revert commits, want exactly one in all", ns, contract.Short(c), p, r)
 		}
 		if got := map[bool]string{true: "promoted", false: "reverted"}[p == 1]; got != l.expect[c] {
-			s.t.Fatalf("candidate %s was %s, want %s", short(c), got, l.expect[c])
+			s.t.Fatalf("candidate %s was %s, want %s", contract.Short(c), got, l.expect[c])
 		}
 	}
 	if last := l.candidates[len(l.candidates)-1]; l.expect[last] == "promoted" && rel.Colors[live].Commit != last {
-		s.t.Fatalf("release.yaml: live %s runs %s, want the last promoted candidate %s", live, short(rel.Colors[live].Commit), short(last))
+		s.t.Fatalf("release.yaml: live %s runs %s, want the last promoted candidate %s", live, contract.Short(rel.Colors[live].Commit), contract.Short(last))
 	}
 	for _, h := range l.humans {
 		if _, err := testenv.Git(s.ctx, s.remote, "merge-base", "--is-ancestor", h, "main"); err != nil {
-			s.t.Fatalf("human commit %s is no longer on the branch: %v", short(h), err)
+			s.t.Fatalf("human commit %s is no longer on the branch: %v", contract.Short(h), err)
 		}
 	}
+	s.fidelity(ns)
 	return live
 }
 
@@ -342,5 +345,17 @@ func (s *scenario) guardSelectors(ns string) func() (seen int, empty []string) {
 		mu.Lock()
 		defer mu.Unlock()
 		return n, bad
+	}
+}
+
+// settledAt waits until the agent has processed the tip of main (its sync
+// event for that commit) and fails the test if that pass handed any bundle
+// a candidate: then nothing more happens until a new commit arrives.
+func (s *scenario) settledAt(why string) {
+	s.t.Helper()
+	tip := s.git(s.remote, "rev-parse", "main")
+	e := s.waitEvent("sync of "+contract.Short(tip)+" ("+why+")", time.Minute, phaseOf("sync", tip, true))
+	if n, _ := e["candidates"].(float64); n != 0 {
+		s.t.Fatalf("%s: the agent made %v candidates of its own tip %s", why, n, contract.Short(tip))
 	}
 }

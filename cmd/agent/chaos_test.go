@@ -167,7 +167,7 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 
 		s.start()
 		s.waitOutcome(cand, 3*time.Minute)
-		time.Sleep(time.Second) // a duplicate commit would show up now
+		s.settledAt("after the restart") // a duplicate commit would need a candidate
 		live := s.invariants(l, apps...)
 		t.Logf("kill %d survived: live %s, %d agent commits", i, live, len(s.agentCommits()))
 		// Narrow the random windows to three quarters of the shortest
@@ -179,7 +179,7 @@ func crashPhase(t *testing.T, phase string, rng *lockedRand) (inside, all int) {
 			verifyWin = max(min(verifyWin, d), 100*time.Millisecond)
 		}
 	}
-	time.Sleep(3 * time.Second)
+	s.settledAt("at the end")
 	s.invariants(l, apps...)
 	seen, empty := guard()
 	if len(empty) > 0 {

@@ -8,6 +8,7 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,7 @@ type config struct {
 	WebhookSecret    string
 	GitAuthor        string
 	AllowRemoteBases bool
+	AllowEmpty       bool
 	Kubeconfig       string
 	LeaderElect      bool
 	LeaderNamespace  string
@@ -37,6 +39,8 @@ type config struct {
 	LogLevel         string
 	Concurrency      int
 	Pprof            bool
+	VerifyCommits    bool
+	TrustedKeys      stringList
 	Vis              visConfig // events, commit statuses, notifications (notify.go)
 }
 
@@ -61,6 +65,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.WebhookSecret, "webhook-secret-file", "", "file holding the secret for POST /hooks/git (GitHub HMAC or GitLab token); without it the webhook is off")
 	fs.StringVar(&c.GitAuthor, "git-author", "tandem <tandem@localhost>", "author and committer of the agent's commits")
 	fs.BoolVar(&c.AllowRemoteBases, "allow-remote-bases", false, "let kustomizations load remote bases (off: rendering never leaves the repository)")
+	fs.BoolVar(&c.AllowEmpty, "allow-empty", false, "let a tip with no bundles at all prune every bundle (off: such a tip prunes nothing)")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "hold a Lease so that only one replica acts at a time")
 	fs.StringVar(&c.LeaderNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace, else default)")
@@ -70,6 +75,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&c.Concurrency, "concurrency", 4, "bundles reconciled at once")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
+	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
+	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	c.Vis.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -108,9 +115,21 @@ func (c *config) validate() error {
 	if filepath.IsAbs(c.Root) || c.Root == ".." || len(c.Root) > 2 && c.Root[:3] == "../" {
 		errs = append(errs, fmt.Errorf("--root %q must be a relative path inside the repository", c.Root))
 	}
+	if c.VerifyCommits && len(c.TrustedKeys) == 0 {
+		errs = append(errs, errors.New("--verify-commits needs at least one --trusted-keys file or directory"))
+	}
+	if !c.VerifyCommits && len(c.TrustedKeys) > 0 {
+		errs = append(errs, errors.New("--trusted-keys is only used with --verify-commits"))
+	}
 	errs = append(errs, c.Vis.validate())
 	return errors.Join(errs...)
 }
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 // workDir returns the working directory, creating it.
 func (c *config) workDir() (string, error) {

@@ -206,6 +206,9 @@ func (s *scenario) waitCommits(n int) []testenv.TrailerCommit {
 	if err != nil {
 		s.t.Fatalf("%v\nagent log:\n%s", err, s.agent.LogTail())
 	}
+	if s.git(s.remote, "rev-parse", "main") == commits[0].Hash {
+		s.fidelity(s.ns) // the agent's outcome is the tip: the promise must hold
+	}
 	return commits
 }
 
@@ -359,8 +362,8 @@ func TestNewestWins(t *testing.T) {
 	s.start()
 	want(t, s.waitCommits(1)[0], "promoted")
 	s.setImage("server", "example/server:v2-unready") // would wait the full 120s
-	s.push("server v2 (never ready)")
-	time.Sleep(2 * time.Second) // let verification of v2 begin
+	v2 := s.push("server v2 (never ready)")
+	s.waitEvent("v2 applied", time.Minute, phaseOf("apply", v2, true)) // its verification begins
 	s.setImage("server", "example/server:v3")
 	v3 := s.push("server v3")
 	start := time.Now()
@@ -466,7 +469,7 @@ func TestCrashAfterFlipBeforeCommit(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	time.Sleep(500 * time.Millisecond) // let the push be declined at least once
+	s.waitEvent("a declined push", time.Minute, phaseOf("commit", "", false))
 	s.agent.Kill()
 	s.rejectPushes(false)
 	if got := s.selectors()["server"]; got != "green" {
@@ -477,7 +480,7 @@ func TestCrashAfterFlipBeforeCommit(t *testing.T) {
 	if n := countResults(commits, "promoted", v2); n != 1 {
 		t.Fatalf("%d promotion commits for %s, want exactly 1: %+v", n, v2, commits)
 	}
-	time.Sleep(2 * time.Second) // a second promotion would show up now
+	s.settledAt("after the recovered commit") // a second promotion would need a candidate
 	if n := countResults(s.waitCommits(2), "promoted", v2); n != 1 {
 		t.Fatalf("%d promotion commits for %s after settling, want 1", n, v2)
 	}

@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/tools/record"
 
 	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/contract"
 )
 
 // Reasons of the Kubernetes Events the agent records, one per release step.
@@ -135,7 +136,7 @@ func (e *eventer) emit(ns, bundle, color string, warning bool, reason, msg strin
 	}
 	p := pendingEvent{
 		ref:         corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: ns, Name: applier.InventoryName(bundle, color)},
-		annotations: map[string]string{applier.LabelBundle: bundle, applier.LabelColor: color},
+		annotations: map[string]string{contract.LabelBundle: bundle, contract.LabelColor: color},
 		typ:         typ, reason: reason, msg: cut(msg, maxEventMessage),
 	}
 	e.mu.Lock()

@@ -23,6 +23,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tandem-gitops/tandem/testenv"
@@ -331,7 +333,7 @@ func TestHostileWebhookRequests(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second) // a wrongly woken agent would pick v2 up now
-	if s.agent.LogContains(short(v2)) {
+	if s.agent.LogContains(contract.Short(v2)) {
 		t.Fatalf("a refused webhook request woke the agent:\n%s", s.agent.LogTail())
 	}
 	s.wantSelectors("blue", "server")

@@ -19,6 +19,9 @@ type metrics struct {
 	poll         prometheus.Histogram
 	sync         *prometheus.HistogramVec
 	transient    *prometheus.CounterVec
+	untrusted    *prometheus.CounterVec
+	refused      *prometheus.CounterVec
+	pruned       *prometheus.CounterVec
 	mu           sync.Mutex
 	liveByBundle map[string][2]string // bundle → {color, commit} currently exported
 }
@@ -57,9 +60,21 @@ func newMetrics() *metrics {
 			Name: "tandem_transient_errors_total",
 			Help: "Errors retried without failing a release, by dependency (git, cluster).",
 		}, []string{"dependency"}),
+		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_untrusted_commits_total",
+			Help: "Commits without a trusted signature that held a candidate (--verify-commits), per bundle; each commit counts once until a candidate is accepted.",
+		}, []string{"bundle"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_bundle_errors_total",
+			Help: "Bundles refused at a tip (a broken bundle.yaml, release.yaml or name clash), by bundle file.",
+		}, []string{"file"}),
+		pruned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_bundles_pruned_total",
+			Help: "Bundles that left the repository and whose objects were deleted, by bundle.",
+		}, []string{"bundle"}),
 		liveByBundle: map[string][2]string{},
 	}
-	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient,
+	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -73,6 +88,16 @@ func (m *metrics) setLive(bundle, color, commit string) {
 	}
 	m.liveByBundle[bundle] = [2]string{color, commit}
 	m.live.WithLabelValues(bundle, color, commit).Set(1)
+}
+
+// dropLive removes a bundle's live series (it left the repository).
+func (m *metrics) dropLive(bundle string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.liveByBundle[bundle]; ok {
+		m.live.DeleteLabelValues(bundle, old[0], old[1])
+		delete(m.liveByBundle, bundle)
+	}
 }
 
 func (m *metrics) observePhase(bundle, phase string, d time.Duration) {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
+	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/notify"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
@@ -246,14 +247,14 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 	// The candidate's own event waits for the first step that names a color.
 	announce := func() {
 		if r.inflight && !r.announced && n.Color != "" {
-			event(n.Color, false, reasonCandidate, "candidate %s for %s", short(r.candidate), n.Color)
+			event(n.Color, false, reasonCandidate, "candidate %s for %s", contract.Short(r.candidate), n.Color)
 			r.announced = true
 		}
 	}
 	switch n.Phase {
 	case "candidate":
 		if r.inflight && r.candidate != n.Commit {
-			v.status(r.candidate, bundle, notify.StateCanceled, "superseded by "+short(n.Commit)+" before it was verified")
+			v.status(r.candidate, bundle, notify.StateCanceled, "superseded by "+contract.Short(n.Commit)+" before it was verified")
 		}
 		*r = release{namespace: r.namespace, live: r.live, candidate: n.Commit, inflight: true}
 		v.status(n.Commit, bundle, notify.StatePending, "tandem is applying and verifying this commit")
@@ -264,26 +265,26 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 		announce()
 		switch {
 		case n.Err == nil:
-			event(n.Color, false, reasonApplied, "applied %s to %s: %s", short(n.Commit), n.Color, n.Detail)
+			event(n.Color, false, reasonApplied, "applied %s to %s: %s", contract.Short(n.Commit), n.Color, n.Detail)
 			if m := prunedCount.FindStringSubmatch(n.Detail); m != nil && m[1] != "0" {
-				event(n.Color, false, reasonPruned, "pruned %s objects of %s that %s no longer has", m[1], n.Color, short(n.Commit))
+				event(n.Color, false, reasonPruned, "pruned %s objects of %s that %s no longer has", m[1], n.Color, contract.Short(n.Commit))
 			}
 		case !transient:
-			event(n.Color, true, reasonApplyFailed, "applying %s to %s failed: %v", short(n.Commit), n.Color, n.Err)
+			event(n.Color, true, reasonApplyFailed, "applying %s to %s failed: %v", contract.Short(n.Commit), n.Color, n.Err)
 		}
 	case "verify":
 		announce()
 		switch {
 		case n.Err == nil && n.Detail == "a newer commit arrived; verification cancelled":
-			event(n.Color, false, reasonSuperseded, "verification of %s on %s cancelled: a newer commit arrived", short(n.Commit), n.Color)
+			event(n.Color, false, reasonSuperseded, "verification of %s on %s cancelled: a newer commit arrived", contract.Short(n.Commit), n.Color)
 		case n.Err == nil && strings.HasSuffix(n.Detail, "deploying it instead"):
 			// a warm flip-back found the color changed: an apply follows
 		case n.Err == nil:
 			r.evidence = n.Detail
-			event(n.Color, false, reasonVerified, "%s verified on %s: %s", short(n.Commit), n.Color, n.Detail)
+			event(n.Color, false, reasonVerified, "%s verified on %s: %s", contract.Short(n.Commit), n.Color, n.Detail)
 		case !transient:
 			r.reason = n.Err.Error()
-			event(n.Color, true, reasonVerifyFailed, "%s failed on %s: %v", short(n.Commit), n.Color, n.Err)
+			event(n.Color, true, reasonVerifyFailed, "%s failed on %s: %v", contract.Short(n.Commit), n.Color, n.Err)
 		}
 	case "flip":
 		announce()
@@ -313,7 +314,7 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 				r.candidate = n.Commit
 			}
 			r.reason = n.Detail
-			event(n.Color, true, reasonReleaseFailed, "release of %s failed on %s: %s", short(n.Commit), n.Color, n.Detail)
+			event(n.Color, true, reasonReleaseFailed, "release of %s failed on %s: %s", contract.Short(n.Commit), n.Color, n.Detail)
 		}
 	case "commit":
 		if n.Err != nil || n.Result == "" {
@@ -335,7 +336,7 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 // made moot): an event, the source commit's final status and a notification.
 func (v *visibility) committed(bundle string, r *release, n promote.Note) {
 	o := notify.Outcome{Bundle: bundle, Result: n.Result, Color: n.Color, Live: n.Live, AgentCommit: n.Commit}
-	recorded := "recorded in " + short(n.Commit)
+	recorded := "recorded in " + contract.Short(n.Commit)
 	if n.Commit == "" {
 		recorded = n.Detail
 	}
@@ -343,7 +344,7 @@ func (v *visibility) committed(bundle string, r *release, n promote.Note) {
 	case promote.ResultPromoted:
 		o.SourceCommit, o.Evidence = n.LiveCommit, r.evidence
 		v.events.emit(r.namespace, bundle, r.eventColor(n.Color), false, reasonPromoted,
-			cut(fmt.Sprintf("promoted %s to %s (%s): %s", short(o.SourceCommit), n.Color, recorded, r.evidence), maxEventMessage))
+			cut(fmt.Sprintf("promoted %s to %s (%s): %s", contract.Short(o.SourceCommit), n.Color, recorded, r.evidence), maxEventMessage))
 		v.status(o.SourceCommit, bundle, notify.StateSuccess, "promoted to "+n.Color)
 	default:
 		o.SourceCommit, o.Reason, o.Evidence = r.candidate, r.reason, r.evidence
@@ -356,7 +357,7 @@ func (v *visibility) committed(bundle string, r *release, n promote.Note) {
 			live = "; traffic stays on " + n.Live
 		}
 		v.events.emit(r.namespace, bundle, r.eventColor(n.Color), true, reason,
-			fmt.Sprintf("%s %s (%s): %s%s", n.Result, short(r.candidate), recorded, r.reason, live))
+			fmt.Sprintf("%s %s (%s): %s%s", n.Result, contract.Short(r.candidate), recorded, r.reason, live))
 		v.status(r.candidate, bundle, notify.StateFailure, n.Result+": "+r.reason)
 	}
 	v.outcome(o)

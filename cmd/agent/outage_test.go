@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
@@ -149,10 +151,10 @@ func TestOutage(t *testing.T) {
 			restore := tc.hit(cand)
 			restore()
 			s.waitOutcome(cand, 3*time.Minute)
-			time.Sleep(time.Second)
+			s.settledAt("after the outage")
 			live := s.invariants(l, apps...)
 			if n := countResults(s.agentCommits(), "reverted", cand); n != 0 {
-				t.Fatalf("the agent reverted %s because of an outage", short(cand))
+				t.Fatalf("the agent reverted %s because of an outage", contract.Short(cand))
 			}
 			felt := tc.felt(cand, mark)
 			var grew []string
@@ -191,7 +193,7 @@ func (s *scenario) transientFor(candidate, phase string, mark int) bool {
 		case e.str("dependency") == "cluster" && e.str("op") == op:
 			return true
 		}
-		return e.str("phase") == phase && e.str("commit") == short(candidate) && e.str("error") != ""
+		return e.str("phase") == phase && e.str("commit") == contract.Short(candidate) && e.str("error") != ""
 	})
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/contract"
+
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
@@ -110,7 +112,7 @@ func TestRaceWritersWhileReleasing(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
-	time.Sleep(2 * time.Second) // a duplicate outcome would show up now
+	s.settledAt("after the writers stopped") // a duplicate outcome would need a candidate
 	total := 0
 	for w := range raceWriters {
 		if errs[w] != nil {
@@ -119,7 +121,7 @@ func TestRaceWritersWhileReleasing(t *testing.T) {
 		total += len(pushed[w])
 		for _, h := range pushed[w] {
 			if _, err := testenv.Git(ctx, s.remote, "merge-base", "--is-ancestor", h, "main"); err != nil {
-				t.Errorf("writer %d's commit %s is not on the branch", w, short(h))
+				t.Errorf("writer %d's commit %s is not on the branch", w, contract.Short(h))
 			}
 		}
 	}
@@ -131,7 +133,7 @@ func TestRaceWritersWhileReleasing(t *testing.T) {
 	}
 	for _, h := range humans {
 		if _, err := testenv.Git(ctx, s.remote, "merge-base", "--is-ancestor", h, "main"); err != nil {
-			t.Errorf("round commit %s is not on the branch", short(h))
+			t.Errorf("round commit %s is not on the branch", contract.Short(h))
 		}
 	}
 	updates := s.checkFastForwards()
@@ -260,7 +262,7 @@ func (s *scenario) waitBundleOutcome(bundle, candidate string, timeout time.Dura
 			return
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("bundle %s: no promotion or revert of %s after %s\n%s", bundle, short(candidate), timeout, s.agent.LogTail())
+			s.t.Fatalf("bundle %s: no promotion or revert of %s after %s\n%s", bundle, contract.Short(candidate), timeout, s.agent.LogTail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -277,7 +279,7 @@ func (s *scenario) checkFastForwards() int {
 	}
 	for i := 0; i+1 < len(hashes); i++ {
 		if _, err := testenv.Git(s.ctx, s.remote, "merge-base", "--is-ancestor", hashes[i+1], hashes[i]); err != nil {
-			s.t.Fatalf("the remote accepted a non-fast-forward update of main: %s -> %s", short(hashes[i+1]), short(hashes[i]))
+			s.t.Fatalf("the remote accepted a non-fast-forward update of main: %s -> %s", contract.Short(hashes[i+1]), contract.Short(hashes[i]))
 		}
 	}
 	return len(hashes) - 1

@@ -6,7 +6,6 @@ import (
 	"net/mail"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
@@ -44,6 +43,13 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer repo.Close()
+	tr, err := newTrust(c)
+	if err != nil {
+		return err
+	}
+	if tr != nil && !tr.agentKey {
+		log.Warn().Msg("--verify-commits without --git-signing-key-file: the agent's own commits are recognised by author and trailers, which anyone who can push can copy")
+	}
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err
@@ -58,6 +64,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
+	a.trust = tr
 	if a.vis, err = newVisibility(ctx, &c.Vis, restCfg, m, log); err != nil {
 		return err
 	}
@@ -80,12 +87,4 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	})
 	log.Info().Msg("stopped")
 	return err
-}
-
-// backoff doubles d up to max.
-func backoff(d, max time.Duration) time.Duration {
-	if d *= 2; d > max {
-		return max
-	}
-	return d
 }

@@ -49,7 +49,7 @@ func TestSoakDegradationFlipsBackAndReverts(t *testing.T) {
 		t.Errorf("release.yaml after the soak failure:\n%s", rel)
 	}
 	// Nothing new happens afterwards: the revert restores v1, which is live.
-	time.Sleep(3 * time.Second)
+	s.settledAt("after the revert")
 	if n := len(s.waitCommits(3)); n != 3 {
 		t.Errorf("%d agent commits, want 3", n)
 	}

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
@@ -47,10 +48,10 @@ func clusterStatus(ctx context.Context, w io.Writer, kubeconfig string, bundles 
 		if err != nil {
 			return disagree, fmt.Errorf("bundle %s: %w", b.Name, err)
 		}
-		row := clusterRow{bundle: b.Name, live: obs.Live, liveCommit: short(obs.LiveCommit)}
+		row := clusterRow{bundle: b.Name, live: obs.Live, liveCommit: contract.Short(obs.LiveCommit)}
 		rel := rels[b.Name]
 		if rel != nil {
-			row.gitLive, row.gitCommit = rel.Live, short(rel.Colors[rel.Live].Commit)
+			row.gitLive, row.gitCommit = rel.Live, contract.Short(rel.Colors[rel.Live].Commit)
 		}
 		var twins []string
 		for name, color := range obs.Twins {
@@ -104,7 +105,7 @@ func disagreement(rel *promote.Release, obs applier.Observed) string {
 	}
 	want := rel.Colors[rel.Live].Commit
 	if obs.LiveCommit != "" && want != "" && obs.LiveCommit != want {
-		return "the stable Services run " + short(obs.LiveCommit) + ", release.yaml says " + short(want)
+		return "the stable Services run " + contract.Short(obs.LiveCommit) + ", release.yaml says " + contract.Short(want)
 	}
 	if cs, ok := obs.Colors[rel.Live]; ok && !cs.Healthy {
 		return rel.Live + " is not healthy"

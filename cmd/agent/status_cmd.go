@@ -53,7 +53,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		errs = append(errs, fmt.Errorf("commit trail: %w", err))
 	}
 	for _, c := range commits {
-		if o, ok := promote.OutcomeOf(c.Hash, c.When, c.Trailers); ok {
+		if o, ok := promote.OutcomeOf(c.Hash, c.When, promote.ParseTrailers(c.Message)); ok {
 			trail = append(trail, o)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 
+	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/notify"
 )
 
@@ -208,7 +209,7 @@ func TestWhereUsersLook(t *testing.T) {
 	rev := s.waitEventReason("Reverted")
 	if rev.Type != corev1.EventTypeWarning || rev.InvolvedObject.Kind != "ConfigMap" ||
 		rev.InvolvedObject.Name != "tandem-inventory-"+s.ns+"-green" || !strings.Contains(rev.Message, "client-green") ||
-		!strings.Contains(rev.Message, short(bad)) || !strings.Contains(rev.Message, "traffic stays on blue") {
+		!strings.Contains(rev.Message, contract.Short(bad)) || !strings.Contains(rev.Message, "traffic stays on blue") {
 		t.Errorf("Reverted event: %s %s/%s %q", rev.Type, rev.InvolvedObject.Kind, rev.InvolvedObject.Name, rev.Message)
 	}
 	// kubectl describe finds events by the object's uid.

@@ -110,6 +110,15 @@ func run(ctx context.Context, agentBin, example string, keep bool) (err error) {
 		_ = d.agent.Stop(10 * time.Second)
 	}()
 
+	if err := d.play(ctx); err != nil {
+		return err
+	}
+	step("done: every step behaved; stopping the agent and the control plane")
+	return nil
+}
+
+// play runs the demo's commits and checks what the agent made of each.
+func (d *demo) play(ctx context.Context) error {
 	step("1. first deploy: v1 goes live on blue")
 	if err := d.expect(ctx, 1, "promoted", "blue"); err != nil {
 		return err
@@ -156,8 +165,6 @@ func run(ctx context.Context, agentBin, example string, keep bool) (err error) {
 	if !d.agent.LogContains("warm flip-back") {
 		return fmt.Errorf("step 4: the agent did not flip back to the warm blue at once")
 	}
-
-	step("done: every step behaved; stopping the agent and the control plane")
 	return nil
 }
 

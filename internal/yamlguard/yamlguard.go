@@ -1,4 +1,8 @@
-package render
+// Package yamlguard refuses YAML that a strict single-object parser would
+// mishandle: several documents, repeated keys, alias bombs. render uses it
+// for every file kustomize reads and for bundle.yaml, promote for
+// release.yaml. It has no other dependency than the YAML parser.
+package yamlguard
 
 import (
 	"bytes"
@@ -15,9 +19,9 @@ import (
 // gigabytes; real manifests stay far below this.
 const maxExpandedNodes = 1_000_000
 
-// checkYAMLExpansion refuses YAML whose aliases expand past maxExpandedNodes.
+// CheckExpansion refuses YAML whose aliases expand past maxExpandedNodes.
 // It returns nil for input it cannot parse; the real parser reports that.
-func checkYAMLExpansion(data []byte) error {
+func CheckExpansion(data []byte) error {
 	if !bytes.Contains(data, []byte("*")) {
 		return nil // no aliases
 	}
@@ -62,9 +66,9 @@ func expanded(n *kyaml.Node, memo map[*kyaml.Node]int64, depth int) int64 {
 	return c
 }
 
-// yamlDocuments counts the documents in data (0 for input it cannot parse;
+// Documents counts the documents in data (0 for input it cannot parse;
 // the real parser reports that). Empty documents count too.
-func yamlDocuments(data []byte) int {
+func Documents(data []byte) int {
 	dec := kyaml.NewDecoder(bytes.NewReader(data))
 	n := 0
 	for {
@@ -79,15 +83,15 @@ func yamlDocuments(data []byte) int {
 	}
 }
 
-// CheckYAML refuses YAML that a strict single-object parser would mishandle:
+// Check refuses YAML that a strict single-object parser would mishandle:
 // more than one document (the rest would be silently ignored), a key given
 // twice in one mapping (the last would silently win) or aliases that expand
 // past a million nodes.
-func CheckYAML(data []byte) error {
-	if n := yamlDocuments(data); n > 1 {
+func Check(data []byte) error {
+	if n := Documents(data); n > 1 {
 		return fmt.Errorf("a second YAML document is not allowed (found %d documents)", n)
 	}
-	if err := checkYAMLExpansion(data); err != nil {
+	if err := CheckExpansion(data); err != nil {
 		return err
 	}
 	var doc kyaml.Node

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/gitsync"
+	"github.com/tandem-gitops/tandem/promote"
+)
+
+// The adapters satisfy promote's interfaces.
+var (
+	_ promote.Cluster = (*bundleCluster)(nil)
+	_ promote.Git     = (*bundleGit)(nil)
+)
+
+// bundleCluster is promote.Cluster for one bundle, on top of the applier.
+// It resolves a release reference to its render in the agent's store and
+// remembers what it applied to each color (the objects as the API server
+// returned them), so that a verification or a flip acts on exactly that.
+type bundleCluster struct {
+	ap     *applier.Applier
+	store  *releaseStore
+	bundle string
+
+	mu      sync.Mutex
+	applied map[string]appliedColor // by color
+}
+
+// appliedColor is what a color was last given.
+type appliedColor struct {
+	ref       promote.ReleaseRef
+	namespace string
+	objects   []*unstructured.Unstructured
+}
+
+func newBundleCluster(ap *applier.Applier, store *releaseStore, bundle string) *bundleCluster {
+	return &bundleCluster{ap: ap, store: store, bundle: bundle, applied: map[string]appliedColor{}}
+}
+
+// classify turns applier errors into promote's vocabulary: unreachable is
+// transient; anything else (a *applier.HealthError, intact) fails the release.
+func classify(err error) error {
+	if err != nil && applier.IsTransient(err) {
+		return promote.Transient(err)
+	}
+	return err
+}
+
+// namespace is where the bundle's colors live (the newest bundle.yaml's).
+func (c *bundleCluster) namespace(color string) string {
+	c.mu.Lock()
+	a, ok := c.applied[color]
+	c.mu.Unlock()
+	if ok {
+		return a.namespace
+	}
+	if b := c.store.spec(c.bundle); b != nil {
+		return b.Spec.Namespace
+	}
+	return ""
+}
+
+// Observe reads which color the stable twins select and what each color runs.
+func (c *bundleCluster) Observe(ctx context.Context) (promote.View, error) {
+	obs, err := c.ap.Observe(ctx, c.namespace(""), c.bundle)
+	if err != nil {
+		return promote.View{}, classify(err)
+	}
+	v := promote.View{Live: obs.Live, Mixed: obs.Mixed, Colors: map[string]promote.ColorView{}}
+	for color, cs := range obs.Colors {
+		v.Colors[color] = promote.ColorView{Commit: cs.Commit, Digest: cs.Digest, Healthy: cs.Healthy,
+			ScaledDown: cs.ScaledDown, Replicas: int(cs.Replicas), Ready: int(cs.Ready)}
+	}
+	return v, nil
+}
+
+// Deploy applies the shared objects (when shared is set), then ref's render
+// for color, pruning what the color no longer has.
+func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.ReleaseRef, shared bool) (fmt.Stringer, error) {
+	b, res, err := c.store.get(c.bundle, ref, color)
+	if err != nil {
+		return nil, err
+	}
+	if shared && len(res.Shared) > 0 {
+		if _, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared}); err != nil {
+			return nil, classify(fmt.Errorf("bundle %s shared: %w", b.Name, err))
+		}
+	}
+	cs, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects})
+	if err != nil {
+		return cs, classify(fmt.Errorf("bundle %s color %s: %w", b.Name, color, err))
+	}
+	c.mu.Lock()
+	c.applied[color] = appliedColor{ref: ref, namespace: b.Spec.Namespace, objects: cs.Objects}
+	c.mu.Unlock()
+	return cs, nil
+}
+
+// objects are the objects of ref in color: as applied, or as rendered (a
+// color this process has not applied, after a restart).
+func (c *bundleCluster) objects(ref promote.ReleaseRef, color string) ([]*unstructured.Unstructured, error) {
+	c.mu.Lock()
+	a, ok := c.applied[color]
+	c.mu.Unlock()
+	if ok && a.ref == ref {
+		return a.objects, nil
+	}
+	_, res, err := c.store.get(c.bundle, ref, color)
+	if err != nil {
+		return nil, err
+	}
+	return res.Objects, nil
+}
+
+// verified is the evidence of a healthy color.
+type verified struct {
+	report applier.HealthReport
+	took   time.Duration // zero: the wait failed
+}
+
+func (v verified) String() string {
+	if v.took == 0 {
+		return v.report.Summary()
+	}
+	return fmt.Sprintf("%s; verified in %s", v.report.Summary(), v.took.Round(time.Second))
+}
+
+// Verify waits until every workload of the color is healthy.
+func (c *bundleCluster) Verify(ctx context.Context, color string, ref promote.ReleaseRef, timeout time.Duration) (fmt.Stringer, error) {
+	objs, err := c.objects(ref, color)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	o := applier.DefaultWaitOptions()
+	o.Timeout = timeout
+	rep, err := c.ap.WaitHealthy(ctx, objs, o)
+	if err != nil {
+		return verified{report: rep}, classify(err)
+	}
+	return verified{report: rep, took: time.Since(start)}, nil
+}
+
+// Watch re-checks the color's health until d has passed; a workload that
+// fails (crash loop, pull errors) or stays unready for long is a degradation.
+func (c *bundleCluster) Watch(ctx context.Context, color string, ref promote.ReleaseRef, d time.Duration) error {
+	end := time.Now().Add(d)
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		left := time.Until(end)
+		if left <= 0 {
+			return nil
+		}
+		if _, err := c.Verify(ctx, color, ref, max(left, 5*time.Second)); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// Route points every stable twin of the bundle at color.
+func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.ReleaseRef) error {
+	_, res, err := c.store.get(c.bundle, ref, color)
+	if err != nil {
+		return err
+	}
+	if len(res.Twins) == 0 {
+		return nil // a bundle without Services has no traffic to move
+	}
+	return classify(c.ap.Flip(ctx, res.Twins, color))
+}
+
+// Scale takes a color to zero replicas (objects kept) or back.
+func (c *bundleCluster) Scale(ctx context.Context, color string, up bool) error {
+	return classify(c.ap.ScaleColor(ctx, c.namespace(color), c.bundle, color, up))
+}
+
+// bundleGit is promote.Git for one bundle, on top of gitsync.
+type bundleGit struct {
+	repo   *gitsync.Repo
+	store  *releaseStore // the bundle's directory and what each render read
+	bundle string
+}
+
+// Write commits release.yaml (and a revert's restored files) on the tip of
+// the branch; a revert is abandoned when a newer commit changed the bundle.
+func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int, error) {
+	spec := g.store.spec(g.bundle)
+	if spec == nil {
+		return "", 0, fmt.Errorf("bundle %s: no bundle.yaml seen", g.bundle)
+	}
+	dir := strings.TrimSuffix(spec.Dir, "/")
+	data, err := rec.Release.Marshal()
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %w", path.Join(dir, releaseFile), err)
+	}
+	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
+		msg := rec.Message
+		if rv := rec.Revert; rv != nil {
+			// Every input of the failing render and of the restored one:
+			// the tip then renders the live release again.
+			ps := append(gitsync.Paths{dir + "/"}, g.store.inputsAt(g.bundle, rv.Failing)...)
+			ps = append(ps, g.store.inputsAt(g.bundle, rv.From)...)
+			// release.yaml is the agent's own file: its promotion commits do not count.
+			changed, err := t.ChangedSince(rv.Failing, ps, path.Join(dir, releaseFile))
+			if err != nil {
+				return "", err
+			}
+			if changed {
+				return "", gitsync.ErrAbandon // a newer human change to the bundle wins
+			}
+			restored, err := t.Restore(ps, rv.From)
+			if err != nil {
+				return "", err
+			}
+			restored = slices.DeleteFunc(restored, func(p string) bool { return p == path.Join(dir, releaseFile) })
+			readers := map[string][]string{}
+			for _, p := range restored {
+				readers[p] = g.store.readers(p, g.bundle)
+			}
+			msg = promote.WithRestored(msg, restored, readers)
+		}
+		return msg, t.WriteFile(path.Join(dir, releaseFile), data)
+	})
+	switch {
+	case errors.Is(err, gitsync.ErrAbandon):
+		return "", 0, promote.ErrSuperseded
+	case err != nil && !errors.Is(err, gitsync.ErrNothingToCommit):
+		return "", 0, err
+	}
+	return w.Commit, w.Attempts, nil
+}

@@ -1,0 +1,81 @@
+package gitsync
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+)
+
+// ChangedPaths lists the paths (slash-separated, sorted) that differ between
+// the trees of from and to. An empty from lists every file of to.
+func (r *Repo) ChangedPaths(ctx context.Context, from, to string) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a, err := r.flat(from)
+	if err != nil {
+		return nil, err
+	}
+	b, err := r.flat(to)
+	if err != nil {
+		return nil, err
+	}
+	return diffFlat(a, b), nil
+}
+
+func diffFlat(a, b map[string]entry) []string {
+	var out []string
+	for p, e := range b {
+		if o, ok := a[p]; !ok || o != e {
+			out = append(out, p)
+		}
+	}
+	for p := range a {
+		if _, ok := b[p]; !ok {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+type entry struct {
+	mode filemode.FileMode
+	hash plumbing.Hash
+}
+
+// flat maps every non-tree path of commit's tree to its entry.
+func (r *Repo) flat(commit string) (map[string]entry, error) {
+	m := map[string]entry{}
+	if commit == "" {
+		return m, nil
+	}
+	c, err := r.commit(commit)
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", commit, err)
+	}
+	w := object.NewTreeWalker(t, true, nil)
+	defer w.Close()
+	for {
+		name, e, err := w.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("commit %s: %w", commit, err)
+		}
+		if e.Mode == filemode.Dir {
+			continue
+		}
+		m[name] = entry{e.Mode, e.Hash}
+	}
+	return m, nil
+}

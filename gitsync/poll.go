@@ -1,0 +1,115 @@
+package gitsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/storer"
+)
+
+// lsTip asks the remote for the branch head.
+func (r *Repo) lsTip(ctx context.Context) (plumbing.Hash, error) {
+	auth, err := r.auth.method()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	refs, err := r.remote.ListContext(ctx, &git.ListOptions{Auth: auth})
+	if err != nil {
+		return plumbing.ZeroHash, classifyAuth(r.wrap("ls-remote", err), err)
+	}
+	want := plumbing.NewBranchReferenceName(r.opts.Branch)
+	for _, ref := range refs {
+		if ref.Name() == want {
+			return ref.Hash(), nil
+		}
+	}
+	return plumbing.ZeroHash, fmt.Errorf("git ls-remote %s: branch %q not found", Redact(r.opts.URL), r.opts.Branch)
+}
+
+func (r *Repo) fetch(ctx context.Context) error {
+	auth, err := r.auth.method()
+	if err != nil {
+		return err
+	}
+	r.fetches++
+	err = r.remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Tags: git.NoTags})
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return classifyAuth(r.wrap("fetch", err), err)
+	}
+	return nil
+}
+
+// MaxPacks is how many pack files the cache may hold before Poll repacks
+// them into one.
+const MaxPacks = 32
+
+// compact repacks the cache into one pack when it holds more than MaxPacks.
+// The caller holds mu and wmu.
+func (r *Repo) compact() error {
+	pos, ok := r.repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return nil
+	}
+	packs, err := pos.ObjectPacks()
+	if err != nil || len(packs) <= MaxPacks {
+		return err
+	}
+	if err := r.repo.RepackObjects(&git.RepackConfig{}); err != nil {
+		return err
+	}
+	// The open storage still lists the removed packs: reopen it.
+	repo, err := git.PlainOpen(r.opts.CacheDir)
+	if err != nil {
+		return err
+	}
+	rem, err := repo.Remote(remoteName)
+	if err != nil {
+		return err
+	}
+	r.repo, r.remote = repo, rem
+	return nil
+}
+
+// packs counts the cache's pack files (for tests).
+func (r *Repo) packs() int {
+	pos, ok := r.repo.Storer.(storer.PackedObjectStorer)
+	if !ok {
+		return 0
+	}
+	hs, _ := pos.ObjectPacks()
+	return len(hs)
+}
+
+func (r *Repo) has(h plumbing.Hash) bool {
+	_, err := r.repo.CommitObject(h)
+	return err == nil
+}
+
+// Poll checks the remote head and fetches only when the tip is not yet in the cache.
+func (r *Repo) Poll(ctx context.Context) (Poll, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	tip, err := r.lsTip(ctx)
+	if err != nil {
+		return Poll{}, err
+	}
+	if r.has(tip) {
+		return Poll{Tip: tip.String()}, nil
+	}
+	if err := r.fetch(ctx); err != nil {
+		return Poll{}, err
+	}
+	if !r.has(tip) {
+		return Poll{}, fmt.Errorf("git fetch %s: tip %s missing after fetch", Redact(r.opts.URL), tip)
+	}
+	// Each fetch adds a pack file; every lookup walks them all. Compact
+	// now and then, when no Write transaction can be reading the store.
+	if r.wmu.TryLock() {
+		_ = r.compact() // best effort: the packs stay readable if it fails
+		r.wmu.Unlock()
+	}
+	return Poll{Tip: tip.String(), Fetched: true}, nil
+}

@@ -1,0 +1,169 @@
+package gitsync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"k8s.io/apimachinery/pkg/util/wait"
+)
+
+// Write runs a fetch-edit-commit-push transaction. A push rejected because the
+// remote moved fetches again and re-runs edit on the new tip, with capped,
+// jittered backoff. It never force-pushes.
+func (r *Repo) Write(ctx context.Context, edit Edit) (Written, error) {
+	r.wmu.Lock()
+	defer r.wmu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var (
+		w       Written
+		lastErr error
+	)
+	// Attempts after the first wait 100ms, doubling (6.4s before the 8th),
+	// each plus up to half again. (No Cap: reaching it would end the steps.)
+	b := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: r.opts.MaxAttempts}
+	err := wait.ExponentialBackoffWithContext(ctx, b, func(ctx context.Context) (bool, error) {
+		w.Attempts++
+		h, err := r.writeOnce(ctx, edit)
+		switch {
+		case err == nil:
+			w.Commit = h
+			return true, nil
+		case errors.Is(err, ErrNonFastForward):
+			lastErr = err // the remote moved: fetch and edit again
+			return false, nil
+		}
+		return false, err
+	})
+	switch {
+	case err == nil:
+		return w, nil
+	case wait.Interrupted(err) && ctx.Err() == nil:
+		return Written{}, lastErr // every attempt lost the race
+	case wait.Interrupted(err):
+		return Written{}, ctx.Err()
+	}
+	return Written{}, err
+}
+
+func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
+	tipHash, err := r.lsTip(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !r.has(tipHash) {
+		if err := r.fetch(ctx); err != nil {
+			return "", err
+		}
+	}
+	tip := tipHash.String()
+	files, err := r.flat(tip)
+	if err != nil {
+		return "", err
+	}
+	t := &Tree{r: r, tip: tip, files: files, data: map[string][]byte{}}
+	r.mu.Unlock()
+	msg, err := edit(ctx, t)
+	r.mu.Lock()
+	if err != nil {
+		return "", err
+	}
+	cur, err := t.resolved()
+	if err != nil {
+		return "", fmt.Errorf("git write: %w", err)
+	}
+	base, _ := r.flat(tip)
+	if len(diffFlat(base, cur)) == 0 {
+		return "", ErrNothingToCommit
+	}
+	treeHash, err := r.buildTree(cur)
+	if err != nil {
+		return "", fmt.Errorf("git write: tree: %w", err)
+	}
+	now := time.Now()
+	sig := object.Signature{Name: r.opts.Author.Name, Email: r.opts.Author.Email, When: now}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: treeHash, ParentHashes: []plumbing.Hash{tipHash}}
+	if r.opts.SigningKeyFile != "" {
+		key, err := loadSigningKey(r.opts.SigningKeyFile)
+		if err != nil {
+			return "", err
+		}
+		unsigned := r.repo.Storer.NewEncodedObject()
+		if err := c.EncodeWithoutSignature(unsigned); err != nil {
+			return "", err
+		}
+		rd, _ := unsigned.Reader()
+		var sb bytes.Buffer
+		if err := openpgp.ArmoredDetachSign(&sb, key, rd, nil); err != nil {
+			return "", fmt.Errorf("signing key %s: %w", r.opts.SigningKeyFile, err)
+		}
+		c.PGPSignature = sb.String()
+	}
+	obj := r.repo.Storer.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return "", err
+	}
+	ch, err := r.repo.Storer.SetEncodedObject(obj)
+	if err != nil {
+		return "", err
+	}
+	local := plumbing.ReferenceName("refs/heads/tandem-write")
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, ch)); err != nil {
+		return "", err
+	}
+	auth, err := r.auth.method()
+	if err != nil {
+		return "", err
+	}
+	spec := config.RefSpec(local.String() + ":refs/heads/" + r.opts.Branch)
+	err = r.remote.PushContext(ctx, &git.PushOptions{RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: auth, Force: false})
+	if err != nil {
+		return "", classifyPush(r.wrap("push", err), err)
+	}
+	return ch.String(), nil
+}
+
+var nonFFWordings = []string{"fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value provided",
+	"already exists", "stale info", "failed to update ref", "not a fast-forward", "non fast-forward"}
+
+func classifyPush(wrapped, raw error) error {
+	if errors.Is(raw, git.ErrNonFastForwardUpdate) {
+		return fmt.Errorf("%w: %v", ErrNonFastForward, wrapped)
+	}
+	msg := strings.ToLower(raw.Error())
+	for _, w := range nonFFWordings {
+		if strings.Contains(msg, w) {
+			return fmt.Errorf("%w: %v", ErrNonFastForward, wrapped)
+		}
+	}
+	if e := classifyAuth(wrapped, raw); e != wrapped {
+		return e
+	}
+	return &PushRejectedError{Message: wrapped.Error()}
+}
+
+func loadSigningKey(file string) (*openpgp.Entity, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", file, err)
+	}
+	defer f.Close()
+	list, err := openpgp.ReadArmoredKeyRing(f)
+	if err != nil {
+		return nil, fmt.Errorf("signing key %s: %w", file, err)
+	}
+	if len(list) == 0 || list[0].PrivateKey == nil {
+		return nil, fmt.Errorf("signing key %s: no private key", file)
+	}
+	return list[0], nil
+}

@@ -1,0 +1,92 @@
+package promote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// The cluster, by role. cmd/agent implements them on top of the applier for
+// one bundle; a release is named by its ReleaseRef and the adapter resolves
+// it to the rendered objects. An error wrapped with Transient is retried;
+// any other error fails the release. A new phase adds a role, not a method
+// to a wide interface.
+
+// Observer reads what the cluster shows of the bundle.
+type Observer interface {
+	// Observe reads which color the stable twins select and what each color runs.
+	Observe(ctx context.Context) (View, error)
+}
+
+// Deployer puts releases into colors.
+type Deployer interface {
+	// Deploy applies rel's render to color (spec.shared first when shared
+	// is set) and says what changed.
+	Deploy(ctx context.Context, color string, rel ReleaseRef, shared bool) (fmt.Stringer, error)
+	// Scale takes color to zero replicas (objects kept) or back up.
+	Scale(ctx context.Context, color string, up bool) error
+}
+
+// Verifier judges the health of a color.
+type Verifier interface {
+	// Verify waits until every workload of color (running rel) is healthy
+	// and returns the evidence, or an error naming what failed.
+	Verify(ctx context.Context, color string, rel ReleaseRef, timeout time.Duration) (fmt.Stringer, error)
+	// Watch checks that color stays healthy for d (the soak).
+	Watch(ctx context.Context, color string, rel ReleaseRef, d time.Duration) error
+}
+
+// Router moves traffic.
+type Router interface {
+	// Route points every stable twin of the bundle (as rel renders them) at color.
+	Route(ctx context.Context, color string, rel ReleaseRef) error
+}
+
+// Cluster is every role a Driver needs.
+type Cluster interface {
+	Observer
+	Deployer
+	Verifier
+	Router
+}
+
+// Git writes an outcome to the tracked branch.
+type Git interface {
+	// Write commits rec and pushes it, retrying rejected pushes on the new
+	// tip, and returns the commit and how many attempts it took; it returns
+	// ErrSuperseded when a newer commit changed the bundle and a revert must
+	// not be written over it.
+	Write(ctx context.Context, rec Commit) (commit string, attempts int, err error)
+}
+
+// Commit is one outcome for Git: release.yaml and, for a revert, the bundle
+// inputs restored from Revert.From.
+type Commit struct {
+	Result  string
+	Message string
+	Release *Release
+	Revert  *Revert
+}
+
+// Revert says which bundle inputs a revert commit restores.
+type Revert struct{ Failing, From string }
+
+// ErrSuperseded: a newer commit changed the bundle; the revert was not written.
+var ErrSuperseded = errors.New("a newer commit changed the bundle")
+
+// Note is one step of a release, for logs and metrics.
+type Note struct {
+	Phase    string // candidate, idle, apply, verify, flip, promote, soak, flip-back, fail, commit, recover, scale-down, resync, retry
+	Color    string
+	Commit   string
+	Result   string // for commit notes: promoted, reverted, held
+	Detail   string // evidence, change summary, reason
+	Duration time.Duration
+	Attempts int
+	Err      error
+	Warn     bool // something needs attention (a failure, a retry)
+	// Live and LiveCommit: after a commit landed, the color the stable
+	// Services select and the commit it runs.
+	Live, LiveCommit string
+}
