@@ -18,7 +18,12 @@
 //	obs, err := a.Observe(ctx, "shop", "shop") // after a restart: who is live
 //	cs, err = a.DeleteBundle(ctx, "shop", "shop", [2]string{"blue", "green"}, stillRendered) // bundle left Git (never a Namespace)
 //
+// Files: apply.go (Apply, prune), inventory.go, health.go (WaitHealthy,
+// telling pods of the current template by the release digest on it),
+// traffic.go (Flip), scale.go (ScaleColor), observe.go (Observe), delete.go.
+//
 // Field managers: "tandem" for Apply, "tandem/traffic" for the stable twins,
 // "tandem/scale" for ScaleColor. Apply adds nothing to the objects it is
-// given; the labels and annotations come from render.
+// given; the labels and annotations come from render (their names are in
+// package contract).
 package applier

@@ -42,15 +42,18 @@ func (r *Repo) Checkout(ctx context.Context, commit, dir string) (Snapshot, erro
 		return Snapshot{}, fmt.Errorf("checkout %s: %w", dir, err)
 	}
 	seen := map[string]bool{}
+	var skipped []*SkippedPath
 	err = tree.Files().ForEach(func(f *object.File) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if strings.Contains(f.Name, "..") && hasDotDot(f.Name) {
-			return fmt.Errorf("path %q escapes the tree", f.Name)
+			skipped = append(skipped, &SkippedPath{Path: f.Name, Reason: "escapes the tree"})
+			return nil
 		}
-		if err := vetTreePath(dir, f.Name, seen); err != nil {
-			return err
+		if reason := vetTreePath(dir, f.Name, seen); reason != "" {
+			skipped = append(skipped, &SkippedPath{Path: f.Name, Reason: reason})
+			return nil
 		}
 		full := filepath.Join(dir, filepath.FromSlash(f.Name))
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -88,22 +91,32 @@ func (r *Repo) Checkout(ctx context.Context, commit, dir string) (Snapshot, erro
 	if err != nil {
 		return Snapshot{}, fmt.Errorf("checkout %s into %s: %w", commit, dir, err)
 	}
-	return Snapshot{Commit: c.Hash.String(), Dir: dir}, nil
+	return Snapshot{Commit: c.Hash.String(), Dir: dir, Skipped: skipped}, nil
 }
+
+// SkippedPath is a tree entry Checkout refused to write: what only a
+// hand-crafted tree holds (git fsck and every Git host reject it). The rest
+// of the tree is checked out; a bundle that reads the path fails alone.
+type SkippedPath struct {
+	Path   string // slash-separated, as in the tree
+	Reason string
+}
+
+func (e *SkippedPath) Error() string { return fmt.Sprintf("path %q %s", e.Path, e.Reason) }
 
 // vetTreePath refuses what only a hand-crafted tree holds (git fsck and every
 // Git host reject it): a path given twice (a symlink "a" and a file "a" would
 // write through the link), a path under a symlink the checkout already wrote
 // ("a" -> /elsewhere and "a/x" would write /elsewhere/x), and ".git" components.
-func vetTreePath(dir, name string, seen map[string]bool) error {
+func vetTreePath(dir, name string, seen map[string]bool) (reason string) {
 	if seen[name] {
-		return fmt.Errorf("path %q appears twice in the tree", name)
+		return "appears twice in the tree"
 	}
 	seen[name] = true
 	parts := strings.Split(name, "/")
 	for i, part := range parts {
 		if strings.EqualFold(part, ".git") {
-			return fmt.Errorf("path %q has a .git component", name)
+			return "has a .git component"
 		}
 		if i == len(parts)-1 {
 			break
@@ -111,10 +124,10 @@ func vetTreePath(dir, name string, seen map[string]bool) error {
 		prefix := strings.Join(parts[:i+1], "/")
 		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(prefix)))
 		if err == nil && fi.Mode()&os.ModeSymlink != 0 {
-			return fmt.Errorf("path %q goes through the symlink %q", name, prefix)
+			return fmt.Sprintf("goes through the symlink %q", prefix)
 		}
 	}
-	return nil
+	return ""
 }
 
 func hasDotDot(p string) bool {

@@ -16,6 +16,11 @@ import (
 func (r *Repo) ChangedPaths(ctx context.Context, from, to string) ([]string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.changed(from, to)
+}
+
+// changed is ChangedPaths for a caller that holds mu.
+func (r *Repo) changed(from, to string) ([]string, error) {
 	a, err := r.flat(from)
 	if err != nil {
 		return nil, err

@@ -48,8 +48,12 @@ type Poll struct {
 	Fetched bool
 }
 
-// Snapshot is a commit checked out into Dir.
-type Snapshot struct{ Commit, Dir string }
+// Snapshot is a commit checked out into Dir. Skipped lists the entries of
+// a crafted tree that were not written.
+type Snapshot struct {
+	Commit, Dir string
+	Skipped     []*SkippedPath
+}
 
 // Commit is one commit of a range with its parsed trailers.
 type Commit struct {

@@ -408,16 +408,12 @@ func (r *Repo) Unverified(ctx context.Context, from, to string, touches func(pat
 	if from != "" && !r.has(plumbing.NewHash(from)) {
 		from = ""
 	}
-	a, err := r.flat(from)
-	if err != nil {
-		return nil, err
-	}
-	b, err := r.flat(to)
+	changed, err := r.changed(from, to)
 	if err != nil {
 		return nil, err
 	}
 	var inputs []string
-	for _, p := range diffFlat(a, b) {
+	for _, p := range changed {
 		if touches(p) {
 			inputs = append(inputs, p)
 		}

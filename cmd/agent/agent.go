@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"os"
@@ -175,7 +176,16 @@ func (a *agent) sync(ctx context.Context) error {
 	}
 	ok := len(disc.Broken) == 0
 	settled := []settledBundle{}
+	for _, sp := range snap.Skipped {
+		log.Error().Str("phase", "checkout").Str("path", sp.Path).Str("reason", sp.Reason).
+			Msg("tree entry not checked out (a crafted tree); a bundle that reads it fails, the others go on")
+	}
 	for _, b := range disc.Bundles {
+		if err := a.skippedInput(snap, b); err != nil {
+			a.refuse(ctx, snap, render.Broken{File: b.File, Dir: b.Dir, Err: err})
+			ok = false
+			continue
+		}
 		ok = a.offer(ctx, snap, b) && ok
 		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/"), inputs: a.inputsOf(b)})
 	}
@@ -190,6 +200,18 @@ func (a *agent) sync(ctx context.Context) error {
 	log.Info().Str("phase", "sync").Int("candidates", a.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
 		Msg("new tip: candidates handed to their bundles")
 	a.offered = 0
+	return nil
+}
+
+// skippedInput is an error naming the first tree entry the checkout skipped
+// that is one of b's inputs (nil when none is).
+func (a *agent) skippedInput(snap gitsync.Snapshot, b *render.Bundle) error {
+	in := a.inputsOf(b)
+	for _, sp := range snap.Skipped {
+		if in.Match(sp.Path) {
+			return fmt.Errorf("%s: cannot check out %w", b.File, sp)
+		}
+	}
 	return nil
 }
 

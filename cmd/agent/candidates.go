@@ -253,6 +253,7 @@ func (a *agent) subject(ctx context.Context, since, tip string) string {
 func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
 	log := a.log.With().Str("bundle", b.Name).Str("commit", contract.Short(snap.Commit)).Logger()
 	if err := vetRelease(snap.Dir, b); err != nil {
+		a.m.refused.WithLabelValues(b.File).Inc()
 		log.Error().Err(err).Str("phase", "discover").Msg("refusing the bundle at this commit; nothing changes until a commit fixes it")
 		return false // a fix may touch release.yaml only: no skipping passes until then
 	}

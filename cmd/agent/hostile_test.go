@@ -404,13 +404,19 @@ func TestHostileGitTree(t *testing.T) {
 	if after := s.inventory(); strings.Join(after, " ") != strings.Join(before, " ") {
 		t.Fatalf("objects changed:\nbefore %v\nafter  %v", before, after)
 	}
-	// A human repairs the branch (the good tree on top); the agent moves on.
-	fix := git("", "commit-tree", good, "-p", bad, "-m", "drop the crafted entries")
-	s.git(s.clone, "push", "--quiet", "origin", fix+":refs/heads/main")
-	s.git(s.clone, "reset", "--quiet", "--hard", fix)
+	// The crafted entries are in the bundle's directory: that bundle fails
+	// alone, and its revert restores the directory without them.
+	r := s.waitCommits(2)[0]
+	want(t, r, "reverted")
+	if r.Trailers["Tandem-Reverts"] != bad {
+		t.Fatalf("the revert names %s, want the crafted commit %s", r.Trailers["Tandem-Reverts"], bad)
+	}
+	if ls := s.git(s.remote, "ls-tree", "--name-only", "main:bundles/"+s.ns); strings.Contains("\n"+ls+"\n", "\nx\n") {
+		t.Fatalf("the revert left the crafted entry x in the bundle:\n%s", ls)
+	}
 	s.setImage("server", "example/server:v2")
 	s.push("server v2")
-	want(t, s.waitCommits(2)[0], "promoted")
+	want(t, s.waitCommits(3)[0], "promoted")
 	s.wantSelectors("green", "server")
 	if e, _ := os.ReadDir(outside); len(e) != 0 {
 		t.Fatalf("the agent wrote %s outside its checkout", e[0].Name())
