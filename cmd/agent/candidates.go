@@ -152,6 +152,7 @@ type renderRun struct {
 func (a *agent) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) renderRun {
 	start := time.Now()
 	defer func() { a.m.observePhase(b.Name, "render", time.Since(start)) }()
+	a.releases.setSpec(b) // the newest bundle.yaml, even when its render fails
 	r, err := a.renderAt(ctx, snap.Dir, snap.Commit, b)
 	var re *render.Error
 	switch {

@@ -92,12 +92,12 @@ var hostileCommits = []hostileCommit{
 		data, err := os.ReadFile(filepath.Join(s.clone, d, "bundle.yaml"))
 		must(s.t, err)
 		s.write(d+"/bundle.yaml", string(data)+"---\n"+strings.Replace(string(data), "namespace: "+s.ns, "namespace: kube-system", 1))
-	}, false, "bundle.yaml: a second YAML document is not allowed"},
+	}, true, "bundle.yaml: a second YAML document is not allowed"}, // a broken bundle.yaml fails that bundle: reverted
 	{"bundle-yaml-unknown-field", func(s *scenario, d string) {
 		data, err := os.ReadFile(filepath.Join(s.clone, d, "bundle.yaml"))
 		must(s.t, err)
 		s.write(d+"/bundle.yaml", string(data)+"  plugins: [exec]\n")
-	}, false, `bundle.yaml: unknown field \"spec.plugins\"`},
+	}, true, `bundle.yaml: unknown field "spec.plugins"`},
 }
 
 func must(t testing.TB, err error) {

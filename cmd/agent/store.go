@@ -106,6 +106,13 @@ func (s *releaseStore) put(ref promote.ReleaseRef, r *rendered) {
 	s.newest[name] = r
 }
 
+// setSpec makes b the newest bundle.yaml of its bundle.
+func (s *releaseStore) setSpec(b *render.Bundle) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.specs[b.Name] = b
+}
+
 // has reports whether ref of bundle is stored.
 func (s *releaseStore) has(bundle string, ref promote.ReleaseRef) bool {
 	s.mu.Lock()
