@@ -153,7 +153,7 @@ func (a *agent) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	start := time.Now()
 	defer func() { a.m.observePhase(b.Name, "render", time.Since(start)) }()
 	a.releases.setSpec(b) // the newest bundle.yaml, even when its render fails
-	r, err := a.renderAt(ctx, snap.Dir, snap.Commit, b)
+	r, err := a.renderIn(ctx, snap.Dir, snap.Commit, b)
 	var re *render.Error
 	switch {
 	case err == nil:
@@ -169,8 +169,8 @@ func (a *agent) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 	return renderRun{ref: ref}
 }
 
-// renderAt renders b in the checkout dir, stamped with commit.
-func (a *agent) renderAt(ctx context.Context, dir, commit string, b *render.Bundle) (*rendered, error) {
+// renderIn renders b in the checkout dir, stamped with commit.
+func (a *agent) renderIn(ctx context.Context, dir, commit string, b *render.Bundle) (*rendered, error) {
 	results, err := render.RenderColors(ctx, b, render.Options{RepoRoot: dir, Commit: commit, AllowRemoteBases: a.cfg.AllowRemoteBases},
 		b.Spec.Colors[0], b.Spec.Colors[1])
 	if err != nil {
@@ -220,7 +220,7 @@ func (a *agent) renderRelease(ctx context.Context, snap gitsync.Snapshot, b *ren
 		}
 		defer os.RemoveAll(dir)
 	}
-	r, err := a.renderAt(ctx, dir, ref.Commit, b)
+	r, err := a.renderIn(ctx, dir, ref.Commit, b)
 	if err != nil {
 		return err
 	}
