@@ -29,9 +29,9 @@ func (r *Repo) Write(ctx context.Context, edit Edit) (Written, error) {
 		w       Written
 		lastErr error
 	)
-	// Attempts after the first wait 100ms, doubling (6.4s before the 8th),
-	// each plus up to half again. (No Cap: reaching it would end the steps.)
-	b := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: r.opts.MaxAttempts}
+	// Attempts after the first wait 50-100ms, then twice as long each time
+	// (3.2-6.4s before the 8th). No Cap: reaching it would end the steps.
+	b := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Steps: r.opts.MaxAttempts}
 	err := wait.ExponentialBackoffWithContext(ctx, b, func(ctx context.Context) (bool, error) {
 		w.Attempts++
 		h, err := r.writeOnce(ctx, edit)
