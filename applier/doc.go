@@ -13,7 +13,7 @@
 //
 //	cs, err := a.Apply(ctx, applier.Set{Bundle: "shop", Color: "green", Namespace: "shop", Objects: objs})
 //	rep, err := a.WaitHealthy(ctx, cs.Objects, applier.DefaultWaitOptions())
-//	err = a.Flip(ctx, twins, "green")         // all stable twins, or none
+//	err = a.Flip(ctx, twins, "green", applier.FlipOptions{}) // all stable twins, or none
 //	err = a.ScaleColor(ctx, "shop", "shop", "blue", false)
 //	obs, err := a.Observe(ctx, "shop", "shop") // after a restart: who is live
 //	cs, err = a.DeleteBundle(ctx, "shop", "shop", [2]string{"blue", "green"}, stillRendered) // bundle left Git (never a Namespace)

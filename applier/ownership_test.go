@@ -8,10 +8,12 @@ import (
 
 	"github.com/tandem-gitops/tandem/contract"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // ofBundle sets every tandem.dev/bundle label in us (metadata, selectors,
@@ -92,7 +94,7 @@ func TestOwnershipRefusesAnotherBundlesObjects(t *testing.T) {
 		t.Fatalf("WaitHealthy one: %v", err)
 	}
 	oneTwin := ofBundle("one", twinOf(ns, "api", "blue", "c1"))
-	if err := a.Flip(ctx, oneTwin, "blue"); err != nil {
+	if err := a.Flip(ctx, oneTwin, "blue", FlipOptions{}); err != nil {
 		t.Fatalf("Flip one: %v", err)
 	}
 	watched := append(ownedBy("one", ns, "one", "example/api:v1"), oneTwin[0],
@@ -121,7 +123,7 @@ func TestOwnershipRefusesAnotherBundlesObjects(t *testing.T) {
 	}
 
 	// two's stable Service api, already one's.
-	err = a.Flip(ctx, ofBundle("two", twinOf(ns, "api", "blue", "c2")), "blue")
+	err = a.Flip(ctx, ofBundle("two", twinOf(ns, "api", "blue", "c2")), "blue", FlipOptions{})
 	if err == nil {
 		t.Fatal("bundle two flipped bundle one's stable Service")
 	}
@@ -230,7 +232,7 @@ func TestOwnershipUpgradeFromSharedManagers(t *testing.T) {
 	if got := actions(cs)["ConfigMap "+ns+"/old-blue"]; got != Pruned {
 		t.Errorf("old-blue, applied by the shared manager and dropped: %q, want pruned", got)
 	}
-	if err := a.Flip(ctx, []*unstructured.Unstructured{twinOf(ns, "api", "blue", "c1")}, "blue"); err != nil {
+	if err := a.Flip(ctx, []*unstructured.Unstructured{twinOf(ns, "api", "blue", "c1")}, "blue", FlipOptions{}); err != nil {
 		t.Fatalf("Flip after the upgrade: %v", err)
 	}
 
@@ -321,5 +323,48 @@ func TestOwnershipAdoptionIsOptIn(t *testing.T) {
 	d, _, _ := unstructured.NestedStringMap(u.Object, "data")
 	if u.GetLabels()[contract.LabelBundle] != testBundle || d["owner"] != "tandem" || !managedByTandem(u) {
 		t.Errorf("adopted legacy-blue: labels %v, data %v, managers %v", u.GetLabels(), d, managers(u))
+	}
+}
+
+// TestOwnershipTwinAdoptionIsOptIn: the Service an app had before it moved
+// under tandem (made with kubectl) is refused as a stable twin, unchanged,
+// until the flip allows adoption; then it selects the healthy color.
+func TestOwnershipTwinAdoptionIsOptIn(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	ctx := testCtx(t, 2*time.Minute)
+	user := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"},
+			Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	if _, err := a.cs.CoreV1().Services(ns).Create(ctx, user, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := a.Apply(ctx, Set{Bundle: testBundle, Color: "blue", Namespace: ns, Objects: objs(deployment(ns, "web", "blue", "example/web:v1", 1))})
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if _, err := a.WaitHealthy(ctx, cs.Objects, WaitOptions{Timeout: time.Minute}); err != nil {
+		t.Fatalf("WaitHealthy: %v", err)
+	}
+	tw := objs(twinOf(ns, "web", "blue", "c1"))
+	before := live(t, a, tw[0])
+	err = a.Flip(ctx, tw, "blue", FlipOptions{})
+	want := "Service " + ns + "/web: exists and no bundle owns it; set spec.adopt: true in bundle.yaml to take it over"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Flip without adoption: err = %v, want one containing %q", err, want)
+	}
+	if now := live(t, a, tw[0]); now.GetResourceVersion() != before.GetResourceVersion() {
+		t.Errorf("the user's Service changed by a refused flip: labels %v, managers %v", now.GetLabels(), managers(now))
+	}
+
+	if err := a.Flip(ctx, tw, "blue", FlipOptions{Adopt: true}); err != nil {
+		t.Fatalf("Flip with adoption: %v", err)
+	}
+	now := live(t, a, tw[0])
+	sel, _, _ := unstructured.NestedStringMap(now.Object, "spec", "selector")
+	if now.GetLabels()[contract.LabelBundle] != testBundle || sel[contract.LabelColor] != "blue" || now.GetUID() != before.GetUID() {
+		t.Errorf("adopted Service web: labels %v, selector %v, uid %s -> %s", now.GetLabels(), sel, before.GetUID(), now.GetUID())
 	}
 }

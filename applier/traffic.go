@@ -33,6 +33,15 @@ type twin struct {
 	body []byte
 }
 
+// FlipOptions configures one Flip.
+type FlipOptions struct {
+	// Adopt lets Flip take over a Service of a twin's name that exists and
+	// that no bundle owns (made with kubectl, Helm or another tool: the
+	// Service an app had before it moved under tandem). Without it such a
+	// Service is refused before any twin changes.
+	Adopt bool
+}
+
 // Flip points every stable twin of a bundle at color in one pass: each twin
 // is server-side applied (field manager "tandem/<bundle>/traffic",
 // contract.TrafficFieldManagerFor) with its selector
@@ -48,12 +57,13 @@ type twin struct {
 // longer given are pruned. A twin whose selector would hold nothing but the
 // color is refused. All twins must share one namespace and bundle label. A
 // twin that exists and belongs to another bundle (its tandem.dev/bundle
-// label) is refused before any twin changes. A twin an earlier release
+// label), or that no bundle owns unless o.Adopt, is refused before any twin
+// changes. A twin an earlier release
 // applied with the shared manager "tandem/traffic" is handed over to the
 // bundle's own.
 // When the EndpointSlices do not converge in time the twins stay on color
 // and the error names each twin and what it still lists.
-func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string) error {
+func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string, o FlipOptions) error {
 	if color == "" {
 		return errors.New("flip: color is empty")
 	}
@@ -90,7 +100,7 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 			return fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
 		default:
 			t.prev = live
-			if why := claimRefusal(live, bundle, true); why != "" {
+			if why := claimRefusal(live, bundle, o.Adopt); why != "" {
 				bad = append(bad, fmt.Sprintf("%s: %s", objRef(t.obj), why))
 				continue
 			}

@@ -175,14 +175,14 @@ func (c *bundleCluster) Watch(ctx context.Context, color string, ref promote.Rel
 
 // Route points every stable twin of the bundle at color.
 func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.ReleaseRef) error {
-	_, res, err := c.store.get(c.bundle, ref, color)
+	b, res, err := c.store.get(c.bundle, ref, color)
 	if err != nil {
 		return err
 	}
 	if len(res.Twins) == 0 {
 		return nil // a bundle without Services has no traffic to move
 	}
-	return classify(c.ap.Flip(ctx, res.Twins, color))
+	return classify(c.ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt}))
 }
 
 // Scale takes a color to zero replicas (objects kept) or back.
