@@ -122,6 +122,12 @@ func TestOwnershipRefusesAnotherBundlesObjects(t *testing.T) {
 		t.Error("bundle two's inventory was written although its apply was refused")
 	}
 
+	// tandem-agent diff says the same, without changing anything.
+	_, err = a.Diff(ctx, Set{Bundle: "two", Color: "blue", Namespace: ns, Objects: ownedBy("two", ns, "two", "example/api:v2")})
+	if want := ": belongs to bundle one; bundle two may not change it (the apply would be refused)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Diff of two: err = %v, want one containing %q", err, want)
+	}
+
 	// two's stable Service api, already one's.
 	err = a.Flip(ctx, ofBundle("two", twinOf(ns, "api", "blue", "c2")), "blue", FlipOptions{})
 	if err == nil {
