@@ -477,9 +477,7 @@ func (a *Applier) applyAll(ctx context.Context, bundle string, items []*item) er
 			}
 			it.body = b
 		}
-		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
-			FieldManager: manager, Force: new(true),
-		})
+		out, err := applyOwned(ctx, it.ri, it.obj.GetName(), it.body, bundle)
 		if err != nil {
 			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
 		}

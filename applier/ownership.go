@@ -2,11 +2,13 @@ package applier
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/tandem-gitops/tandem/contract"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -93,4 +95,48 @@ func dropLegacy(ctx context.Context, ri dynamic.ResourceInterface, out *unstruct
 		return out, fmt.Errorf("%s: hand the fields of field manager %q over to %q: %w", objRef(out), legacy, manager, err)
 	}
 	return res, nil
+}
+
+// applyOwned server-side applies body as bundle without force, so that the
+// API server reports every field another manager set to another value. A
+// conflict with another bundle's manager (an object that became another
+// bundle's after the dry run checked its label) is refused; any other (a
+// kubectl edit, ScaleColor, the shared managers of earlier releases) is
+// drift, taken back with force.
+func applyOwned(ctx context.Context, ri dynamic.ResourceInterface, name string, body []byte, bundle string) (*unstructured.Unstructured, error) {
+	manager := contract.FieldManagerFor(bundle)
+	out, err := ri.Patch(ctx, name, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: manager, Force: new(false)})
+	if !apierrors.IsConflict(err) {
+		return out, err
+	}
+	var st apierrors.APIStatus
+	if errors.As(err, &st) && st.Status().Details != nil {
+		for _, c := range st.Status().Details.Causes {
+			if other, ok := otherBundleManager(c.Message, bundle); ok {
+				return nil, fmt.Errorf("field %s belongs to %s, another bundle's field manager; bundle %s may not change it", c.Field, other, bundle)
+			}
+		}
+	}
+	return ri.Patch(ctx, name, types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: manager, Force: new(true)})
+}
+
+// otherBundleManager reads the manager of a field manager conflict
+// (`conflict with "tandem/one" using v1`) and reports whether it is another
+// bundle's: "tandem/<b>" or "tandem/<b>/traffic" with b not bundle, and not
+// one of the shared managers "tandem", "tandem/traffic" or "tandem/scale".
+func otherBundleManager(msg, bundle string) (string, bool) {
+	_, rest, ok := strings.Cut(msg, `"`)
+	if !ok {
+		return "", false
+	}
+	m, _, ok := strings.Cut(rest, `"`)
+	if !ok || !contract.IsFieldManager(m) {
+		return "", false
+	}
+	switch m {
+	case contract.LegacyFieldManager, contract.LegacyTrafficFieldManager, ScaleFieldManager,
+		contract.FieldManagerFor(bundle), contract.TrafficFieldManagerFor(bundle):
+		return "", false
+	}
+	return m, true
 }

@@ -374,3 +374,45 @@ func TestOwnershipTwinAdoptionIsOptIn(t *testing.T) {
 		t.Errorf("adopted Service web: labels %v, selector %v, uid %s -> %s", now.GetLabels(), sel, before.GetUID(), now.GetUID())
 	}
 }
+
+// TestOwnershipBackedByTheAPIServer: an object that becomes another
+// bundle's after the dry run checked its label (applyAll called without the
+// dry run here) is still refused: the API server reports the conflict with
+// the other bundle's field manager, and nothing changes. Drift (a kubectl
+// edit) is still taken back.
+func TestOwnershipBackedByTheAPIServer(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	ctx := testCtx(t, time.Minute)
+	cm := func(bundle, v string) []*unstructured.Unstructured {
+		return ofBundle(bundle, configMap(ns, "settings-blue", "blue", map[string]any{"k": v}))
+	}
+	if _, err := a.Apply(ctx, Set{Bundle: "one", Color: "blue", Namespace: ns, Objects: cm("one", "1")}); err != nil {
+		t.Fatalf("Apply one: %v", err)
+	}
+	before := live(t, a, cm("one", "1")[0])
+	items, err := a.prepare(ctx, Set{Bundle: "two", Color: "blue", Namespace: ns, Objects: cm("two", "2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.applyAll(ctx, "two", items)
+	want := "ConfigMap " + ns + "/settings-blue: apply: field "
+	if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), `belongs to tandem/one, another bundle's field manager; bundle two may not change it`) {
+		t.Fatalf("applyAll of two: err = %v, want a refusal naming tandem/one", err)
+	}
+	t.Logf("refused: %v", err)
+	if now := live(t, a, before); now.GetResourceVersion() != before.GetResourceVersion() {
+		t.Errorf("settings-blue changed: %v %v", now.GetLabels(), now.Object["data"])
+	}
+
+	if _, err := a.cs.CoreV1().ConfigMaps(ns).Patch(ctx, "settings-blue", types.MergePatchType, []byte(`{"data":{"k":"edited"}}`),
+		metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Apply(ctx, Set{Bundle: "one", Color: "blue", Namespace: ns, Objects: cm("one", "1")}); err != nil {
+		t.Fatalf("re-Apply one after a kubectl edit: %v", err)
+	}
+	if d, _, _ := unstructured.NestedString(live(t, a, before).Object, "data", "k"); d != "1" {
+		t.Errorf("drift not taken back: k = %q", d)
+	}
+}
