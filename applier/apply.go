@@ -145,7 +145,9 @@ type item struct {
 }
 
 // Apply applies s with server-side apply (field manager "tandem/<bundle>",
-// contract.FieldManagerFor, with force so that it takes drifted fields back):
+// contract.FieldManagerFor; without force first, so that a conflict with
+// another bundle's manager is refused, then with force for any other
+// conflict, so that drifted fields are taken back):
 //
 //  1. a server-side dry run of every object; if any is invalid, or belongs
 //     to another bundle (its tandem.dev/bundle label), or exists with no
