@@ -1,6 +1,7 @@
 package applier
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,11 @@ type Set struct {
 	// namespaced objects that have none.
 	Namespace string
 	Objects   []*unstructured.Unstructured
+	// Adopt lets Apply take over objects that exist but that no bundle
+	// owns (no tandem.dev/bundle label, no tandem field manager: made with
+	// kubectl, Helm or another tool). Without it such an object is refused
+	// before anything is applied.
+	Adopt bool
 }
 
 // sharedInventory is the inventory color of a bundle's shared objects.
@@ -138,11 +144,17 @@ type item struct {
 	later  bool // dry run deferred until the set's Namespaces/CRDs exist
 }
 
-// Apply applies s with server-side apply (field manager "tandem"):
+// Apply applies s with server-side apply (field manager "tandem/<bundle>",
+// contract.FieldManagerFor; without force first, so that a conflict with
+// another bundle's manager is refused, then with force for any other
+// conflict, so that drifted fields are taken back):
 //
-//  1. a server-side dry run of every object; if any is invalid nothing is
-//     applied and the error names every invalid object. Objects whose
-//     Namespace or CRD is part of s itself are dry-run once those exist;
+//  1. a server-side dry run of every object; if any is invalid, or belongs
+//     to another bundle (its tandem.dev/bundle label), or exists with no
+//     owner and s.Adopt is false, or is a ConfigMap named like an inventory
+//     (tandem-inventory-...), nothing is applied and the error names every
+//     such object and why. Objects whose Namespace or CRD is part of s
+//     itself are dry-run once those exist;
 //  2. Namespaces and CRDs first, waiting until the CRDs are Established;
 //  3. the remaining objects, concurrently (Options.Concurrency);
 //  4. the inventory ConfigMap tandem-inventory-<bundle>-<color> in
@@ -151,6 +163,11 @@ type item struct {
 //     inventory that s no longer has and that carry
 //     tandem.dev/bundle=<bundle> (and tandem.dev/color=<color>) and a
 //     tandem field manager.
+//
+// An object or inventory that an earlier release applied with the shared
+// field manager "tandem" is handed over to the bundle's own manager: the
+// apply takes its fields (same values, nothing changes) and the old
+// manager's entry is removed.
 //
 // The ChangeSet is valid when err is nil. A Deployment or StatefulSet that
 // ScaleColor scaled to zero is scaled back up by Apply.
@@ -178,11 +195,11 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 	if err := a.listLive(ctx, s.Bundle, items); err != nil {
 		return ChangeSet{}, err
 	}
-	if err := a.dryRun(ctx, items, namespaces); err != nil {
+	if err := a.dryRun(ctx, s, items, namespaces); err != nil {
 		return ChangeSet{}, err
 	}
 	// 2. Namespaces and CRDs, then the dry run of what had to wait for them.
-	if err := a.applyAll(ctx, first); err != nil {
+	if err := a.applyAll(ctx, s.Bundle, first); err != nil {
 		return ChangeSet{}, err
 	}
 	if err := a.waitEstablished(ctx, first); err != nil {
@@ -197,7 +214,7 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		return ChangeSet{}, err
 	}
 	// 3. everything else.
-	if err := a.applyAll(ctx, rest); err != nil {
+	if err := a.applyAll(ctx, s.Bundle, rest); err != nil {
 		return ChangeSet{}, err
 	}
 	if err := a.restoreScaled(ctx, rest); err != nil {
@@ -218,6 +235,10 @@ func (a *Applier) prepare(ctx context.Context, s Set) ([]*item, error) {
 		u := o.DeepCopy()
 		if u.GetKind() == "" || u.GetName() == "" {
 			bad = append(bad, fmt.Sprintf("object %q of kind %q: kind and name are required", u.GetName(), u.GetKind()))
+			continue
+		}
+		if why := reservedName(u); why != "" {
+			bad = append(bad, fmt.Sprintf("%s: %s", objRef(u), why))
 			continue
 		}
 		it := &item{obj: u}
@@ -278,7 +299,7 @@ func (a *Applier) dryRunDeferred(ctx context.Context, s Set, rest []*item) error
 	if len(bad) > 0 {
 		return fmt.Errorf("apply %s: %s", s.inventoryColor(), strings.Join(bad, "; "))
 	}
-	return a.dryRun(ctx, deferred, nil)
+	return a.dryRun(ctx, s, deferred, nil)
 }
 
 // recordPending adds the objects about to be applied to the inventory.
@@ -346,12 +367,15 @@ func applyBody(u *unstructured.Unstructured) ([]byte, error) {
 	return json.Marshal(c.Object)
 }
 
-// dryRun dry-runs items (skipping deferred ones) with the same SSA patch as
-// the real apply. An object whose namespace does not exist yet but is in
-// namespaces is deferred. Every invalid object is named in the error.
-func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[string]bool) error {
+// dryRun dry-runs items of s (skipping deferred ones) with the same SSA
+// patch as the real apply. An object whose namespace does not exist yet but
+// is in namespaces is deferred. An object that exists and that s may not
+// claim (claimRefusal) is refused. Every invalid or refused object is named
+// in the error.
+func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces map[string]bool) error {
 	var mu sync.Mutex
 	var bad []string
+	manager := contract.FieldManagerFor(s.Bundle)
 	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
 		if it.later {
 			return nil
@@ -362,7 +386,7 @@ func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[stri
 		}
 		it.body = body
 		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-			FieldManager: contract.FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
+			FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll},
 		})
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
@@ -372,13 +396,36 @@ func (a *Applier) dryRun(ctx context.Context, items []*item, namespaces map[stri
 				it.later = true
 				return nil
 			}
+			why := err.Error()
+			if it.live == nil {
+				// Refused is the clearer verdict (another bundle's
+				// Deployment fails as immutable, say).
+				refusal, err := a.claim(ctx, it, s)
+				if err != nil {
+					return err
+				}
+				why = cmp.Or(refusal, why)
+			}
 			mu.Lock()
-			bad = append(bad, fmt.Sprintf("%s: %v", objRef(it.obj), err))
+			bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
 			mu.Unlock()
 			return nil
 		}
 		it.dryRV = out.GetResourceVersion()
-		if it.live != nil && sameObject(out, it.live) {
+		if it.dryRV != "" && it.live == nil {
+			// It exists but was not listed with s's bundle label: whose is it?
+			why, err := a.claim(ctx, it, s)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				mu.Lock()
+				bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
+				mu.Unlock()
+			}
+			return nil
+		}
+		if it.live != nil && sameObject(out, it.live) && legacyEntry(it.live, contract.LegacyFieldManager) < 0 {
 			it.noop, it.result = true, out
 		}
 		return nil
@@ -402,8 +449,24 @@ func isMissingNamespace(err error, ns string) bool {
 	return d != nil && d.Kind == "namespaces" && d.Name == ns
 }
 
-// applyAll server-side applies items and decides each one's action.
-func (a *Applier) applyAll(ctx context.Context, items []*item) error {
+// claim reads the live object of it, which exists but did not carry s's
+// bundle label when listed, and says why s may not claim it ("" when it
+// may; claimRefusal).
+func (a *Applier) claim(ctx context.Context, it *item, s Set) (string, error) {
+	live, err := it.ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return "", nil // it does not exist (any more): the apply creates it
+	}
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", objRef(it.obj), err)
+	}
+	return claimRefusal(live, s.Bundle, s.Adopt), nil
+}
+
+// applyAll server-side applies items with bundle's field manager and
+// decides each one's action.
+func (a *Applier) applyAll(ctx context.Context, bundle string, items []*item) error {
+	manager := contract.FieldManagerFor(bundle)
 	return a.each(ctx, items, func(ctx context.Context, it *item) error {
 		if it.noop {
 			it.action = Unchanged
@@ -416,11 +479,12 @@ func (a *Applier) applyAll(ctx context.Context, items []*item) error {
 			}
 			it.body = b
 		}
-		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
-			FieldManager: contract.FieldManager, Force: new(true),
-		})
+		out, err := applyOwned(ctx, it.ri, it.obj.GetName(), it.body, bundle)
 		if err != nil {
 			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
+		}
+		if out, err = dropLegacy(ctx, it.ri, out, contract.LegacyFieldManager, manager); err != nil {
+			return err
 		}
 		it.result = out
 		switch {

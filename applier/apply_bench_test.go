@@ -110,7 +110,7 @@ func BenchmarkApply(b *testing.B) {
 					b.StartTimer()
 					err := a.each(ctx, items, func(ctx context.Context, it *item) error {
 						_, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body,
-							metav1.PatchOptions{FieldManager: contract.FieldManager, Force: new(true)})
+							metav1.PatchOptions{FieldManager: contract.FieldManagerFor(testBundle), Force: new(true)})
 						return err
 					})
 					if err != nil {

@@ -97,7 +97,7 @@ func applyWholeBundle(t *testing.T, a *Applier, ns string) {
 			t.Fatalf("WaitHealthy %s: %v", c, err)
 		}
 	}
-	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client", "server"), "blue"); err != nil {
+	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client", "server"), "blue", FlipOptions{}); err != nil {
 		t.Fatalf("Flip blue: %v", err)
 	}
 }

@@ -52,10 +52,12 @@ func (d Diff) Changed() bool {
 }
 
 // Diff reports what Apply(s) would change, without changing anything: a
-// server-side dry run of each object's apply (field manager "tandem",
+// server-side dry run of each object's apply (field manager "tandem/<bundle>",
 // force, as Apply does) compared with the live object, and the objects of
 // s's inventory that s no longer has and that Apply would prune. It makes
-// only reads and dry-run requests.
+// only reads and dry-run requests. An object Apply would refuse (another
+// bundle's, one no bundle owns without s.Adopt, a name reserved for
+// inventories) is an error naming it.
 func (a *Applier) Diff(ctx context.Context, s Set) (Diff, error) {
 	if s.Bundle == "" || s.Namespace == "" {
 		return Diff{}, fmt.Errorf("diff: set needs a bundle and a namespace")
@@ -64,7 +66,7 @@ func (a *Applier) Diff(ctx context.Context, s Set) (Diff, error) {
 	keep := map[string]bool{}
 	for _, o := range s.Objects {
 		u := o.DeepCopy()
-		od, err := a.diffOne(ctx, u, s.Namespace, s.Objects)
+		od, err := a.diffOne(ctx, u, s)
 		if err != nil {
 			return Diff{}, err
 		}
@@ -94,10 +96,10 @@ func (a *Applier) Diff(ctx context.Context, s Set) (Diff, error) {
 }
 
 // diffOne dry-runs the apply of u and compares the result with the live object.
-func (a *Applier) diffOne(ctx context.Context, u *unstructured.Unstructured, ns string, set []*unstructured.Unstructured) (ObjectDiff, error) {
-	ri, err := a.resourceFor(u, ns)
+func (a *Applier) diffOne(ctx context.Context, u *unstructured.Unstructured, s Set) (ObjectDiff, error) {
+	ri, err := a.resourceFor(u, s.Namespace)
 	if err != nil {
-		if meta.IsNoMatchError(err) && definesKind(set, u.GroupVersionKind()) {
+		if meta.IsNoMatchError(err) && definesKind(s.Objects, u.GroupVersionKind()) {
 			// The set's own CRD defines the kind: all of it is new.
 			return ObjectDiff{Object: refOf(u), Action: Created, Merged: Sanitize(u)}, nil
 		}
@@ -111,12 +113,19 @@ func (a *Applier) diffOne(ctx context.Context, u *unstructured.Unstructured, ns 
 	case err != nil:
 		return ObjectDiff{}, fmt.Errorf("%s: %w", objRef(u), err)
 	}
+	why := reservedName(u)
+	if live != nil && why == "" {
+		why = claimRefusal(live, s.Bundle, s.Adopt)
+	}
+	if why != "" {
+		return ObjectDiff{}, fmt.Errorf("%s: %s (the apply would be refused)", objRef(u), why)
+	}
 	body, err := applyBody(u)
 	if err != nil {
 		return ObjectDiff{}, fmt.Errorf("%s: %w", objRef(u), err)
 	}
 	merged, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-		FieldManager: contract.FieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll},
+		FieldManager: contract.FieldManagerFor(s.Bundle), Force: new(true), DryRun: []string{metav1.DryRunAll},
 	})
 	if err != nil {
 		if live == nil && isMissingNamespace(err, u.GetNamespace()) {

@@ -13,7 +13,7 @@
 //
 //	cs, err := a.Apply(ctx, applier.Set{Bundle: "shop", Color: "green", Namespace: "shop", Objects: objs})
 //	rep, err := a.WaitHealthy(ctx, cs.Objects, applier.DefaultWaitOptions())
-//	err = a.Flip(ctx, twins, "green")         // all stable twins, or none
+//	err = a.Flip(ctx, twins, "green", applier.FlipOptions{}) // all stable twins, or none
 //	err = a.ScaleColor(ctx, "shop", "shop", "blue", false)
 //	obs, err := a.Observe(ctx, "shop", "shop") // after a restart: who is live
 //	cs, err = a.DeleteBundle(ctx, "shop", "shop", [2]string{"blue", "green"}, stillRendered) // bundle left Git (never a Namespace)
@@ -22,8 +22,11 @@
 // telling pods of the current template by the release digest on it),
 // traffic.go (Flip), scale.go (ScaleColor), observe.go (Observe), delete.go.
 //
-// Field managers: "tandem" for Apply, "tandem/traffic" for the stable twins,
-// "tandem/scale" for ScaleColor. Apply adds nothing to the objects it is
+// Field managers: "tandem/<bundle>" for Apply and the inventories,
+// "tandem/<bundle>/traffic" for the stable twins (contract.FieldManagerFor,
+// contract.TrafficFieldManagerFor), "tandem/scale" for ScaleColor. Every
+// object belongs to one bundle (ownership.go): Apply and Flip refuse, before
+// changing anything, an object another bundle owns. Apply adds nothing to the objects it is
 // given; the labels and annotations come from render (their names are in
 // package contract).
 package applier

@@ -209,7 +209,7 @@ func TestApplyUnreachableIsTransient(t *testing.T) {
 	if err == nil || !IsTransient(err) {
 		t.Fatalf("err = %v, want a transient error", err)
 	}
-	if err := a.Flip(testCtx(t, time.Minute), objs(twinOf("nowhere", "server", "blue", "x")), "green"); err == nil || !IsTransient(err) {
+	if err := a.Flip(testCtx(t, time.Minute), objs(twinOf("nowhere", "server", "blue", "x")), "green", FlipOptions{}); err == nil || !IsTransient(err) {
 		t.Fatalf("Flip err = %v, want a transient error", err)
 	}
 }

@@ -20,7 +20,7 @@ const inventoryKey = "objects"
 // InventoryName is the name of the inventory ConfigMap of a bundle and an
 // inventory color ("shared" for the shared set, "twins" for stable twins).
 func InventoryName(bundle, color string) string {
-	return "tandem-inventory-" + bundle + "-" + color
+	return inventoryPrefix + bundle + "-" + color
 }
 
 // readInventory returns the refs of an inventory; a missing inventory is empty.
@@ -65,8 +65,13 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 	if err != nil {
 		return err
 	}
-	_, err = a.dyn.Resource(gvrConfigMaps).Namespace(ns).Patch(ctx, InventoryName(bundle, color), types.ApplyPatchType, body,
-		metav1.PatchOptions{FieldManager: contract.FieldManager, Force: new(true)})
+	ri := a.dyn.Resource(gvrConfigMaps).Namespace(ns)
+	manager := contract.FieldManagerFor(bundle)
+	out, err := ri.Patch(ctx, InventoryName(bundle, color), types.ApplyPatchType, body,
+		metav1.PatchOptions{FieldManager: manager, Force: new(true)})
+	if err == nil {
+		_, err = dropLegacy(ctx, ri, out, contract.LegacyFieldManager, manager)
+	}
 	if err != nil {
 		return fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
 	}
@@ -170,14 +175,4 @@ func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) 
 		return pruneGone, err
 	}
 	return pruneDeleted, nil
-}
-
-// managedByTandem reports whether one of tandem's field managers applied u.
-func managedByTandem(u *unstructured.Unstructured) bool {
-	for _, m := range u.GetManagedFields() {
-		if m.Manager == contract.FieldManager || m.Manager == contract.TrafficFieldManager {
-			return true
-		}
-	}
-	return false
 }

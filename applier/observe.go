@@ -46,8 +46,9 @@ type Observed struct {
 }
 
 // Observe reads the bundle's stable twins (its twins inventory, and Services
-// managed by "tandem/traffic" with the bundle label) and its workloads per
-// color.
+// with the bundle label managed by "tandem/<bundle>/traffic", or by the
+// shared "tandem/traffic" of earlier releases and without a color label)
+// and its workloads per color.
 func (a *Applier) Observe(ctx context.Context, namespace, bundle string) (Observed, error) {
 	obs := Observed{Twins: map[string]string{}, Colors: map[string]ColorState{}}
 	if err := a.observeTwins(ctx, namespace, bundle, &obs); err != nil {
@@ -80,8 +81,9 @@ func (a *Applier) observeTwins(ctx context.Context, namespace, bundle string, ob
 	}
 	for i := range list.Items {
 		u := &list.Items[i]
+		_, colored := u.GetLabels()[contract.LabelColor]
 		for _, m := range u.GetManagedFields() {
-			if m.Manager == contract.TrafficFieldManager {
+			if m.Manager == contract.TrafficFieldManagerFor(bundle) || (m.Manager == contract.LegacyTrafficFieldManager && !colored) {
 				twins[u.GetName()] = u
 			}
 		}

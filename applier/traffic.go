@@ -33,8 +33,18 @@ type twin struct {
 	body []byte
 }
 
+// FlipOptions configures one Flip.
+type FlipOptions struct {
+	// Adopt lets Flip take over a Service of a twin's name that exists and
+	// that no bundle owns (made with kubectl, Helm or another tool: the
+	// Service an app had before it moved under tandem). Without it such a
+	// Service is refused before any twin changes.
+	Adopt bool
+}
+
 // Flip points every stable twin of a bundle at color in one pass: each twin
-// is server-side applied (field manager "tandem/traffic") with its selector
+// is server-side applied (field manager "tandem/<bundle>/traffic",
+// contract.TrafficFieldManagerFor) with its selector
 // plus tandem.dev/color=<color> and its tandem.dev/live-commit annotation.
 // Missing twins are created. All twins are dry-run first; if an apply still
 // fails, the twins changed so far are put back (previous selector; created
@@ -45,10 +55,15 @@ type twin struct {
 // The twins are recorded in the inventory
 // tandem-inventory-<bundle>-twins; twins of an earlier Flip that are no
 // longer given are pruned. A twin whose selector would hold nothing but the
-// color is refused. All twins must share one namespace and bundle label.
+// color is refused. All twins must share one namespace and bundle label. A
+// twin that exists and belongs to another bundle (its tandem.dev/bundle
+// label), or that no bundle owns unless o.Adopt, is refused before any twin
+// changes. A twin an earlier release
+// applied with the shared manager "tandem/traffic" is handed over to the
+// bundle's own.
 // When the EndpointSlices do not converge in time the twins stay on color
 // and the error names each twin and what it still lists.
-func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string) error {
+func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string, o FlipOptions) error {
 	if color == "" {
 		return errors.New("flip: color is empty")
 	}
@@ -73,6 +88,7 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 		refs = append(refs, refOf(t.obj))
 	}
 	svc := a.dyn.Resource(gvrServices).Namespace(ns)
+	manager := contract.TrafficFieldManagerFor(bundle)
 
 	// Dry run, and remember what each twin looks like now.
 	var bad []string
@@ -84,9 +100,13 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 			return fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
 		default:
 			t.prev = live
+			if why := claimRefusal(live, bundle, o.Adopt); why != "" {
+				bad = append(bad, fmt.Sprintf("%s: %s", objRef(t.obj), why))
+				continue
+			}
 		}
 		_, err = svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: contract.TrafficFieldManager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
+			FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
 				return fmt.Errorf("flip to %s: %s: dry run: %w", color, objRef(t.obj), err)
@@ -107,14 +127,19 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 	}
 
 	for i, t := range ts {
-		_, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: contract.TrafficFieldManager, Force: new(true)})
+		out, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
+			FieldManager: manager, Force: new(true)})
+		changed := i
+		if err == nil {
+			changed = i + 1
+			_, err = dropLegacy(ctx, svc, out, contract.LegacyTrafficFieldManager, manager)
+		}
 		if err != nil {
 			err = fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
-			if rerr := a.putBack(context.WithoutCancel(ctx), ts[:i]); rerr != nil {
+			if rerr := a.putBack(context.WithoutCancel(ctx), ts[:changed]); rerr != nil {
 				return errors.Join(err, fmt.Errorf("flip to %s: putting twins back: %w", color, rerr))
 			}
-			return fmt.Errorf("%w (the %d twins changed before were put back)", err, i)
+			return fmt.Errorf("%w (the %d twins changed were put back)", err, changed)
 		}
 	}
 
@@ -201,7 +226,8 @@ func (a *Applier) putBack(ctx context.Context, ts []*twin) error {
 		u.SetAnnotations(ann)
 		body, err := applyBody(u)
 		if err == nil {
-			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: contract.TrafficFieldManager, Force: new(true)})
+			manager := contract.TrafficFieldManagerFor(u.GetLabels()[contract.LabelBundle])
+			_, err = ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: manager, Force: new(true)})
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", objRef(u), err))

@@ -82,7 +82,7 @@ func TestFlipMovesEndpointsBetweenColors(t *testing.T) {
 	deployColor(t, a, ns, "green", "v2")
 	ctx := testCtx(t, 2*time.Minute)
 
-	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client", "server"), "blue"); err != nil {
+	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client", "server"), "blue", FlipOptions{}); err != nil {
 		t.Fatalf("Flip blue: %v", err)
 	}
 	if got := strings.Join(endpointColors(t, a, ns, "server"), ","); got != "blue,blue" {
@@ -104,7 +104,7 @@ func TestFlipMovesEndpointsBetweenColors(t *testing.T) {
 
 	// The twins render with the old color; Flip sets the new one.
 	start := time.Now()
-	if err := a.Flip(ctx, twins(ns, "blue", "bbb222", "client", "server"), "green"); err != nil {
+	if err := a.Flip(ctx, twins(ns, "blue", "bbb222", "client", "server"), "green", FlipOptions{}); err != nil {
 		t.Fatalf("Flip green: %v", err)
 	}
 	t.Logf("flip to green confirmed by EndpointSlices in %s", time.Since(start).Round(time.Millisecond))
@@ -135,7 +135,7 @@ func TestFlipMovesEndpointsBetweenColors(t *testing.T) {
 	}
 
 	// Dropping a twin from the bundle prunes it on the next flip.
-	if err := a.Flip(ctx, twins(ns, "green", "bbb222", "server"), "green"); err != nil {
+	if err := a.Flip(ctx, twins(ns, "green", "bbb222", "server"), "green", FlipOptions{}); err != nil {
 		t.Fatalf("Flip without client: %v", err)
 	}
 	if exists(t, a, gvrServices, ns, "client") {
@@ -152,7 +152,7 @@ func TestFlipFailingHalfwayIsPutBack(t *testing.T) {
 	deployColor(t, a, ns, "blue", "v1")
 	deployColor(t, a, ns, "green", "v2")
 	ctx := testCtx(t, 2*time.Minute)
-	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client"), "blue"); err != nil {
+	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client"), "blue", FlipOptions{}); err != nil {
 		t.Fatalf("Flip blue: %v", err)
 	}
 	// 5 Services exist; the quota admits one more. Each twin passes the dry
@@ -166,7 +166,7 @@ func TestFlipFailingHalfwayIsPutBack(t *testing.T) {
 	}
 	waitQuotaUsed(t, a, ns, "services", 5)
 
-	err := a.Flip(ctx, twins(ns, "blue", "bbb222", "client", "server", "extra"), "green")
+	err := a.Flip(ctx, twins(ns, "blue", "bbb222", "client", "server", "extra"), "green", FlipOptions{})
 	if err == nil {
 		t.Fatal("Flip succeeded beyond the quota")
 	}
@@ -187,7 +187,7 @@ func TestFlipFailingHalfwayIsPutBack(t *testing.T) {
 	// A twin the server rejects is caught by the dry run: nothing changes.
 	bad := twins(ns, "blue", "ccc333", "client", "server")
 	_ = unstructured.SetNestedSlice(bad[1].Object, []any{map[string]any{"port": int64(0)}}, "spec", "ports")
-	err = a.Flip(ctx, bad, "green")
+	err = a.Flip(ctx, bad, "green", FlipOptions{})
 	if err == nil || !strings.Contains(err.Error(), "no twin changed") || !strings.Contains(err.Error(), "Service "+ns+"/server: ") {
 		t.Fatalf("err = %v, want a dry-run failure naming the server twin", err)
 	}
@@ -217,7 +217,7 @@ func TestFlipRefusesEmptySelector(t *testing.T) {
 	a := newApplier(t)
 	tw := twinOf(ns, "server", "blue", "aaa111")
 	_ = unstructured.SetNestedStringMap(tw.Object, map[string]string{contract.LabelColor: "blue"}, "spec", "selector")
-	err := a.Flip(testCtx(t, time.Minute), objs(tw), "green")
+	err := a.Flip(testCtx(t, time.Minute), objs(tw), "green", FlipOptions{})
 	if err == nil || !strings.Contains(err.Error(), "Service "+ns+"/server: refusing") {
 		t.Fatalf("err = %v, want a refusal naming the twin", err)
 	}
@@ -309,7 +309,7 @@ func TestFlipToUnreadyColorTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	err = short.Flip(ctx, twins(ns, "blue", "bbb222", "server"), "green")
+	err = short.Flip(ctx, twins(ns, "blue", "bbb222", "server"), "green", FlipOptions{})
 	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	if err == nil || !strings.Contains(err.Error(), "Service "+ns+"/server: ") || IsTransient(err) {
 		t.Fatalf("err = %v, want a timeout naming the server twin", err)

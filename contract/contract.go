@@ -3,8 +3,8 @@
 // version, the labels and annotations on objects and the field managers.
 // render writes them, applier reads and writes them, promote and cmd/agent
 // use the API version; none of them imports another for a name. Its only
-// code is Short, the commit abbreviation of every message. It imports
-// nothing.
+// code is Short, the commit abbreviation of every message, and the field
+// manager names. It imports nothing.
 package contract
 
 // Short is the 7-character abbreviation of a commit hash, as in git log --oneline.
@@ -42,10 +42,31 @@ const (
 	AnnotationReplicas = "tandem.dev/replicas"
 )
 
-// Field managers of tandem's server-side applies.
+// Field managers of tandem's server-side applies. Every bundle applies with
+// its own managers, so the API server records which bundle owns each field
+// (kubectl get -o yaml --show-managed-fields shows it).
 const (
-	// FieldManager owns every field tandem applies.
-	FieldManager = "tandem"
-	// TrafficFieldManager owns the stable twins' selectors (the traffic flip).
-	TrafficFieldManager = "tandem/traffic"
+	// LegacyFieldManager is the manager every bundle shared before managers
+	// were per bundle; it is also the prefix of every tandem manager. The
+	// applier still recognises it and hands its fields over to the
+	// bundle's own manager on the next apply.
+	LegacyFieldManager = "tandem"
+	// LegacyTrafficFieldManager is the stable twins' manager before managers
+	// were per bundle.
+	LegacyTrafficFieldManager = "tandem/traffic"
 )
+
+// FieldManagerFor is the field manager of bundle's applies and inventories:
+// "tandem/<bundle>".
+func FieldManagerFor(bundle string) string { return LegacyFieldManager + "/" + bundle }
+
+// TrafficFieldManagerFor is the field manager of bundle's stable twins (the
+// traffic flip): "tandem/<bundle>/traffic".
+func TrafficFieldManagerFor(bundle string) string { return FieldManagerFor(bundle) + "/traffic" }
+
+// IsFieldManager reports whether name is one of tandem's field managers:
+// "tandem" or any name under "tandem/".
+func IsFieldManager(name string) bool {
+	const prefix = LegacyFieldManager + "/"
+	return name == LegacyFieldManager || (len(name) > len(prefix) && name[:len(prefix)] == prefix)
+}

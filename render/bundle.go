@@ -46,6 +46,9 @@ type Spec struct {
 	ScaleDownAfter          time.Duration
 	ScaleDownNever          bool
 	OnFailure               string // "revert" | "hold"
+	// Adopt lets the bundle take over existing objects that no bundle
+	// owns (spec.adopt; default false).
+	Adopt bool
 }
 
 type rawBundle struct {
@@ -63,6 +66,7 @@ type rawBundle struct {
 		Soak           string   `json:"soak"`
 		ScaleDownAfter string   `json:"scaleDownAfter"`
 		OnFailure      string   `json:"onFailure"`
+		Adopt          bool     `json:"adopt"`
 	} `json:"spec"`
 }
 
@@ -104,6 +108,7 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 	if !validLabel(s.Namespace) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
+	s.Adopt = r.Spec.Adopt
 	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err
@@ -411,7 +416,7 @@ func readLimited(p string, limit int64) ([]byte, error) {
 var knownFields = map[string][]string{
 	"":         {"apiVersion", "kind", "metadata", "spec"},
 	"metadata": {"name"},
-	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure"},
+	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure", "adopt"},
 }
 
 // unknownField returns the dotted path of the first unknown field, or "".

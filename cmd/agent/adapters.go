@@ -92,11 +92,11 @@ func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.Re
 		return nil, err
 	}
 	if shared && len(res.Shared) > 0 {
-		if _, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared}); err != nil {
+		if _, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared, Adopt: b.Spec.Adopt}); err != nil {
 			return nil, classify(fmt.Errorf("bundle %s shared: %w", b.Name, err))
 		}
 	}
-	cs, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects})
+	cs, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt})
 	if err != nil {
 		return cs, classify(fmt.Errorf("bundle %s color %s: %w", b.Name, color, err))
 	}
@@ -175,14 +175,14 @@ func (c *bundleCluster) Watch(ctx context.Context, color string, ref promote.Rel
 
 // Route points every stable twin of the bundle at color.
 func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.ReleaseRef) error {
-	_, res, err := c.store.get(c.bundle, ref, color)
+	b, res, err := c.store.get(c.bundle, ref, color)
 	if err != nil {
 		return err
 	}
 	if len(res.Twins) == 0 {
 		return nil // a bundle without Services has no traffic to move
 	}
-	return classify(c.ap.Flip(ctx, res.Twins, color))
+	return classify(c.ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt}))
 }
 
 // Scale takes a color to zero replicas (objects kept) or back.

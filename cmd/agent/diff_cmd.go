@@ -87,8 +87,8 @@ func diffCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	var total applier.Diff
 	for _, set := range []applier.Set{
-		{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared},
-		{Bundle: b.Name, Color: *color, Namespace: b.Spec.Namespace, Objects: res.Objects},
+		{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared, Adopt: b.Spec.Adopt},
+		{Bundle: b.Name, Color: *color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt},
 	} {
 		if set.Color == "" && len(set.Objects) == 0 {
 			continue

@@ -71,7 +71,7 @@ func deployColor(ctx context.Context, t *testing.T, ap *applier.Applier, dir, co
 		t.Fatal(err)
 	}
 	if route {
-		if err := ap.Flip(ctx, res.Twins, color); err != nil {
+		if err := ap.Flip(ctx, res.Twins, color, applier.FlipOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
