@@ -110,19 +110,27 @@ type ChangeSet struct {
 }
 
 // Count returns how many changes have action act.
-func (c ChangeSet) Count(act Action) int {
+func (c ChangeSet) Count(act Action) int { return countAction(c.Changes, act, Change.action) }
+
+// Changed reports whether anything was created, configured or pruned.
+func (c ChangeSet) Changed() bool { return changes(c.Count) }
+
+func (c Change) action() Action { return c.Action }
+
+// countAction counts the entries of xs whose action is act.
+func countAction[T any](xs []T, act Action, of func(T) Action) int {
 	n := 0
-	for _, ch := range c.Changes {
-		if ch.Action == act {
+	for _, x := range xs {
+		if of(x) == act {
 			n++
 		}
 	}
 	return n
 }
 
-// Changed reports whether anything was created, configured or pruned.
-func (c ChangeSet) Changed() bool {
-	return c.Count(Created)+c.Count(Configured)+c.Count(Pruned) > 0
+// changes reports whether count finds anything created, configured or pruned.
+func changes(count func(Action) int) bool {
+	return count(Created)+count(Configured)+count(Pruned) > 0
 }
 
 // String summarises the set: "3 created, 1 configured, 5 unchanged, 0 pruned".

@@ -36,20 +36,12 @@ type Diff struct {
 }
 
 // Count returns how many objects have action act.
-func (d Diff) Count(act Action) int {
-	n := 0
-	for _, o := range d.Objects {
-		if o.Action == act {
-			n++
-		}
-	}
-	return n
-}
+func (d Diff) Count(act Action) int { return countAction(d.Objects, act, ObjectDiff.action) }
 
 // Changed reports whether applying would create, change or prune anything.
-func (d Diff) Changed() bool {
-	return d.Count(Created)+d.Count(Configured)+d.Count(Pruned) > 0
-}
+func (d Diff) Changed() bool { return changes(d.Count) }
+
+func (o ObjectDiff) action() Action { return o.Action }
 
 // Diff reports what Apply(s) would change, without changing anything: a
 // server-side dry run of each object's apply (field manager "tandem/<bundle>",
