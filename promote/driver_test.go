@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/check"
+
 	"github.com/tandem-gitops/tandem/contract"
 )
 
@@ -114,6 +116,24 @@ func (f *fakeCluster) Verify(ctx context.Context, color string, rel ReleaseRef, 
 func (f *fakeCluster) Watch(ctx context.Context, color string, rel ReleaseRef, _ time.Duration) error {
 	f.calls.add(fmt.Sprintf("watch %s %s", color, rel.Commit))
 	return f.wait(ctx, "watch "+rel.Commit)
+}
+func (f *fakeCluster) Check(ctx context.Context, color string, rel ReleaseRef, cs []check.Spec) (check.Results, error) {
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	f.calls.add(fmt.Sprintf("check %s %s %s", color, rel.Commit, strings.Join(names, ",")))
+	err := f.wait(ctx, "check "+rel.Commit)
+	var rs check.Results
+	for _, c := range cs {
+		r := check.Result{Name: c.Name, Kind: c.Kind(), When: c.When, Color: color, Verdict: check.Passed}
+		if err != nil {
+			r.Verdict, r.Values = check.Failed, []string{"0.5"}
+			err = &check.Error{Results: check.Results{r}}
+		}
+		rs = append(rs, r)
+	}
+	return rs, err
 }
 func (f *fakeCluster) Route(_ context.Context, color string, rel ReleaseRef) error {
 	f.calls.add(fmt.Sprintf("route %s %s", color, rel.Commit))

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/internal/yamlguard"
 
@@ -49,6 +50,8 @@ type Spec struct {
 	// Adopt lets the bundle take over existing objects that no bundle
 	// owns (spec.adopt; default false).
 	Adopt bool
+	// Checks are spec.checks: end-to-end checks at verify and soak time.
+	Checks []check.Spec
 }
 
 type rawBundle struct {
@@ -66,7 +69,8 @@ type rawBundle struct {
 		Soak           string   `json:"soak"`
 		ScaleDownAfter string   `json:"scaleDownAfter"`
 		OnFailure      string   `json:"onFailure"`
-		Adopt          bool     `json:"adopt"`
+		Adopt          bool        `json:"adopt"`
+		Checks         []check.Raw `json:"checks"`
 	} `json:"spec"`
 }
 
@@ -109,7 +113,7 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
 	s.Adopt = r.Spec.Adopt
-	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy} {
+	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseChecks} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err
 		}

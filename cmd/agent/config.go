@@ -41,7 +41,8 @@ type config struct {
 	Pprof            bool
 	VerifyCommits    bool
 	TrustedKeys      stringList
-	Vis              visConfig // events, commit statuses, notifications (notify.go)
+	Vis              visConfig   // events, commit statuses, notifications (notify.go)
+	Checks           checkConfig // end-to-end checks (checks.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -78,6 +79,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	c.Vis.register(fs)
+	c.Checks.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage
@@ -121,7 +123,7 @@ func (c *config) validate() error {
 	if !c.VerifyCommits && len(c.TrustedKeys) > 0 {
 		errs = append(errs, errors.New("--trusted-keys is only used with --verify-commits"))
 	}
-	errs = append(errs, c.Vis.validate())
+	errs = append(errs, c.Vis.validate(), c.Checks.validate())
 	return errors.Join(errs...)
 }
 
