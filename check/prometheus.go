@@ -23,9 +23,12 @@ type PromSource struct {
 	api promv1.API
 }
 
-// NewPromSource returns the Prometheus at url; tokenFile may be empty.
-func NewPromSource(url, tokenFile string) (*PromSource, error) {
-	var rt http.RoundTripper = api.DefaultRoundTripper
+// NewPromSource returns the Prometheus at url; tokenFile may be empty; rt
+// nil is client_golang's default transport.
+func NewPromSource(url, tokenFile string, rt http.RoundTripper) (*PromSource, error) {
+	if rt == nil {
+		rt = api.DefaultRoundTripper
+	}
 	if tokenFile != "" {
 		rt = &bearerFile{file: tokenFile, next: rt}
 	}

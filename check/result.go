@@ -27,6 +27,8 @@ type Result struct {
 	// Detail says why, for a verdict other than passed (and what ran).
 	Detail   string
 	Duration time.Duration
+	// Stopped: another check did not pass first, and this one was cut short.
+	Stopped bool
 }
 
 // Line is the result on one line, for commits and logs.
@@ -72,14 +74,20 @@ func (rs Results) Trailers() []string {
 	return out
 }
 
-// Failing is the first result that did not pass (nil when all passed).
+// Failing is the result that failed the phase (nil when all passed): the
+// first that did not pass on its own, not one that was stopped.
 func (rs Results) Failing() *Result {
+	var stopped *Result
 	for i := range rs {
-		if rs[i].Verdict != Passed {
+		switch {
+		case rs[i].Verdict == Passed:
+		case !rs[i].Stopped:
 			return &rs[i]
+		case stopped == nil:
+			stopped = &rs[i]
 		}
 	}
-	return nil
+	return stopped
 }
 
 // Error is a phase's checks that did not all pass.

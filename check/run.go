@@ -27,8 +27,6 @@ type Runner struct {
 	HTTP       *http.Client
 	Prometheus *PromSource
 	Jobs       JobRunner
-	// Report, when set, is called with each result as soon as it is known.
-	Report func(Result)
 }
 
 // Target is what a phase's checks run against: the variables of the
@@ -59,12 +57,9 @@ func (r *Runner) Run(ctx context.Context, specs []Spec, t Target) (Results, erro
 			defer wg.Done()
 			res, err := r.runOne(rctx, s, t)
 			if rctx.Err() != nil && ctx.Err() == nil && res.Verdict != Passed && err == nil && !res.stopper {
-				res.Verdict, res.Detail, res.stopped = Inconclusive, "stopped: another check did not pass", true
+				res.Verdict, res.Detail, res.Stopped = Inconclusive, "stopped: another check did not pass", true
 			}
 			results[i], errs[i] = res.Result, err
-			if err == nil && !res.stopped && r.Report != nil {
-				r.Report(res.Result)
-			}
 			if err != nil || res.Verdict != Passed {
 				once.Do(stop)
 			}
@@ -88,7 +83,6 @@ func (r *Runner) Run(ctx context.Context, specs []Spec, t Target) (Results, erro
 // run is a result with how it ended.
 type run struct {
 	Result
-	stopped bool // another check's failure stopped it
 	stopper bool // it reached its own verdict
 }
 

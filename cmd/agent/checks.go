@@ -50,7 +50,7 @@ func (c *checkConfig) validate() error {
 func newCheckRunner(c checkConfig) (*check.Runner, error) {
 	r := &check.Runner{HTTP: &http.Client{Timeout: time.Minute}}
 	if c.PrometheusURL != "" {
-		p, err := check.NewPromSource(c.PrometheusURL, c.PrometheusTokenFile)
+		p, err := check.NewPromSource(c.PrometheusURL, c.PrometheusTokenFile, nil)
 		if err != nil {
 			return nil, err
 		}
