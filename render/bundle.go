@@ -7,8 +7,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -61,14 +61,14 @@ type rawBundle struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
 	Spec struct {
-		Namespace      string   `json:"namespace"`
-		Path           *string  `json:"path"`
-		Shared         string   `json:"shared"`
-		Colors         []string `json:"colors"`
-		HealthTimeout  string   `json:"healthTimeout"`
-		Soak           string   `json:"soak"`
-		ScaleDownAfter string   `json:"scaleDownAfter"`
-		OnFailure      string   `json:"onFailure"`
+		Namespace      string      `json:"namespace"`
+		Path           *string     `json:"path"`
+		Shared         string      `json:"shared"`
+		Colors         []string    `json:"colors"`
+		HealthTimeout  string      `json:"healthTimeout"`
+		Soak           string      `json:"soak"`
+		ScaleDownAfter string      `json:"scaleDownAfter"`
+		OnFailure      string      `json:"onFailure"`
 		Adopt          bool        `json:"adopt"`
 		Checks         []check.Raw `json:"checks"`
 	} `json:"spec"`
@@ -417,40 +417,55 @@ func readLimited(p string, limit int64) ([]byte, error) {
 	return os.ReadFile(p)
 }
 
-var knownFields = map[string][]string{
-	"":         {"apiVersion", "kind", "metadata", "spec"},
-	"metadata": {"name"},
-	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure", "adopt"},
-}
-
-// unknownField returns the dotted path of the first unknown field, or "".
+// unknownField returns the path of the first field of data that
+// rawBundle does not have ("spec.checks[0].shell"), or "".
 func unknownField(data []byte) string {
-	var m map[string]any
+	var m any
 	if yaml.Unmarshal(data, &m) != nil {
 		return ""
 	}
-	check := func(prefix string, m map[string]any) string {
-		keys := make([]string, 0, len(m))
-		for k := range m {
+	return unknownIn(m, reflect.TypeOf(rawBundle{}), "")
+}
+
+// unknownIn walks v (decoded YAML) along t's json fields.
+func unknownIn(v any, t reflect.Type, at string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if t.Kind() != reflect.Struct {
+			return ""
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			fields[name] = t.Field(i).Type
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if !slices.Contains(knownFields[prefix], k) {
-				if prefix == "" {
-					return k
-				}
-				return prefix + "." + k
+			p := k
+			if at != "" {
+				p = at + "." + k
+			}
+			ft, ok := fields[k]
+			if !ok {
+				return p
+			}
+			if f := unknownIn(x[k], ft, p); f != "" {
+				return f
 			}
 		}
-		return ""
-	}
-	if f := check("", m); f != "" {
-		return f
-	}
-	for _, sec := range []string{"metadata", "spec"} {
-		if sub, ok := m[sec].(map[string]any); ok {
-			if f := check(sec, sub); f != "" {
+	case []any:
+		if t.Kind() != reflect.Slice {
+			return ""
+		}
+		for i, e := range x {
+			if f := unknownIn(e, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); f != "" {
 				return f
 			}
 		}
