@@ -329,3 +329,47 @@ func TestDriverRecoversBeforeTakingCandidates(t *testing.T) {
 		t.Fatalf("in use after recovery and a release: %v %v, want v3 live and v2 previous", refs, ok)
 	}
 }
+
+// A newer commit that arrives while the verify checks run stops them; the
+// older commit never gets traffic.
+func TestDriverNewestWinsMidCheck(t *testing.T) {
+	c := newCalls()
+	checked := revertPolicy
+	checked.Checks = []check.Spec{{Name: "smoke", When: check.WhenVerify, Job: &check.Job{}}}
+	h := startDriver(t, liveBlue(), blueView(), checked, make(chan struct{}, 1), c)
+	h.cl.blocker("check v2") // v2's check never ends on its own
+	h.d.Offer(Candidate{Commit: "v2", Digest: "sha256:v2", Policy: checked})
+	c.await(t, "check green v2 smoke")
+	h.d.Offer(Candidate{Commit: "v3", Digest: "sha256:v3", Policy: checked})
+	c.await(t, "write promoted: tandem: promote shop to green (v3)")
+	want := []string{"observe", "deploy green v2", "verify green v2", "check green v2 smoke", "deploy green v3", "verify green v3",
+		"check green v3 smoke", "route green v3", "write promoted: tandem: promote shop to green (v3)"}
+	if got := c.all(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("effects:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// Soak checks run beside the soak's health watch; the first to fail ends
+// both, and traffic goes back.
+func TestDriverSoakCheckFailureEndsTheSoak(t *testing.T) {
+	c := newCalls()
+	soak := revertPolicy
+	soak.Soak = time.Hour
+	soak.Checks = []check.Spec{{Name: "errors", When: check.WhenSoak, Prometheus: &check.Prometheus{}}}
+	warm := blueView()
+	warm.Colors["green"] = ColorView{Commit: "v0", Digest: "sha256:0", Healthy: true, Replicas: 1, Ready: 1}
+	rel := liveBlue()
+	rel.Colors["green"] = ColorRelease{Commit: "v0", Digest: "sha256:0", State: StatePrevious}
+	h := startDriver(t, rel, warm, soak, make(chan struct{}, 1), c)
+	c.await(t, "observe")
+	h.cl.blocker("watch v2") // healthy for the whole (hour-long) soak
+	h.cl.blocker("check v2") <- errors.New("error ratio 0.2")
+	h.d.Offer(Candidate{Commit: "v2", Subject: "change v2", Digest: "sha256:v2", Policy: soak})
+	c.await(t, "write reverted:")
+	got := strings.Join(c.all(), "\n")
+	for _, w := range []string{"watch green v2", "check green v2 errors", "route blue v1", "write reverted: Revert \"change v2\" in bundle shop"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("effects lack %q:\n%s", w, got)
+		}
+	}
+}
