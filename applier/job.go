@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tandem-gitops/tandem/contract"
@@ -61,9 +62,34 @@ func (a *Applier) RunJob(ctx context.Context, bundle, check string, job *unstruc
 	_, err = a.WaitHealthy(ctx, []*unstructured.Unstructured{created}, o)
 	var he *HealthError
 	if errors.As(err, &he) {
-		return name, he.Error(), nil
+		return name, a.jobFailure(ctx, ns, name, he), nil
 	}
 	return name, "", err
+}
+
+// jobFailure says why a check Job failed: the container of its pod that
+// exited non-zero, when there is one, else what the health wait saw.
+func (a *Applier) jobFailure(ctx context.Context, ns, job string, he *HealthError) string {
+	var reasons []string
+	for _, f := range he.Failures {
+		reasons = append(reasons, f.Reason)
+	}
+	why := strings.Join(reasons, "; ")
+	if he.TimedOut {
+		why = "did not complete in time: " + why
+	}
+	pods, err := a.cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "batch.kubernetes.io/job-name=" + job})
+	if err != nil {
+		return why
+	}
+	for _, p := range pods.Items {
+		for _, cs := range p.Status.ContainerStatuses {
+			if t := cs.State.Terminated; t != nil && t.ExitCode != 0 {
+				return fmt.Sprintf("pod %s container %s exited with code %d (%s, %s); %s", p.Name, cs.Name, t.ExitCode, t.Reason, imageOf(&p, cs), why)
+			}
+		}
+	}
+	return why
 }
 
 // deleteCheckJobs deletes the Jobs (and their pods) of earlier runs of check

@@ -31,6 +31,9 @@ func TestRunJob(t *testing.T) {
 	if failed == "" || name2 == name1 {
 		t.Fatalf("a Job whose pod fails passed (run %s, failed %q)", name2, failed)
 	}
+	if !strings.Contains(failed, "exited with code 1") || !strings.Contains(failed, "example/smoke:v2-fail") {
+		t.Errorf("the failure does not name the exit code and image: %q", failed)
+	}
 	t.Logf("failed run: %s", failed)
 	jobs, err := a.dyn.Resource(gvrJobs).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelCheck + "=smoke"})
 	if err != nil {
