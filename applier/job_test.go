@@ -56,4 +56,18 @@ func TestRunJob(t *testing.T) {
 	if err != nil || !strings.Contains(failed, "ErrImagePull") && !strings.Contains(failed, "ImagePullBackOff") {
 		t.Fatalf("a Job whose image never pulls: failed %q, err %v; want a failure naming the pull error", failed, err)
 	}
+
+	// Removing the bundle removes its check Jobs (they are in no inventory).
+	if _, err := a.DeleteBundle(ctx, ns, testBundle, [2]string{"blue", "green"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err = a.dyn.Resource(gvrJobs).Namespace(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelCheck})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs.Items {
+		if j.GetDeletionTimestamp() == nil {
+			t.Errorf("check Job %s outlived its bundle", j.GetName())
+		}
+	}
 }
