@@ -119,11 +119,11 @@ type State struct {
 	// Displaced is the warm previous release that the candidate's deploy
 	// replaced; a failure restores it so that a rollback stays instant.
 	Displaced *ReleaseRef
-	Evidence  string   // what verification showed, for the promotion commit
+	Evidence  string // what verification showed, for the promotion commit
 	// Checks are the candidate's check results so far (verify, then soak),
 	// for the outcome commit.
 	Checks  check.Results
-	Outcome   Decision // the ActFail decision whose commit follows the take-out
+	Outcome Decision // the ActFail decision whose commit follows the take-out
 	// ScaleDownAt is when the previous color is due to scale to zero (zero: never).
 	ScaleDownAt time.Time
 	Attempt     int // transient retries of the pending decision
@@ -180,7 +180,7 @@ type Event struct {
 	Evidence  string // EvVerified: per-app readiness
 	// Checks (EvChecked, EvSoaked) are the check results, when checks ran.
 	Checks check.Results
-	At        time.Time
+	At     time.Time
 }
 
 // Action is what the driver must do.

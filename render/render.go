@@ -114,7 +114,7 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err), Inputs: bc.inputList()}
 	}
-	digest, err := digestOf(append(slices.Clip(colored), sortedJobs(jobs)...), shared)
+	digest, err := digestOf(append(slices.Clip(colored), SortedCheckJobs(jobs)...), shared)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: digest: %w", b.Name, err)
 	}
@@ -245,8 +245,8 @@ func (res *Result) colorJobs(jobs map[string]*unstructured.Unstructured, commit 
 	}
 }
 
-// sortedJobs lists jobs by check name.
-func sortedJobs(jobs map[string]*unstructured.Unstructured) []*unstructured.Unstructured {
+// SortedCheckJobs lists check Jobs (Result.CheckJobs) by check name.
+func SortedCheckJobs(jobs map[string]*unstructured.Unstructured) []*unstructured.Unstructured {
 	names := make([]string, 0, len(jobs))
 	for n := range jobs {
 		names = append(names, n)
