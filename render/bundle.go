@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/internal/yamlguard"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -49,6 +50,11 @@ type Spec struct {
 	// Adopt lets the bundle take over existing objects that no bundle
 	// owns (spec.adopt; default false).
 	Adopt bool
+	// ServiceAccountName is the ServiceAccount in Namespace that the
+	// agent impersonates for every apply, wait, flip and prune of the
+	// bundle (spec.serviceAccountName; "": the agent's
+	// --default-service-account, else its own identity).
+	ServiceAccountName string
 }
 
 type rawBundle struct {
@@ -67,6 +73,7 @@ type rawBundle struct {
 		ScaleDownAfter string   `json:"scaleDownAfter"`
 		OnFailure      string   `json:"onFailure"`
 		Adopt          bool     `json:"adopt"`
+		ServiceAccount string   `json:"serviceAccountName"`
 	} `json:"spec"`
 }
 
@@ -109,6 +116,12 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
 	s.Adopt = r.Spec.Adopt
+	if sa := r.Spec.ServiceAccount; sa != "" {
+		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
+			return nil, bad("spec.serviceAccountName", "%q is not a valid ServiceAccount name: %s", sa, strings.Join(errs, "; "))
+		}
+		s.ServiceAccountName = sa
+	}
 	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err

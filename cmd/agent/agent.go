@@ -29,7 +29,8 @@ import (
 type agent struct {
 	cfg      *config
 	repo     *gitsync.Repo
-	ap       *applier.Applier
+	ap       *applier.Applier // the agent's own identity (observing the cluster)
+	ten      *tenancy         // who acts for each bundle, and where (tenancy.go)
 	releases *releaseStore // renders the drivers refer to
 	m        *metrics
 	log      zerolog.Logger
@@ -56,6 +57,7 @@ func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, di
 		sem:     make(chan struct{}, c.Concurrency),
 	}
 	a.ap, a.releases = ap, newReleaseStore()
+	a.ten = &tenancy{own: ap} // run.go sets the flags' tenancy
 	return a
 }
 
