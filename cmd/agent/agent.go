@@ -31,7 +31,7 @@ type agent struct {
 	repo     *gitsync.Repo
 	ap       *applier.Applier // the agent's own identity (observing the cluster)
 	ten      *tenancy         // who acts for each bundle, and where (tenancy.go)
-	releases *releaseStore // renders the drivers refer to
+	releases *releaseStore    // renders the drivers refer to
 	m        *metrics
 	log      zerolog.Logger
 	dir      string // checkouts live here, one directory per tip

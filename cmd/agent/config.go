@@ -47,7 +47,7 @@ type config struct {
 	DefaultServiceAccount string
 	// AllowedNamespaces, when given, are the only namespaces bundles may use.
 	AllowedNamespaces namespaceList
-	Vis              visConfig // events, commit statuses, notifications (notify.go)
+	Vis               visConfig // events, commit statuses, notifications (notify.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
