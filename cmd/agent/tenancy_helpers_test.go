@@ -107,3 +107,36 @@ func (s *scenario) watchSelector(ns, name string) func() (seen int, changes []st
 		return n, bad
 	}
 }
+
+// applied lists the Deployments, Services and ConfigMaps (other than
+// kube-root-ca.crt) in ns that match the label selector sel: what a bundle
+// applied there.
+func (s *scenario) applied(ns, sel string) []string {
+	s.t.Helper()
+	opts := metav1.ListOptions{LabelSelector: sel}
+	var out []string
+	deps, err := s.cs.AppsV1().Deployments(ns).List(s.ctx, opts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, d := range deps.Items {
+		out = append(out, "Deployment "+d.Name)
+	}
+	svcs, err := s.cs.CoreV1().Services(ns).List(s.ctx, opts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, v := range svcs.Items {
+		out = append(out, "Service "+v.Name)
+	}
+	cms, err := s.cs.CoreV1().ConfigMaps(ns).List(s.ctx, opts)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, c := range cms.Items {
+		if c.Name != "kube-root-ca.crt" {
+			out = append(out, "ConfigMap "+c.Name)
+		}
+	}
+	return out
+}

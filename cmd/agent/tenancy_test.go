@@ -1,11 +1,17 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tandem-gitops/tandem/contract"
 
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -68,4 +74,113 @@ func TestSharedNamespaceIdenticalRendersOrRefused(t *testing.T) {
 		t.Errorf("bundle %s applied %d Deployments although it was refused", three, len(deps.Items))
 	}
 	s.wantSelectors("blue", "server")
+}
+
+// TestServiceAccountImpersonation: a bundle naming a ServiceAccount in
+// spec.serviceAccountName acts with its rights, not the agent's. Without
+// rights in the namespace its first release is held, the commit names the
+// ServiceAccount and the refusal, and nothing is applied; once a RoleBinding
+// gives it rights, the next release promotes.
+func TestServiceAccountImpersonation(t *testing.T) {
+	s := newScenario(t, "hold", "1m", app{"server", "example/server:v1"})
+	if _, err := s.cs.CoreV1().Namespaces().Create(s.ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.cs.CoreV1().Namespaces().Delete(context.Background(), s.ns, metav1.DeleteOptions{}) })
+	if _, err := s.cs.CoreV1().ServiceAccounts(s.ns).Create(s.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "deployer"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// The team's bundle: no shared objects (a tenant does not write Namespaces).
+	s.write("bundles/"+s.ns+"/bundle.yaml", fmt.Sprintf("apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: %[1]s\nspec:\n  namespace: %[1]s\n  serviceAccountName: deployer\n  healthTimeout: 1m\n  scaleDownAfter: never\n  onFailure: hold\n", s.ns))
+	if err := os.RemoveAll(filepath.Join(s.clone, "bundles", s.ns, "shared")); err != nil {
+		t.Fatal(err)
+	}
+	s.push("act as the team's ServiceAccount")
+	s.start()
+
+	body := s.body(s.waitBundle(s.ns, "held", 1))
+	t.Logf("held: %s", body)
+	for _, want := range []string{
+		"acting as ServiceAccount " + s.ns + "/deployer (spec.serviceAccountName of bundles/" + s.ns + "/bundle.yaml)",
+		`User "system:serviceaccount:` + s.ns + `:deployer" cannot`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("commit message does not contain %q:\n%s", want, body)
+		}
+	}
+	if got := s.applied(s.ns, ""); len(got) > 0 {
+		t.Errorf("after the forbidden release %s holds %v, want nothing", s.ns, got)
+	}
+
+	// The platform team gives the ServiceAccount rights in its namespace.
+	if _, err := s.cs.RbacV1().Roles(s.ns).Create(s.ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"*"}, Resources: []string{"*"}, Verbs: []string{"*"}}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.cs.RbacV1().RoleBindings(s.ns).Create(s.ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "deployer"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "deployer"},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Name: "deployer", Namespace: s.ns}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.setImage("server", "example/server:v2")
+	s.push("server v2")
+	s.waitBundle(s.ns, "promoted", 2)
+	s.fidelity(s.ns)
+	if sel := s.selectors(); sel["server"] == "" {
+		t.Errorf("stable Service server selects %v after the promotion", sel)
+	}
+}
+
+// TestAllowedNamespaces: with --allowed-namespaces, a bundle targeting
+// another namespace, or kube-system, is held before anything is applied,
+// with an error naming its bundle.yaml and spec.namespace; the allowed
+// bundle promotes before and after.
+func TestAllowedNamespaces(t *testing.T) {
+	s := newScenario(t, "revert", "1m", app{"server", "example/server:v1"})
+	s.start("--root", "bundles", "--allowed-namespaces", s.ns)
+	s.waitBundle(s.ns, "promoted", 1)
+
+	outside, sys := "outside-"+s.ns, "sys-"+s.ns
+	s.addTeamBundle(outside, outside, "", nil, app{"api", "example/api:v1"})
+	s.addTeamBundle(sys, "kube-system", "", nil, app{"api", "example/api:v1"})
+	s.push("bundles outside the allowed namespaces")
+	for b, ns := range map[string]string{outside: outside, sys: "kube-system"} {
+		body := s.body(s.waitBundle(b, "held", 1))
+		t.Logf("held: %s", body)
+		want := "bundles/" + b + `/bundle.yaml: spec.namespace: namespace "` + ns + `" is not allowed: the agent runs with --allowed-namespaces=` + s.ns
+		if !strings.Contains(body, want) {
+			t.Errorf("commit message does not contain %q:\n%s", want, body)
+		}
+		if got := s.applied(ns, contract.LabelBundle+"="+b); len(got) > 0 {
+			t.Errorf("bundle %s wrote %v in %s", b, got, ns)
+		}
+	}
+	// The allowed bundle is not held up.
+	s.setImage("server", "example/server:v2")
+	s.push("server v2")
+	s.waitBundle(s.ns, "promoted", 2)
+	s.fidelity(s.ns)
+}
+
+// TestSystemNamespaceRefusedByDefault: without --allowed-namespaces a
+// bundle may not target kube-system: it is held with an error naming its
+// bundle.yaml and spec.namespace, nothing is applied there, and the other
+// bundle promotes.
+func TestSystemNamespaceRefusedByDefault(t *testing.T) {
+	s := newScenario(t, "revert", "1m", app{"server", "example/server:v1"})
+	sys := "sys-" + s.ns
+	s.addTeamBundle(sys, "kube-system", "", nil, app{"api", "example/api:v1"})
+	s.push("a bundle in kube-system")
+	s.start("--root", "bundles")
+	body := s.body(s.waitBundle(sys, "held", 1))
+	t.Logf("held: %s", body)
+	want := "bundles/" + sys + `/bundle.yaml: spec.namespace: namespace "kube-system" is a system namespace`
+	if !strings.Contains(body, want) {
+		t.Errorf("commit message does not contain %q:\n%s", want, body)
+	}
+	if got := s.applied("kube-system", contract.LabelBundle+"="+sys); len(got) > 0 {
+		t.Errorf("bundle %s wrote %v in kube-system", sys, got)
+	}
+	s.waitBundle(s.ns, "promoted", 1)
+	s.fidelity(s.ns)
 }
