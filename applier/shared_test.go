@@ -77,6 +77,16 @@ func TestSharedObjectIdenticalRendersShareIt(t *testing.T) {
 		t.Error("bundle three's inventory was written although its apply was refused")
 	}
 
+	// tandem-agent diff says the same; for two, nothing would change.
+	_, err = a.Diff(ctx, sharedOf("three", ns, "other-team", "2"))
+	if want := "shared object rendered differently by bundle one, two; bundle three may render it only identically (the apply would be refused)"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Diff of three: err = %v, want one containing %q", err, want)
+	}
+	d, err := a.Diff(ctx, sharedOf("two", ns, "shop", "1"))
+	if err != nil || d.Changed() {
+		t.Errorf("Diff of two: %+v, %v; want nothing changed", d, err)
+	}
+
 	// The owner's re-apply changes nothing.
 	cs, err := a.Apply(ctx, sharedOf("one", ns, "shop", "1"))
 	if err != nil {
