@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-gitops/tandem/contract"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // TestSharedNamespaceIdenticalRendersOrRefused: three bundles in one
@@ -21,7 +23,8 @@ import (
 // The third renders it with another label: its first release is held
 // before anything is applied, the commit names the Namespace, the bundles
 // that render it otherwise and the directory, and the Namespace is not
-// touched.
+// touched. When the second bundle leaves the repository, it gives up its
+// share: the Namespace stays with the first bundle's label and render.
 func TestSharedNamespaceIdenticalRendersOrRefused(t *testing.T) {
 	s := newScenario(t, "revert", "1m", app{"server", "example/server:v1"})
 	s.start("--root", "bundles")
@@ -72,6 +75,27 @@ func TestSharedNamespaceIdenticalRendersOrRefused(t *testing.T) {
 	}
 	if len(deps.Items) > 0 {
 		t.Errorf("bundle %s applied %d Deployments although it was refused", three, len(deps.Items))
+	}
+	s.wantSelectors("blue", "server")
+
+	// two leaves the repository: its share of the Namespace goes, the
+	// Namespace and the first bundle's share stay.
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.git(s.clone, "rm", "-r", "--quiet", "bundles/"+two, "bundles/"+three)
+	s.push("remove bundles " + two + " and " + three)
+	err = wait.PollUntilContextTimeout(s.ctx, 250*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		ns, err = s.cs.CoreV1().Namespaces().Get(ctx, s.ns, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, left := ns.Annotations[contract.AnnotationSharedPrefix+two]
+		return !left, nil
+	})
+	if err != nil {
+		t.Fatalf("Namespace %s still records bundle %s's render after it left: %v (annotations %v)\nagent log:\n%s", s.ns, two, err, ns.Annotations, s.agent.LogTail())
+	}
+	if ns.Annotations[contract.AnnotationSharedPrefix+s.ns] != h1 || ns.Labels[contract.LabelBundle] != s.ns {
+		t.Errorf("Namespace %s after %s left: labels %v, annotations %v; want %s's label and render kept", s.ns, two, ns.Labels, ns.Annotations, s.ns)
 	}
 	s.wantSelectors("blue", "server")
 }
