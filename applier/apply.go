@@ -395,6 +395,11 @@ func applyBody(u *unstructured.Unstructured) ([]byte, error) {
 func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces map[string]bool) error {
 	var mu sync.Mutex
 	var bad []string
+	refuse := func(it *item, why string) {
+		mu.Lock()
+		defer mu.Unlock()
+		bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
+	}
 	manager := contract.FieldManagerFor(s.Bundle)
 	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
 		if it.later {
@@ -426,9 +431,7 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 				}
 				why = cmp.Or(refusal, why)
 			}
-			mu.Lock()
-			bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
-			mu.Unlock()
+			refuse(it, why)
 			return nil
 		}
 		it.dryRV = out.GetResourceVersion()
@@ -439,17 +442,13 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 				return err
 			}
 			if why != "" {
-				mu.Lock()
-				bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
-				mu.Unlock()
+				refuse(it, why)
 			}
 			return nil
 		}
 		if it.live != nil && s.Color == "" {
 			if why := sharedRefusal(it.live, it.obj, s.Bundle, s.Adopt); why != "" {
-				mu.Lock()
-				bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
-				mu.Unlock()
+				refuse(it, why)
 				return nil
 			}
 		}
