@@ -26,7 +26,8 @@ func sharedOf(bundle, ns, team, v string) Set {
 // same shared Namespace and ConfigMap. two's identical render is applied
 // next to one's (the bundle label stays one's, each bundle's render is
 // recorded); three's different render is refused before anything changes,
-// naming the object and the bundles that render it otherwise. Removing one
+// naming the object and the bundles that render it otherwise, and so is
+// a change of one's render while two renders it. Removing one
 // keeps the objects (two still renders them) and gives up only one's share;
 // removing two then deletes the ConfigMap (never the Namespace).
 func TestSharedObjectIdenticalRendersShareIt(t *testing.T) {
@@ -94,6 +95,12 @@ func TestSharedObjectIdenticalRendersShareIt(t *testing.T) {
 	}
 	if cs.Changed() {
 		t.Errorf("re-apply of one: %s, want nothing changed", cs)
+	}
+
+	// Nor may the first bundle change its render alone while two renders it.
+	_, err = a.Apply(ctx, sharedOf("one", ns, "shop", "changed"))
+	if want := "ConfigMap " + ns + "/common: shared object rendered differently by bundle two; bundle one may render it only identically"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("Apply of one's changed render: err = %v, want one containing %q", err, want)
 	}
 
 	// one leaves: the objects stay, only its share goes.
