@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // config is everything `tandem-agent run` is told on its command line.
@@ -41,8 +43,12 @@ type config struct {
 	Pprof            bool
 	VerifyCommits    bool
 	TrustedKeys      stringList
-	Vis              visConfig   // events, commit statuses, notifications (notify.go)
-	Checks           checkConfig // end-to-end checks (checks.go)
+	// DefaultServiceAccount acts for bundles without spec.serviceAccountName.
+	DefaultServiceAccount string
+	// AllowedNamespaces, when given, are the only namespaces bundles may use.
+	AllowedNamespaces namespaceList
+	Vis               visConfig   // events, commit statuses, notifications (notify.go)
+	Checks            checkConfig // end-to-end checks (checks.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -78,6 +84,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
 	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
+	fs.StringVar(&c.DefaultServiceAccount, "default-service-account", "", "ServiceAccount, in each bundle's spec.namespace, that the agent impersonates for a bundle without spec.serviceAccountName (default: the agent's own identity; see docs/install.md)")
+	fs.Var(&c.AllowedNamespaces, "allowed-namespaces", "comma-separated namespaces bundles may use (spec.namespace and shared objects); a bundle targeting another is refused before anything is applied. Default: any but kube-system, kube-public and kube-node-lease, which only this flag can allow")
 	c.Vis.register(fs)
 	c.Checks.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -122,6 +130,11 @@ func (c *config) validate() error {
 	}
 	if !c.VerifyCommits && len(c.TrustedKeys) > 0 {
 		errs = append(errs, errors.New("--trusted-keys is only used with --verify-commits"))
+	}
+	if sa := c.DefaultServiceAccount; sa != "" {
+		if bad := validation.IsDNS1123Subdomain(sa); len(bad) > 0 {
+			errs = append(errs, fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(bad, "; ")))
+		}
 	}
 	errs = append(errs, c.Vis.validate(), c.Checks.validate())
 	return errors.Join(errs...)
