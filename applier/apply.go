@@ -115,6 +115,9 @@ func (c ChangeSet) Count(act Action) int { return countAction(c.Changes, act, Ch
 // Changed reports whether anything was created, configured or pruned.
 func (c ChangeSet) Changed() bool { return changes(c.Count) }
 
+// PrunedCount is how many objects the apply pruned.
+func (c ChangeSet) PrunedCount() int { return c.Count(Pruned) }
+
 func (c Change) action() Action { return c.Action }
 
 // countAction counts the entries of xs whose action is act.

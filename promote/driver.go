@@ -205,7 +205,12 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		ev = Event{Kind: EvObserved, View: v, Err: err}
 	case ActDeploy:
 		changes, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, true)
-		note("apply", str(changes), err)
+		n := Note{Phase: "apply", Color: dec.Color, Commit: d.commit(), Detail: str(changes),
+			Duration: time.Since(start), Err: err, Warn: err != nil}
+		if p, ok := changes.(interface{ PrunedCount() int }); ok {
+			n.Pruned = p.PrunedCount()
+		}
+		d.notify(n)
 		ev = Event{Kind: EvDeployed, Err: err}
 	case ActVerify:
 		return d.verify(ctx, dec)
@@ -213,11 +218,12 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		return d.check(ctx, dec)
 	case ActFlip:
 		err := d.cluster.Route(ctx, dec.Color, dec.Ref)
-		detail := "stable Services switched"
+		n := Note{Phase: "flip", Color: dec.Color, Commit: d.commit(), Detail: "stable Services switched",
+			Duration: time.Since(start), Err: err, Warn: err != nil}
 		if dec.Warm {
-			detail = "warm flip-back: the previous color already runs this release"
+			n.Detail, n.Reason = "warm flip-back: the previous color already runs this release", ReasonWarmFlip
 		}
-		note("flip", detail, err)
+		d.notify(n)
 		ev = Event{Kind: EvFlipped, Err: err}
 	case ActRecord:
 		ev = d.record(ctx, dec, start)

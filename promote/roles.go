@@ -24,7 +24,7 @@ type Observer interface {
 // Deployer puts releases into colors.
 type Deployer interface {
 	// Deploy applies rel's render to color (spec.shared first when shared
-	// is set) and says what changed.
+	// is set) and says what changed (with PrunedCount() int when it can).
 	Deploy(ctx context.Context, color string, rel ReleaseRef, shared bool) (fmt.Stringer, error)
 	// Scale takes color to zero replicas (objects kept) or back up.
 	Scale(ctx context.Context, color string, up bool) error
@@ -101,4 +101,22 @@ type Note struct {
 	Live, LiveCommit string
 	// Check is one check run's result (Phase "check").
 	Check *check.Result
+	// Pruned (Phase "apply") is how many objects the apply pruned.
+	Pruned int
+	// Reason, when set, says for programs what the note reports beyond
+	// its phase (Detail is for people).
+	Reason NoteReason
 }
+
+// NoteReason is the typed meaning of a note (Note.Reason).
+type NoteReason string
+
+// Note reasons.
+const (
+	// ReasonCancelled: a newer commit ended a verification or its checks.
+	ReasonCancelled NoteReason = "cancelled"
+	// ReasonNotWarm: the warm standby no longer runs the release; it is deployed instead.
+	ReasonNotWarm NoteReason = "not-warm"
+	// ReasonWarmFlip: the flip is a warm flip-back to a color that already runs the release.
+	ReasonWarmFlip NoteReason = "warm-flip"
+)

@@ -383,7 +383,7 @@ func confirmWarm(s State, v View) (State, Decision) {
 	}
 	s.PreviousWarm, s.Warm = false, false
 	s, d := deploy(s)
-	d.Say = &Note{Phase: "verify", Color: s.Target, Detail: s.Target + " does not run this release any more; deploying it instead"}
+	d.Say = &Note{Phase: "verify", Color: s.Target, Reason: ReasonNotWarm, Detail: s.Target + " does not run this release any more; deploying it instead"}
 	return s, d
 }
 
@@ -483,7 +483,7 @@ func cancelled(s State, at time.Time) (State, Decision) {
 		return s, d
 	}
 	s.Phase = PhaseIdle
-	return s, Decision{Action: ActNone, Say: &Note{Phase: "verify", Color: s.Target, Detail: "a newer commit arrived; verification cancelled"}}
+	return s, Decision{Action: ActNone, Say: &Note{Phase: "verify", Color: s.Target, Reason: ReasonCancelled, Detail: "a newer commit arrived; verification cancelled"}}
 }
 
 // scaleDownDue scales the previous color down if it is still warm.

@@ -20,21 +20,12 @@ import (
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
-// withChecks rewrites the scenario's bundle.yaml with spec lines (indented
-// under spec:) and adds the smoke check Job running smokeImage, then pushes.
+// withChecks adds spec lines (indented under spec:) to the scenario's
+// bundle.yaml and the smoke check Job running smokeImage, then pushes.
 func (s *scenario) withChecks(spec, smokeImage string) string {
 	s.t.Helper()
 	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
-	s.write("bundles/"+s.ns+"/bundle.yaml", fmt.Sprintf(`apiVersion: tandem.dev/v1alpha1
-kind: Bundle
-metadata:
-  name: %s
-spec:
-  namespace: %s
-  shared: shared
-  healthTimeout: 60s
-  scaleDownAfter: never
-%s`, s.ns, s.ns, spec))
+	appendSpec(s, "bundles/"+s.ns, spec)
 	s.setSmoke(smokeImage)
 	s.write("bundles/"+s.ns+"/app/kustomization.yaml", "resources:\n- client.yaml\n- server.yaml\n- smoke.yaml\n")
 	return s.push("end-to-end checks")

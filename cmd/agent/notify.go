@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -229,9 +228,6 @@ func (v *visibility) rel(bundle string) *release {
 	return r
 }
 
-// prunedCount reads the pruned count of "3 created, 1 configured, 5 unchanged, 2 pruned".
-var prunedCount = regexp.MustCompile(`(\d+) pruned`)
-
 // observe turns one note into events, statuses and notifications.
 func (v *visibility) observe(bundle string, n promote.Note) {
 	v.mu.Lock()
@@ -266,8 +262,8 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 		switch {
 		case n.Err == nil:
 			event(n.Color, false, reasonApplied, "applied %s to %s: %s", contract.Short(n.Commit), n.Color, n.Detail)
-			if m := prunedCount.FindStringSubmatch(n.Detail); m != nil && m[1] != "0" {
-				event(n.Color, false, reasonPruned, "pruned %s objects of %s that %s no longer has", m[1], n.Color, contract.Short(n.Commit))
+			if n.Pruned > 0 {
+				event(n.Color, false, reasonPruned, "pruned %d objects of %s that %s no longer has", n.Pruned, n.Color, contract.Short(n.Commit))
 			}
 		case !transient:
 			event(n.Color, true, reasonApplyFailed, "applying %s to %s failed: %v", contract.Short(n.Commit), n.Color, n.Err)
@@ -275,9 +271,9 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 	case "verify":
 		announce()
 		switch {
-		case n.Err == nil && n.Detail == "a newer commit arrived; verification cancelled":
+		case n.Err == nil && n.Reason == promote.ReasonCancelled:
 			event(n.Color, false, reasonSuperseded, "verification of %s on %s cancelled: a newer commit arrived", contract.Short(n.Commit), n.Color)
-		case n.Err == nil && strings.HasSuffix(n.Detail, "deploying it instead"):
+		case n.Err == nil && n.Reason == promote.ReasonNotWarm:
 			// a warm flip-back found the color changed: an apply follows
 		case n.Err == nil:
 			r.evidence = n.Detail
@@ -290,8 +286,8 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 		announce()
 		if n.Err == nil {
 			msg := "stable Services now select " + n.Color
-			if n.Detail != "" && n.Detail != "stable Services switched" {
-				msg += ": " + n.Detail // a warm flip-back
+			if n.Reason == promote.ReasonWarmFlip {
+				msg += ": " + n.Detail
 			}
 			event(n.Color, false, reasonSwitched, "%s", msg)
 		}
