@@ -84,9 +84,6 @@ func (a *Applier) DeleteBundle(ctx context.Context, namespace, bundle string, co
 	}
 	passes := []inventoryPass{{twinsInventory, ""}, {colors[0], colors[0]}, {colors[1], colors[1]}, {sharedInventory, ""}}
 	var cs ChangeSet
-	if err := a.deleteCheckJobs(ctx, namespace, bundle, "", ""); err != nil { // not in any inventory
-		return cs, fmt.Errorf("delete bundle %s: %w", bundle, err)
-	}
 	failed := map[string][]ObjectRef{}
 	for _, p := range passes {
 		refs, err := a.readInventory(ctx, namespace, bundle, p.inv)
@@ -110,6 +107,11 @@ func (a *Applier) DeleteBundle(ctx context.Context, namespace, bundle string, co
 				failed[p.inv] = append(failed[p.inv], r)
 			}
 		}
+	}
+	// The check Jobs are in no inventory (each check run makes its own):
+	// delete them with the objects, before the inventories.
+	if err := a.deleteCheckJobs(ctx, namespace, bundle, "", ""); err != nil {
+		return cs, fmt.Errorf("delete bundle %s: %w", bundle, err)
 	}
 	for _, p := range passes {
 		if refs := failed[p.inv]; len(refs) > 0 {
