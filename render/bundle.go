@@ -49,6 +49,8 @@ type Spec struct {
 	// Adopt lets the bundle take over existing objects that no bundle
 	// owns (spec.adopt; default false).
 	Adopt bool
+	// Stage is spec.after and spec.approval (stages.go).
+	Stage Stage
 }
 
 type rawBundle struct {
@@ -67,6 +69,8 @@ type rawBundle struct {
 		ScaleDownAfter string   `json:"scaleDownAfter"`
 		OnFailure      string   `json:"onFailure"`
 		Adopt          bool     `json:"adopt"`
+		After          []string `json:"after"`
+		Approval       string   `json:"approval"`
 	} `json:"spec"`
 }
 
@@ -109,7 +113,7 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
 	s.Adopt = r.Spec.Adopt
-	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy} {
+	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseStage} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err
 		}
@@ -328,6 +332,7 @@ func (d *Discovery) vet(repoRoot string) {
 		ok = append(ok, b)
 	}
 	d.Bundles = ok
+	d.vetStages()
 }
 
 func vetBundle(repoRoot string, b *Bundle, all []*Bundle, names map[string]*Bundle) error {
@@ -416,7 +421,7 @@ func readLimited(p string, limit int64) ([]byte, error) {
 var knownFields = map[string][]string{
 	"":         {"apiVersion", "kind", "metadata", "spec"},
 	"metadata": {"name"},
-	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure", "adopt"},
+	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure", "adopt", "after", "approval"},
 }
 
 // unknownField returns the dotted path of the first unknown field, or "".
