@@ -235,7 +235,8 @@ func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int,
 			}
 			msg = promote.WithRestored(msg, restored, readers)
 		}
-		return msg, t.WriteFile(path.Join(dir, releaseFile), data)
+		file := path.Join(dir, releaseFile)
+		return msg, t.WriteFile(file, keepSoaked(t, file, rec.Release, spec.Spec.Colors, data)) // stages.go
 	})
 	switch {
 	case errors.Is(err, gitsync.ErrAbandon):

@@ -278,7 +278,8 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 		}
 	}
 	cand, ok := a.vetted(ctx, snap, b, run) // trust.go: unsigned commits make a hold
-	if !ok {
+	// stages.go: a candidate waiting at its stage gate is not offered (seen stays)
+	if !ok || !a.gateOpen(ctx, snap, b, run, cand) {
 		return false
 	}
 	run.seen = snap.Commit

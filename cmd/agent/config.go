@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/mail"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -41,6 +42,7 @@ type config struct {
 	Pprof            bool
 	VerifyCommits    bool
 	TrustedKeys      stringList
+	Bundles          stringList
 	Vis              visConfig // events, commit statuses, notifications (notify.go)
 }
 
@@ -77,6 +79,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
 	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
+	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
 	c.Vis.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -120,6 +123,11 @@ func (c *config) validate() error {
 	}
 	if !c.VerifyCommits && len(c.TrustedKeys) > 0 {
 		errs = append(errs, errors.New("--trusted-keys is only used with --verify-commits"))
+	}
+	for _, p := range c.Bundles {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("--bundles %q: %v", p, err))
+		}
 	}
 	errs = append(errs, c.Vis.validate())
 	return errors.Join(errs...)
