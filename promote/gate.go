@@ -26,7 +26,10 @@ type Upstream struct {
 	Name string
 	// Missing: no such bundle at the candidate (its bundle.yaml is broken).
 	Missing bool
-	// Shared: the downstream reads at least one input of the upstream.
+	// Shared: the candidate changes an input the upstream also reads,
+	// compared with the release the downstream runs (any shared input
+	// before its first release). A change only to the downstream's own
+	// files, or to files the upstream does not read, needs no upstream.
 	Shared bool
 	// Live is the upstream's live commit from its release.yaml ("" before its first release).
 	Live string
@@ -70,7 +73,8 @@ func (g Gate) String() string {
 }
 
 // Decide is the gate: upstreams first, in spec.after's order, then the
-// approval. An upstream the candidate shares nothing with never holds it.
+// approval. An upstream whose inputs the candidate does not change never
+// holds it (even while that upstream is soaking another change).
 func Decide(in GateInput) Gate {
 	for _, u := range in.Upstreams {
 		switch {

@@ -30,7 +30,7 @@ func TestDecide(t *testing.T) {
 		{"upstream never released", GateInput{Upstreams: []Upstream{staging(func(u *Upstream) {
 			u.Live, u.Soaked, u.Unreleased = "", false, []string{"a", "b", "c", "d"}
 		})}}, "waiting for shop-staging: shop-staging has released nothing yet"},
-		{"nothing shared: an overlay-only bundle never waits", GateInput{Upstreams: []Upstream{staging(func(u *Upstream) {
+		{"no shared input changed: an overlay-only change never waits", GateInput{Upstreams: []Upstream{staging(func(u *Upstream) {
 			u.Shared, u.Live, u.Soaked, u.Unreleased = false, "", false, nil
 		})}}, "open"},
 		{"missing upstream", GateInput{Commit: cand, Upstreams: []Upstream{{Name: "qa", Missing: true}}},

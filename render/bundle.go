@@ -255,6 +255,8 @@ type Discovery struct {
 type Broken struct {
 	File, Dir string // slash-separated, relative to the repository root
 	Err       error
+	// Name is metadata.name when the file parsed ("" when it did not).
+	Name string
 }
 
 // DiscoverAll is Discover that keeps going past broken bundles: each is

@@ -81,7 +81,7 @@ func (d *Discovery) vetStages() {
 	var ok []*Bundle
 	for _, b := range d.Bundles {
 		if err := bad[b.Name]; err != nil {
-			d.Broken = append(d.Broken, Broken{File: b.File, Dir: b.Dir, Err: err})
+			d.Broken = append(d.Broken, Broken{File: b.File, Dir: b.Dir, Err: err, Name: b.Name})
 			continue
 		}
 		ok = append(ok, b)

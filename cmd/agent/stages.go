@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/mail"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,9 +77,13 @@ func (a *agent) mine(name string) bool {
 }
 
 // mineBroken reports whether a broken bundle.yaml is this agent's to
-// report: with --bundles, only one in the directory of a bundle it runs
-// (another agent's broken bundle is that agent's to report).
+// report: with --bundles, one whose name it selects, or (a file that does
+// not parse) one in the directory of a bundle it runs. Another agent's
+// broken bundle is that agent's to report.
 func (a *agent) mineBroken(br render.Broken) bool {
+	if br.Name != "" {
+		return a.mine(br.Name)
+	}
 	return len(a.cfg.Bundles) == 0 || a.runIn(br.Dir) != nil
 }
 
@@ -135,8 +140,14 @@ func (a *agent) gateInput(ctx context.Context, snap gitsync.Snapshot, b *render.
 		mine = a.inputsOf(b)
 	}
 	var errs []error
+	live := "" // the release b runs, from its release.yaml at snap
+	if rel, err := readRelease(snap.Dir, b); err != nil {
+		errs = append(errs, err)
+	} else if rel != nil && rel.Live != "" {
+		live = rel.Colors[rel.Live].Commit
+	}
 	for _, name := range b.Spec.Stage.After {
-		u, err := a.upstream(ctx, snap, name, mine)
+		u, err := a.upstream(ctx, snap, name, mine, live)
 		errs = append(errs, err)
 		in.Upstreams = append(in.Upstreams, u)
 	}
@@ -149,8 +160,8 @@ func (a *agent) gateInput(ctx context.Context, snap gitsync.Snapshot, b *render.
 }
 
 // upstream is the bundle named name as the branch shows it at snap, seen
-// from a downstream whose inputs are mine.
-func (a *agent) upstream(ctx context.Context, snap gitsync.Snapshot, name string, mine gitsync.Paths) (promote.Upstream, error) {
+// from a downstream whose inputs are mine and which runs commit live.
+func (a *agent) upstream(ctx context.Context, snap gitsync.Snapshot, name string, mine gitsync.Paths, live string) (promote.Upstream, error) {
 	u := promote.Upstream{Name: name}
 	a.stages.mu.Lock()
 	ub := a.stages.disc[name]
@@ -168,9 +179,17 @@ func (a *agent) upstream(ctx context.Context, snap gitsync.Snapshot, name string
 	}
 	var files []string
 	for _, p := range append(append([]string{}, mine...), theirs...) {
-		if !strings.HasSuffix(p, "/") && shared(p) && !contains(files, p) {
+		if !strings.HasSuffix(p, "/") && shared(p) && !slices.Contains(files, p) {
 			files = append(files, p)
 		}
+	}
+	if live != "" {
+		// Only the shared inputs this candidate changes need the upstream.
+		changed, err := a.changedPaths(ctx, live, snap.Commit)
+		if err != nil {
+			return u, err
+		}
+		files = slices.DeleteFunc(files, func(p string) bool { return !slices.Contains(changed, p) })
 	}
 	u.Shared = len(files) > 0
 	rel, err := readRelease(snap.Dir, ub)
@@ -192,15 +211,6 @@ func (a *agent) upstream(ctx context.Context, snap gitsync.Snapshot, name string
 		}
 	}
 	return u, nil
-}
-
-func contains(ps []string, p string) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }
 
 // upstreamInputs is what ub's render at snap reads: from the store when
@@ -323,7 +333,7 @@ func (a *agent) hasDownstream(bundle string) bool {
 	a.stages.mu.Lock()
 	defer a.stages.mu.Unlock()
 	for _, b := range a.stages.disc {
-		if contains(b.Spec.Stage.After, bundle) {
+		if slices.Contains(b.Spec.Stage.After, bundle) {
 			return true
 		}
 	}
