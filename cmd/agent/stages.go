@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net/mail"
 	"path"
 	"slices"
 	"strings"
@@ -91,13 +89,13 @@ func (a *agent) mineBroken(br render.Broken) bool {
 // driver now. A held (untrusted) candidate passes: it is never applied.
 // When the gate cannot be read (Git did not answer), it stays shut: no
 // false start.
-func (a *agent) gateOpen(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, run *bundleRun, cand promote.Candidate) bool {
+func (a *agent) gateOpen(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, cand promote.Candidate) bool {
 	st := b.Spec.Stage
 	if cand.Untrusted != "" || (len(st.After) == 0 && st.Approval != render.ApprovalRequired) {
 		a.setGate(b.Name, snap.Commit, promote.Open)
 		return true
 	}
-	in, err := a.gateInput(ctx, snap, b, run)
+	in, err := a.gateReader(snap).read(ctx, b)
 	g := promote.Decide(in)
 	if err != nil {
 		g = promote.Gate{Wait: true, On: "git", Why: "cannot read the stage gate: " + err.Error()}
@@ -132,202 +130,6 @@ func (a *agent) setGate(bundle, commit string, g promote.Gate) {
 	}
 }
 
-// gateInput reads what the gate decides on for b's candidate at snap.
-func (a *agent) gateInput(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, run *bundleRun) (promote.GateInput, error) {
-	in := promote.GateInput{Bundle: b.Name, Commit: snap.Commit, ApprovalRequired: b.Spec.Stage.Approval == render.ApprovalRequired}
-	mine := gitsync.Paths(a.releases.inputsAt(b.Name, snap.Commit))
-	if len(mine) == 0 {
-		mine = a.inputsOf(b)
-	}
-	var errs []error
-	live := "" // the release b runs, from its release.yaml at snap
-	if rel, err := readRelease(snap.Dir, b); err != nil {
-		errs = append(errs, err)
-	} else if rel != nil && rel.Live != "" {
-		live = rel.Colors[rel.Live].Commit
-	}
-	for _, name := range b.Spec.Stage.After {
-		u, err := a.upstream(ctx, snap, name, mine, live)
-		errs = append(errs, err)
-		in.Upstreams = append(in.Upstreams, u)
-	}
-	if in.ApprovalRequired {
-		ok, err := a.approved(ctx, snap, b, run, mine)
-		in.Approved = ok
-		errs = append(errs, err)
-	}
-	return in, errors.Join(errs...)
-}
-
-// upstream is the bundle named name as the branch shows it at snap, seen
-// from a downstream whose inputs are mine and which runs commit live.
-func (a *agent) upstream(ctx context.Context, snap gitsync.Snapshot, name string, mine gitsync.Paths, live string) (promote.Upstream, error) {
-	u := promote.Upstream{Name: name}
-	a.stages.mu.Lock()
-	ub := a.stages.disc[name]
-	a.stages.mu.Unlock()
-	if ub == nil {
-		u.Missing = true
-		return u, nil
-	}
-	theirs, err := a.upstreamInputs(ctx, snap, ub)
-	if err != nil {
-		return u, err
-	}
-	shared := func(p string) bool {
-		return mine.Match(p) && theirs.Match(p) && path.Base(p) != releaseFile && path.Base(p) != render.BundleFile
-	}
-	var files []string
-	for _, p := range append(append([]string{}, mine...), theirs...) {
-		if !strings.HasSuffix(p, "/") && shared(p) && !slices.Contains(files, p) {
-			files = append(files, p)
-		}
-	}
-	if live != "" {
-		// Only the shared inputs this candidate changes need the upstream.
-		changed, err := a.changedPaths(ctx, live, snap.Commit)
-		if err != nil {
-			return u, err
-		}
-		files = slices.DeleteFunc(files, func(p string) bool { return !slices.Contains(changed, p) })
-	}
-	u.Shared = len(files) > 0
-	rel, err := readRelease(snap.Dir, ub)
-	if err != nil {
-		return u, err
-	}
-	if rel == nil || rel.Live == "" {
-		u.Unreleased = files
-		return u, nil
-	}
-	u.Live, u.Soaked = rel.Colors[rel.Live].Commit, promote.Soaked(rel, ub.Spec.Soak)
-	changed, err := a.changedPaths(ctx, u.Live, snap.Commit)
-	if err != nil {
-		return u, err
-	}
-	for _, p := range changed {
-		if shared(p) {
-			u.Unreleased = append(u.Unreleased, p)
-		}
-	}
-	return u, nil
-}
-
-// upstreamInputs is what ub's render at snap reads: from the store when
-// this agent rendered it at this commit, else rendered here (once per tip).
-func (a *agent) upstreamInputs(ctx context.Context, snap gitsync.Snapshot, ub *render.Bundle) (gitsync.Paths, error) {
-	if in := a.releases.inputsAt(ub.Name, snap.Commit); len(in) > 0 {
-		return in, nil
-	}
-	s := a.stages
-	s.mu.Lock()
-	in, ok := s.inputs[ub.Name]
-	s.mu.Unlock()
-	if ok && s.tip == snap.Commit {
-		return in, nil
-	}
-	rs, err := render.RenderColors(ctx, ub, render.Options{RepoRoot: snap.Dir, Commit: snap.Commit, AllowRemoteBases: a.cfg.AllowRemoteBases}, ub.Spec.Colors[0])
-	var re *render.Error
-	switch {
-	case err == nil:
-		in = rs[0].Inputs
-	case errors.As(err, &re):
-		in = re.Inputs
-	default:
-		return nil, fmt.Errorf("bundle %s: %w", ub.Name, err)
-	}
-	in = append(gitsync.Paths{strings.TrimSuffix(ub.Dir, "/") + "/"}, in...)
-	s.mu.Lock()
-	if s.tip == snap.Commit {
-		s.inputs[ub.Name] = in
-	}
-	s.mu.Unlock()
-	return in, nil
-}
-
-// approved reports whether a person approved b's candidate: a commit after
-// the bundle's last candidate carries "Tandem-Approve: <bundle> <commit>"
-// for a commit whose inputs of b equal the candidate's. The agent's own
-// author never approves; with --verify-commits the approval must carry a
-// trusted signature (and not the agent's).
-func (a *agent) approved(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, run *bundleRun, mine gitsync.Paths) (bool, error) {
-	commits, err := a.repo.Commits(ctx, run.seen, snap.Commit)
-	if err != nil {
-		return false, err
-	}
-	self, err := mail.ParseAddress(a.cfg.GitAuthor)
-	if err != nil {
-		return false, err
-	}
-	log := a.log.With().Str("bundle", b.Name).Str("phase", "gate").Logger()
-	for _, c := range commits {
-		for _, ap := range promote.Approvals(c.Message) {
-			if ap.Bundle != b.Name {
-				continue
-			}
-			if c.Author == self.Name+" <"+self.Address+">" {
-				log.Warn().Str("approval", contract.Short(c.Hash)).Msg("approval ignored: written by the agent's own author")
-				continue
-			}
-			if why := a.untrustedApproval(ctx, c); why != "" {
-				log.Warn().Str("approval", contract.Short(c.Hash)).Str("reason", why).Msg("approval ignored")
-				continue
-			}
-			ok, err := a.approves(ctx, snap, b, ap, commits, mine)
-			if err != nil || ok {
-				return ok, err
-			}
-		}
-	}
-	return false, nil
-}
-
-// untrustedApproval says why an approval commit does not count under
-// --verify-commits ("" when it counts, or verification is off).
-func (a *agent) untrustedApproval(ctx context.Context, c gitsync.Commit) string {
-	if a.trust == nil {
-		return ""
-	}
-	s, err := a.repo.VerifyCommit(ctx, c.Hash, a.trust.v)
-	switch {
-	case err != nil:
-		return "no trusted signature: " + err.Error()
-	case s.Agent:
-		return "signed by the agent's own key"
-	}
-	return ""
-}
-
-// approves reports whether approval ap (naming one of commits) names a
-// commit whose inputs of b are those of the candidate at snap.
-func (a *agent) approves(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, ap promote.Approval, commits []gitsync.Commit, mine gitsync.Paths) (bool, error) {
-	for _, c := range commits {
-		if !ap.Names(b.Name, c.Hash) {
-			continue
-		}
-		changed, err := a.repo.ChangedPaths(ctx, c.Hash, snap.Commit)
-		if err != nil {
-			return false, err
-		}
-		release := path.Join(b.Dir, releaseFile)
-		for _, p := range changed {
-			if p != release && (mine.Match(p) || strings.HasPrefix(p, strings.TrimSuffix(b.Dir, "/")+"/")) {
-				return false, nil
-			}
-		}
-		return true, nil
-	}
-	return false, nil
-}
-
-// waitingFor is b's gate while it waits (ok false when it does not).
-func (a *agent) waitingFor(bundle string) (promote.Gate, bool) {
-	a.stages.mu.Lock()
-	defer a.stages.mu.Unlock()
-	g, ok := a.stages.waiting[bundle]
-	return g, ok
-}
-
 // hasDownstream reports whether a bundle at the newest tip lists bundle in spec.after.
 func (a *agent) hasDownstream(bundle string) bool {
 	a.stages.mu.Lock()
@@ -355,6 +157,22 @@ func (a *agent) stageNote(bundle string, n promote.Note) {
 		defer a.wg.Done()
 		a.recordSoaked(ctx, bundle, n.Color, n.Commit)
 	}()
+}
+
+// recoverSoaked records the soak of the live release when the agent
+// restarts after it ended but before it was recorded: the stable Services
+// select the recorded live color and its soak window is over, by the same
+// reading of promotedAt with which the driver's recovery decides that the
+// soak is over (the agent's own clock and record; no other cluster's).
+func (a *agent) recoverSoaked(b *render.Bundle, rel *promote.Release, v promote.View) {
+	if rel == nil || rel.Live == "" || v.Mixed || v.Live != rel.Live || promote.Soaked(rel, b.Spec.Soak) || !a.hasDownstream(b.Name) {
+		return
+	}
+	live := rel.Colors[rel.Live]
+	if live.PromotedAt == nil || time.Now().Before(live.PromotedAt.Add(b.Spec.Soak)) {
+		return // the driver resumes the soak; its end is recorded then
+	}
+	a.stageNote(b.Name, promote.Note{Phase: "soak", Color: rel.Live, Commit: live.Commit})
 }
 
 // recordSoaked commits soakedAt for bundle's live release, retrying until
