@@ -36,6 +36,7 @@ func TestStages(t *testing.T) {
 	t.Run("Pipeline", func(t *testing.T) { testPipeline(t, prod) })
 	t.Run("Approval", func(t *testing.T) { testApproval(t, prod) })
 	t.Run("BadAfterIsRefused", testBadAfter)
+	t.Run("CrashDuringUpstreamSoak", func(t *testing.T) { testCrash(t, prod) })
 }
 
 // stageBundleYAML is a bundle.yaml of a bundle in its own namespace.
@@ -323,5 +324,49 @@ func testBadAfter(t *testing.T) {
 		if got := s.bundleCommits(n); len(got) != 0 {
 			t.Errorf("bundle %s with a bad spec.after has outcomes %v", n, got)
 		}
+	}
+}
+
+// testCrash: both agents are killed while staging soaks a change (and may
+// be pushing), then restarted. Staging finishes or resumes the soak and
+// records it; prod releases the change once; no commit is lost.
+func testCrash(t *testing.T, prodEnv *testenv.Env) {
+	s := stageRepo(t)
+	stg, prd := s.ns+"-stg", s.ns+"-prd"
+	s.setBase("example/server:v1")
+	s.addStageBundle(stg, "  soak: 4s\n", "staging")
+	s.addStageBundle(prd, "  after: ["+stg+"]\n", "prod")
+	v1 := s.push("shop in staging and prod, server v1")
+	start := func() (*scenario, *scenario) {
+		return s.startAgent(env.Kubeconfig, stg, "tandem-staging <staging@tandem.invalid>"),
+			s.startAgent(prodEnv.Kubeconfig, prd, "tandem-prod <prod@tandem.invalid>")
+	}
+	staging, prod := start()
+	prod.outcome(prd, "promoted", s.after(v1))
+
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.setBase("example/server:v2")
+	v2 := s.push("base: server v2")
+	staging.outcome(stg, "promoted", s.after(v2))
+	staging.agent.Kill()
+	prod.agent.Kill()
+	staging, prod = start()
+	staging.outcome(stg, "soaked", s.after(v2))
+	prod.outcome(prd, "promoted", s.after(v2))
+
+	count := func(bundle, result string) int {
+		n := 0
+		for _, c := range s.bundleCommits(bundle) {
+			if c.Trailers["Tandem-Result"] == result && s.after(v2)(c) {
+				n++
+			}
+		}
+		return n
+	}
+	if n, m, k := count(stg, "promoted"), count(stg, "soaked"), count(prd, "promoted"); n != 1 || m != 1 || k != 1 {
+		t.Errorf("after v2: staging promoted %d times and recorded %d soaks, prod promoted %d times; want 1 each", n, m, k)
+	}
+	if h := s.humanCommits(); len(h) != 2 {
+		t.Errorf("human commits %v, want the two pushed", h)
 	}
 }
