@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path"
 	"slices"
 	"strings"
@@ -187,6 +188,9 @@ func (a *agent) recordSoaked(ctx context.Context, bundle, color, commit string) 
 			return
 		case errors.Is(err, gitsync.ErrAbandon), errors.Is(err, gitsync.ErrNothingToCommit):
 			return // no longer live, or already recorded
+		case errors.Is(err, errNoRecord):
+			log.Error().Err(err).Msg("cannot record the soak: the bundles after this one wait until its next release")
+			return
 		}
 		log.Warn().Err(err).Dur("retry_in", delay).Msg("cannot record the soak in Git; retrying")
 		select {
@@ -195,6 +199,10 @@ func (a *agent) recordSoaked(ctx context.Context, bundle, color, commit string) 
 		}
 	}
 }
+
+// errNoRecord: release.yaml at the tip cannot take the soak record;
+// retrying cannot help.
+var errNoRecord = errors.New("release.yaml cannot record the soak")
 
 // writeSoaked is one attempt: release.yaml at the tip gains soakedAt for
 // the live color if it still runs commit.
@@ -207,11 +215,11 @@ func (a *agent) writeSoaked(ctx context.Context, bundle, color, commit string) (
 	return a.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
 		data, err := t.ReadFile(file)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("%w: %w", errNoRecord, err)
 		}
 		rel, err := promote.ParseRelease(file, data, spec.Spec.Colors)
 		if err != nil {
-			return "", err
+			return "", fmt.Errorf("%w: %w", errNoRecord, err)
 		}
 		live, ok := rel.Colors[rel.Live]
 		if rel.Live != color || !ok || live.Commit != commit {
