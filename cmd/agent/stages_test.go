@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -37,6 +38,7 @@ func TestStages(t *testing.T) {
 	t.Run("Approval", func(t *testing.T) { testApproval(t, prod) })
 	t.Run("BadAfterIsRefused", testBadAfter)
 	t.Run("CrashDuringUpstreamSoak", func(t *testing.T) { testCrash(t, prod) })
+	t.Run("GitOutageWhileWaiting", func(t *testing.T) { testGitOutage(t, prod) })
 }
 
 // stageBundleYAML is a bundle.yaml of a bundle in its own namespace.
@@ -368,5 +370,57 @@ func testCrash(t *testing.T, prodEnv *testenv.Env) {
 	}
 	if h := s.humanCommits(); len(h) != 2 {
 		t.Errorf("human commits %v, want the two pushed", h)
+	}
+}
+
+// testGitOutage: prod's Git remote goes away while prod waits for
+// staging's soak. Staging records the soak meanwhile; prod, failing to
+// poll, starts nothing; once Git is back, prod releases the change.
+func testGitOutage(t *testing.T, prodEnv *testenv.Env) {
+	s := stageRepo(t)
+	stg, prd := s.ns+"-stg", s.ns+"-prd"
+	s.setBase("example/server:v1")
+	s.addStageBundle(stg, "  soak: 3s\n", "staging")
+	s.addStageBundle(prd, "  after: ["+stg+"]\n", "prod")
+	v1 := s.push("shop in staging and prod, server v1")
+	view := filepath.Join(s.work, "prod-view.git") // prod's way to the remote
+	must(t, os.Symlink(s.remote, view))
+	staging := s.startAgent(env.Kubeconfig, stg, "tandem-staging <staging@tandem.invalid>")
+	prod := s.startAgent(prodEnv.Kubeconfig, prd, "tandem-prod <prod@tandem.invalid>", "--repo", "file://"+view)
+	prod.outcome(prd, "promoted", s.after(v1))
+	prodCS, err := kubernetes.NewForConfig(prodEnv.Config)
+	must(t, err)
+	images := imageWatch(t, prodCS, prd)
+
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.setBase("example/server:v2")
+	v2 := s.push("base: server v2")
+	staging.outcome(stg, "promoted", s.after(v2))
+	must(t, os.Remove(view)) // the outage
+	failures := func() int {
+		n := 0
+		for _, e := range prod.events() {
+			if e.str("phase") == "sync" && e.str("error") != "" {
+				n++
+			}
+		}
+		return n
+	}
+	soaked := staging.outcome(stg, "soaked", s.after(v2))
+	seen := failures()
+	deadline := time.Now().Add(2 * time.Minute)
+	for failures() < seen+2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("prod's agent did not fail to poll twice more during the outage\n%s", prod.agent.LogTail())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := images(); !slices.Equal(got, []string{"example/server:v1"}) {
+		t.Fatalf("during the outage prod's API server showed %v, want only v1", got)
+	}
+	must(t, os.Symlink(s.remote, view))
+	released := prod.outcome(prd, "promoted", s.after(v2))
+	if _, err := testenv.Git(s.ctx, s.remote, "merge-base", "--is-ancestor", soaked.Hash, released.Trailers["Tandem-Source"]); err != nil {
+		t.Fatalf("prod released %s, which does not hold staging's soak record %s", contract.Short(released.Trailers["Tandem-Source"]), contract.Short(soaked.Hash))
 	}
 }
