@@ -80,6 +80,9 @@ func (a *Applier) DeleteBundle(ctx context.Context, namespace, bundle string, co
 	}
 	passes := []inventoryPass{{twinsInventory, ""}, {colors[0], colors[0]}, {colors[1], colors[1]}, {sharedInventory, ""}}
 	var cs ChangeSet
+	if err := a.deleteCheckJobs(ctx, namespace, bundle, "", ""); err != nil { // not in any inventory
+		return cs, fmt.Errorf("delete bundle %s: %w", bundle, err)
+	}
 	failed := map[string][]ObjectRef{}
 	for _, p := range passes {
 		refs, err := a.readInventory(ctx, namespace, bundle, p.inv)

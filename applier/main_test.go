@@ -180,3 +180,13 @@ func jobObject(ns, name, image string) *unstructured.Unstructured {
 		}},
 	}}
 }
+
+// unstructuredInt reads an int field of the object named name in items.
+func unstructuredInt(items []unstructured.Unstructured, name string, fields ...string) (int64, bool, error) {
+	for _, u := range items {
+		if u.GetName() == name {
+			return unstructured.NestedInt64(u.Object, fields...)
+		}
+	}
+	return 0, false, nil
+}

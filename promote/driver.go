@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
+
+	"github.com/tandem-gitops/tandem/check"
 )
 
 // Driver performs Step's decisions for one bundle: it feeds Step the events
@@ -207,6 +209,8 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		ev = Event{Kind: EvDeployed, Err: err}
 	case ActVerify:
 		return d.verify(ctx, dec)
+	case ActCheck:
+		return d.check(ctx, dec)
 	case ActFlip:
 		err := d.cluster.Route(ctx, dec.Color, dec.Ref)
 		detail := "stable Services switched"
@@ -274,6 +278,30 @@ func (d *Driver) verify(ctx context.Context, dec Decision) (Event, bool) {
 	return Event{Kind: EvVerified, Err: err, Evidence: evidence}, ctx.Err() == nil
 }
 
+// check runs the verify checks; a newer candidate cancels them.
+func (d *Driver) check(ctx context.Context, dec Decision) (Event, bool) {
+	var rs check.Results
+	newer, err := d.cancellable(ctx, func(ctx context.Context) error {
+		var err error
+		rs, err = d.cluster.Check(ctx, dec.Color, dec.Ref, dec.Checks)
+		return err
+	})
+	if newer {
+		return Event{Kind: EvCancelled}, ctx.Err() == nil
+	}
+	d.noteChecks(rs)
+	return Event{Kind: EvChecked, Err: err, Checks: rs}, ctx.Err() == nil
+}
+
+// noteChecks reports each check run.
+func (d *Driver) noteChecks(rs check.Results) {
+	for i := range rs {
+		r := rs[i]
+		d.notify(Note{Phase: "check", Color: r.Color, Commit: d.commit(), Detail: r.Line(), Duration: r.Duration,
+			Warn: r.Verdict != check.Passed, Check: &r})
+	}
+}
+
 // record writes an outcome commit once; Step retries a failed write.
 func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Event {
 	written, attempts, err := d.git.Write(ctx, *dec.Commit)
@@ -301,8 +329,9 @@ func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Even
 func (d *Driver) soak(ctx context.Context, dec Decision) (Event, bool) {
 	start := time.Now()
 	d.releaseSlot()
+	var rs check.Results
 	newer, err := d.cancellable(ctx, func(ctx context.Context) error {
-		return d.cluster.Watch(ctx, dec.Color, dec.Ref, dec.After)
+		return d.watch(ctx, dec, &rs)
 	})
 	if d.sem != nil {
 		select {
@@ -315,8 +344,38 @@ func (d *Driver) soak(ctx context.Context, dec Decision) (Event, bool) {
 	if newer {
 		return Event{Kind: EvCancelled}, ctx.Err() == nil
 	}
+	d.noteChecks(rs)
 	d.notify(Note{Phase: "soak", Color: dec.Color, Commit: d.commit(), Duration: time.Since(start), Err: err, Warn: err != nil})
-	return Event{Kind: EvSoaked, Err: err}, ctx.Err() == nil
+	return Event{Kind: EvSoaked, Err: err, Checks: rs}, ctx.Err() == nil
+}
+
+// watch is the soak: the color's health for dec.After and, meanwhile, the
+// soak checks. The first to fail ends both.
+func (d *Driver) watch(ctx context.Context, dec Decision, rs *check.Results) error {
+	if len(dec.Checks) == 0 {
+		return d.cluster.Watch(ctx, dec.Color, dec.Ref, dec.After)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	checked := make(chan error, 1)
+	go func() {
+		var err error
+		*rs, err = d.cluster.Check(wctx, dec.Color, dec.Ref, dec.Checks)
+		if err != nil {
+			cancel()
+		}
+		checked <- err
+	}()
+	err := d.cluster.Watch(wctx, dec.Color, dec.Ref, dec.After)
+	if err != nil && wctx.Err() == nil {
+		cancel() // the health degraded first: the checks need not go on
+		<-checked
+		return err
+	}
+	if cerr := <-checked; cerr != nil {
+		return cerr // a check did not pass (and cut the watch short)
+	}
+	return err
 }
 
 // releaseSlot gives back the concurrency slot this driver holds, if any.

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/check"
+
 	"github.com/tandem-gitops/tandem/contract"
 )
 
@@ -114,6 +116,24 @@ func (f *fakeCluster) Verify(ctx context.Context, color string, rel ReleaseRef, 
 func (f *fakeCluster) Watch(ctx context.Context, color string, rel ReleaseRef, _ time.Duration) error {
 	f.calls.add(fmt.Sprintf("watch %s %s", color, rel.Commit))
 	return f.wait(ctx, "watch "+rel.Commit)
+}
+func (f *fakeCluster) Check(ctx context.Context, color string, rel ReleaseRef, cs []check.Spec) (check.Results, error) {
+	var names []string
+	for _, c := range cs {
+		names = append(names, c.Name)
+	}
+	f.calls.add(fmt.Sprintf("check %s %s %s", color, rel.Commit, strings.Join(names, ",")))
+	err := f.wait(ctx, "check "+rel.Commit)
+	var rs check.Results
+	for _, c := range cs {
+		r := check.Result{Name: c.Name, Kind: c.Kind(), When: c.When, Color: color, Verdict: check.Passed}
+		if err != nil {
+			r.Verdict, r.Values = check.Failed, []string{"0.5"}
+			err = &check.Error{Results: check.Results{r}}
+		}
+		rs = append(rs, r)
+	}
+	return rs, err
 }
 func (f *fakeCluster) Route(_ context.Context, color string, rel ReleaseRef) error {
 	f.calls.add(fmt.Sprintf("route %s %s", color, rel.Commit))
@@ -307,5 +327,49 @@ func TestDriverRecoversBeforeTakingCandidates(t *testing.T) {
 	refs, ok := d.InUse()
 	if got := fmt.Sprint(refs); !ok || !strings.Contains(got, "{v3 sha256:v3}") || !strings.Contains(got, "{v2 sha256:2}") {
 		t.Fatalf("in use after recovery and a release: %v %v, want v3 live and v2 previous", refs, ok)
+	}
+}
+
+// A newer commit that arrives while the verify checks run stops them; the
+// older commit never gets traffic.
+func TestDriverNewestWinsMidCheck(t *testing.T) {
+	c := newCalls()
+	checked := revertPolicy
+	checked.Checks = []check.Spec{{Name: "smoke", When: check.WhenVerify, Job: &check.Job{}}}
+	h := startDriver(t, liveBlue(), blueView(), checked, make(chan struct{}, 1), c)
+	h.cl.blocker("check v2") // v2's check never ends on its own
+	h.d.Offer(Candidate{Commit: "v2", Digest: "sha256:v2", Policy: checked})
+	c.await(t, "check green v2 smoke")
+	h.d.Offer(Candidate{Commit: "v3", Digest: "sha256:v3", Policy: checked})
+	c.await(t, "write promoted: tandem: promote shop to green (v3)")
+	want := []string{"observe", "deploy green v2", "verify green v2", "check green v2 smoke", "deploy green v3", "verify green v3",
+		"check green v3 smoke", "route green v3", "write promoted: tandem: promote shop to green (v3)"}
+	if got := c.all(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("effects:\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// Soak checks run beside the soak's health watch; the first to fail ends
+// both, and traffic goes back.
+func TestDriverSoakCheckFailureEndsTheSoak(t *testing.T) {
+	c := newCalls()
+	soak := revertPolicy
+	soak.Soak = time.Hour
+	soak.Checks = []check.Spec{{Name: "errors", When: check.WhenSoak, Prometheus: &check.Prometheus{}}}
+	warm := blueView()
+	warm.Colors["green"] = ColorView{Commit: "v0", Digest: "sha256:0", Healthy: true, Replicas: 1, Ready: 1}
+	rel := liveBlue()
+	rel.Colors["green"] = ColorRelease{Commit: "v0", Digest: "sha256:0", State: StatePrevious}
+	h := startDriver(t, rel, warm, soak, make(chan struct{}, 1), c)
+	c.await(t, "observe")
+	h.cl.blocker("watch v2") // healthy for the whole (hour-long) soak
+	h.cl.blocker("check v2") <- errors.New("error ratio 0.2")
+	h.d.Offer(Candidate{Commit: "v2", Subject: "change v2", Digest: "sha256:v2", Policy: soak})
+	c.await(t, "write reverted:")
+	got := strings.Join(c.all(), "\n")
+	for _, w := range []string{"watch green v2", "check green v2 errors", "route blue v1", "write reverted: Revert \"change v2\" in bundle shop"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("effects lack %q:\n%s", w, got)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/contract"
 )
 
@@ -15,6 +16,8 @@ const (
 	TrailerSource   = "Tandem-Source"
 	TrailerReverts  = "Tandem-Reverts"
 	TrailerRestores = "Tandem-Restores"
+	// TrailerCheck is one per check run: "smoke=passed".
+	TrailerCheck = "Tandem-Check"
 )
 
 // PromoteMessage is the commit message recording a promotion (also used for a first deploy
@@ -83,9 +86,28 @@ func WithRestored(msg string, files []string, readers map[string][]string) strin
 			b.WriteString(" (also read by " + strings.Join(r, ", ") + ")")
 		}
 	}
+	return insertParagraph(msg, b.String())
+}
+
+// WithChecks adds the check results to an outcome message: the evidence of
+// each (measured values, condition, verdict) as a paragraph before the
+// trailers, and a Tandem-Check trailer each.
+func WithChecks(msg string, rs check.Results) string {
+	if len(rs) == 0 {
+		return msg
+	}
+	msg = insertParagraph(msg, rs.String())
+	for _, t := range rs.Trailers() {
+		msg += TrailerCheck + ": " + t + "\n"
+	}
+	return msg
+}
+
+// insertParagraph puts para before msg's last paragraph (its trailers).
+func insertParagraph(msg, para string) string {
 	i := strings.LastIndex(strings.TrimRight(msg, "\n"), "\n\n")
 	if i < 0 {
-		return msg + "\n" + b.String() + "\n"
+		return msg + "\n" + para + "\n"
 	}
-	return msg[:i] + "\n\n" + b.String() + msg[i:]
+	return msg[:i] + "\n\n" + para + msg[i:]
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/tandem-gitops/tandem/check"
 )
 
 // The cluster, by role. cmd/agent implements them on top of the applier for
@@ -37,6 +39,13 @@ type Verifier interface {
 	Watch(ctx context.Context, color string, rel ReleaseRef, d time.Duration) error
 }
 
+// Checker runs a bundle's end-to-end checks (spec.checks).
+type Checker interface {
+	// Check runs checks against color (running rel) and returns their
+	// results; the error is a *check.Error when one did not pass.
+	Check(ctx context.Context, color string, rel ReleaseRef, checks []check.Spec) (check.Results, error)
+}
+
 // Router moves traffic.
 type Router interface {
 	// Route points every stable twin of the bundle (as rel renders them) at color.
@@ -48,6 +57,7 @@ type Cluster interface {
 	Observer
 	Deployer
 	Verifier
+	Checker
 	Router
 }
 
@@ -77,7 +87,7 @@ var ErrSuperseded = errors.New("a newer commit changed the bundle")
 
 // Note is one step of a release, for logs and metrics.
 type Note struct {
-	Phase    string // candidate, idle, apply, verify, flip, promote, soak, flip-back, fail, commit, recover, scale-down, resync, retry
+	Phase    string // candidate, idle, apply, verify, check, flip, promote, soak, flip-back, fail, commit, recover, scale-down, resync, retry
 	Color    string
 	Commit   string
 	Result   string // for commit notes: promoted, reverted, held
@@ -89,4 +99,6 @@ type Note struct {
 	// Live and LiveCommit: after a commit landed, the color the stable
 	// Services select and the commit it runs.
 	Live, LiveCommit string
+	// Check is one check run's result (Phase "check").
+	Check *check.Result
 }

@@ -3,7 +3,10 @@ package promote
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/tandem-gitops/tandem/check"
 )
 
 // Phase is where a bundle's release is.
@@ -16,6 +19,7 @@ const (
 	PhaseConfirming   Phase = "Confirming"   // checking that a warm standby still runs the candidate
 	PhaseDeploying    Phase = "Deploying"    // applying the candidate to the target color
 	PhaseVerifying    Phase = "Verifying"    // waiting for the target color's health
+	PhaseChecking     Phase = "Checking"     // running the verify checks against the healthy target
 	PhaseFlipping     Phase = "Flipping"     // pointing the stable Services at the target
 	PhaseRecording    Phase = "Recording"    // committing an outcome
 	PhaseSoaking      Phase = "Soaking"      // watching the new live color
@@ -58,6 +62,20 @@ type Policy struct {
 	Soak           time.Duration // watch the new live color this long after the flip
 	ScaleDownAfter time.Duration // then scale the previous color to zero ...
 	ScaleDownNever bool          // ... unless it is kept warm for ever
+	// Checks are spec.checks: verify checks run before the flip, soak
+	// checks during the soak.
+	Checks []check.Spec
+}
+
+// checks are the policy's checks that run at when.
+func (p Policy) checks(when string) []check.Spec {
+	var out []check.Spec
+	for _, c := range p.Checks {
+		if c.When == when {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // Candidate is a commit to release: the commit, the digest of its render
@@ -101,8 +119,11 @@ type State struct {
 	// Displaced is the warm previous release that the candidate's deploy
 	// replaced; a failure restores it so that a rollback stays instant.
 	Displaced *ReleaseRef
-	Evidence  string   // what verification showed, for the promotion commit
-	Outcome   Decision // the ActFail decision whose commit follows the take-out
+	Evidence  string // what verification showed, for the promotion commit
+	// Checks are the candidate's check results so far (verify, then soak),
+	// for the outcome commit.
+	Checks  check.Results
+	Outcome Decision // the ActFail decision whose commit follows the take-out
 	// ScaleDownAt is when the previous color is due to scale to zero (zero: never).
 	ScaleDownAt time.Time
 	Attempt     int // transient retries of the pending decision
@@ -137,6 +158,7 @@ const (
 	EvObserved     EventKind = "observed"       // the cluster's View was read
 	EvDeployed     EventKind = "deployed"       // a color was applied
 	EvVerified     EventKind = "verified"       // the target color's health is known
+	EvChecked      EventKind = "checked"        // the verify checks reached a verdict
 	EvFlipped      EventKind = "flipped"        // the stable Services select the target
 	EvRecorded     EventKind = "recorded"       // the outcome commit landed (or was superseded)
 	EvSoaked       EventKind = "soaked"         // the soak window ended (Err: it degraded)
@@ -156,7 +178,9 @@ type Event struct {
 	View      View       // EvObserved
 	Err       error
 	Evidence  string // EvVerified: per-app readiness
-	At        time.Time
+	// Checks (EvChecked, EvSoaked) are the check results, when checks ran.
+	Checks check.Results
+	At     time.Time
 }
 
 // Action is what the driver must do.
@@ -168,9 +192,10 @@ const (
 	ActObserve  Action = "observe"   // read the cluster's View (EvObserved)
 	ActDeploy   Action = "deploy"    // apply Ref to Color (EvDeployed)
 	ActVerify   Action = "verify"    // wait for Color's health within the policy's timeout (EvVerified)
+	ActCheck    Action = "check"     // run Checks against Color (EvChecked)
 	ActFlip     Action = "flip"      // point every stable twin at Color (EvFlipped)
 	ActRecord   Action = "record"    // commit Commit (EvRecorded)
-	ActSoak     Action = "soak"      // watch Color for After (EvSoaked)
+	ActSoak     Action = "soak"      // watch Color for After, running Checks meanwhile (EvSoaked)
 	ActFlipBack Action = "flip-back" // point every stable twin back at Color (EvFlippedBack)
 	ActFail     Action = "fail"      // take Color out: re-apply Restore to it, or scale it to zero (EvTakenOut)
 	ActReroute  Action = "reroute"   // recovery: put the stable twins back on Color (EvRerouted)
@@ -186,7 +211,9 @@ type Decision struct {
 	// Ref is the release Color runs or is to run (deploy, verify, flip, soak, resync).
 	Ref ReleaseRef
 	// Warm (ActVerify, ActFlip): Color already runs the candidate, a warm standby.
-	Warm    bool
+	Warm bool
+	// Checks (ActCheck, ActSoak) are the checks to run against Color.
+	Checks  []check.Spec
 	Message string        // ActFail, ActRecord: the commit message
 	Result  string        // ActFail, ActRecord: ResultPromoted, ResultReverted or ResultHeld
 	Reason  string        // ActFail: why, for release.yaml's lastFailure; ActNone: what recovery found
@@ -264,8 +291,18 @@ func step(s State, e Event) (State, Decision) {
 		if e.Err != nil {
 			return fail(s, e.Err.Error())
 		}
-		s.Phase, s.Evidence = PhaseFlipping, e.Evidence
-		return s, Decision{Action: ActFlip, Color: s.Target, Ref: s.Candidate.Ref(), Warm: s.Warm}
+		s.Evidence = e.Evidence
+		if cs := s.Policy.checks(check.WhenVerify); len(cs) > 0 {
+			s.Phase = PhaseChecking
+			return s, Decision{Action: ActCheck, Color: s.Target, Ref: s.Candidate.Ref(), Checks: cs}
+		}
+		return flip(s)
+	case EvChecked:
+		s.Checks = e.Checks
+		if e.Err != nil {
+			return fail(s, e.Err.Error())
+		}
+		return flip(s)
 	case EvFlipped:
 		if e.Err != nil {
 			return fail(s, e.Err.Error())
@@ -274,6 +311,7 @@ func step(s State, e Event) (State, Decision) {
 	case EvRecorded:
 		return recorded(s, e)
 	case EvSoaked:
+		s.Checks = append(slices.Clip(s.Checks), e.Checks...)
 		if e.Err == nil {
 			return settled(s, e.At)
 		}
@@ -321,7 +359,7 @@ func candidate(s State, c *Candidate) (State, Decision) {
 		return s, Decision{Action: ActNone, Say: &Note{Phase: "idle", Commit: c.Commit,
 			Detail: "nothing to release: the candidate renders what is live"}}
 	}
-	s.Candidate, s.Target, s.Warm, s.Displaced, s.Evidence = c, s.Idle(), false, nil, ""
+	s.Candidate, s.Target, s.Warm, s.Displaced, s.Evidence, s.Checks = c, s.Idle(), false, nil, "", nil
 	if c.RenderErr != nil {
 		// Nothing was applied: no color to take out of service.
 		s, d := fail(s, c.RenderErr.Error())
@@ -363,6 +401,12 @@ func deploy(s State) (State, Decision) {
 	return s, Decision{Action: ActDeploy, Color: s.Target, Ref: s.Candidate.Ref()}
 }
 
+// flip points traffic at the verified target.
+func flip(s State) (State, Decision) {
+	s.Phase = PhaseFlipping
+	return s, Decision{Action: ActFlip, Color: s.Target, Ref: s.Candidate.Ref(), Warm: s.Warm}
+}
+
 // promoted records a flip that happened: the target is live, the old live
 // color is the warm previous one.
 func promoted(s State, at time.Time) (State, Decision) {
@@ -382,6 +426,7 @@ func promoted(s State, at time.Time) (State, Decision) {
 func record(s State, d Decision, at time.Time, failure *Failure) (State, Decision) {
 	s.Phase = PhaseRecording
 	d.Action = ActRecord
+	d.Message = WithChecks(d.Message, s.Checks)
 	d.Commit = &Commit{Result: d.Result, Message: d.Message, Release: Record(s.Release, s, at, failure)}
 	if d.Restores != "" {
 		d.Commit.Revert = &Revert{Failing: d.Failing, From: d.Restores}
@@ -406,7 +451,7 @@ func recorded(s State, e Event) (State, Decision) {
 	}
 	if s.Policy.Soak > 0 && s.PreviousWarm {
 		s.Phase = PhaseSoaking
-		return s, Decision{Action: ActSoak, Color: s.Live, Ref: s.liveRef(), After: s.Policy.Soak}
+		return s, Decision{Action: ActSoak, Color: s.Live, Ref: s.liveRef(), After: s.Policy.Soak, Checks: s.Policy.checks(check.WhenSoak)}
 	}
 	return settled(s, e.At)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/contract"
 )
 
@@ -46,6 +47,24 @@ func live(color, commit string) func(*testing.T, State, Decision) {
 	}
 }
 
+func trailers(key string, want ...string) func(*testing.T, State, Decision) {
+	return func(t *testing.T, _ State, d Decision) {
+		t.Helper()
+		if got := ParseTrailers(d.Message)[key]; !reflect.DeepEqual(got, want) {
+			t.Errorf("%s %v, want %v; message:\n%s", key, got, want, d.Message)
+		}
+	}
+}
+
+func contains(text string) func(*testing.T, State, Decision) {
+	return func(t *testing.T, _ State, d Decision) {
+		t.Helper()
+		if !strings.Contains(d.Message, text) {
+			t.Errorf("message lacks %q:\n%s", text, d.Message)
+		}
+	}
+}
+
 func all(fs ...func(*testing.T, State, Decision)) func(*testing.T, State, Decision) {
 	return func(t *testing.T, s State, d Decision) {
 		t.Helper()
@@ -63,6 +82,12 @@ func TestStep(t *testing.T) {
 	greenWarmBlue := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
 		Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true}
 	soak := Policy{OnFailure: OnFailureRevert, Soak: time.Minute, ScaleDownAfter: 10 * time.Minute}
+	checked := soak
+	checked.Checks = []check.Spec{{Name: "smoke", When: check.WhenVerify, Job: &check.Job{}},
+		{Name: "errors", When: check.WhenSoak, Prometheus: &check.Prometheus{}}}
+	passedSmoke := check.Result{Name: "smoke", Kind: "job", Verdict: check.Passed}
+	failedSmoke := check.Result{Name: "smoke", Kind: "job", Verdict: check.Failed, Detail: "Job smoke-green-x: BackoffLimitExceeded"}
+	failedErrors := check.Result{Name: "errors", Kind: "prometheus", Verdict: check.Failed, Condition: "< 0.01", Values: []string{"0.2"}}
 	for _, tc := range []struct {
 		name  string
 		from  State
@@ -283,6 +308,51 @@ func TestStep(t *testing.T) {
 			{ev(EvVerified), ActFlip, "blue", nil},
 			{ev(EvFlipped), ActRecord, "blue", nil},
 			{ev(EvRecorded), ActNone, "", nil},
+		}},
+		{"verify checks run on the healthy target before the flip; their evidence is committed", blueLive, []tstep{
+			{candWith("v2", "sha256:2", checked), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActCheck, "green", func(t *testing.T, s State, d Decision) {
+				if len(d.Checks) != 1 || d.Checks[0].Name != "smoke" || s.Phase != PhaseChecking {
+					t.Errorf("want the verify check smoke only, got %+v in %s", d.Checks, s.Phase)
+				}
+			}},
+			{Event{Kind: EvChecked, Checks: check.Results{passedSmoke}}, ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", all(result(ResultPromoted), trailers(TrailerCheck, "smoke=passed"), contains("smoke (job): passed"))},
+			{ev(EvRecorded), ActSoak, "green", func(t *testing.T, _ State, d Decision) {
+				if len(d.Checks) != 1 || d.Checks[0].Name != "errors" {
+					t.Errorf("want the soak check errors during the soak, got %+v", d.Checks)
+				}
+			}},
+		}},
+		{"a failing verify check fails the release: traffic stays, the revert names the check", blueLive, []tstep{
+			{candWith("v2", "sha256:2", checked), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActCheck, "green", nil},
+			{Event{Kind: EvChecked, Checks: check.Results{failedSmoke}, Err: &check.Error{Results: check.Results{failedSmoke}}}, ActFail, "green",
+				func(t *testing.T, s State, d Decision) {
+					if !strings.Contains(d.Reason, "smoke (job): failed") || s.Live != "blue" {
+						t.Errorf("reason %q, live %s", d.Reason, s.Live)
+					}
+				}},
+			{ev(EvTakenOut), ActRecord, "green", all(result(ResultReverted), trailers(TrailerCheck, "smoke=failed"), contains("Job smoke-green-x: BackoffLimitExceeded"))},
+		}},
+		{"a failing soak check flips back and reverts", blueLive, []tstep{
+			{candWith("v2", "sha256:2", checked), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActCheck, "green", nil},
+			{Event{Kind: EvChecked, Checks: check.Results{passedSmoke}}, ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{ev(EvRecorded), ActSoak, "green", nil},
+			{Event{Kind: EvSoaked, Checks: check.Results{failedErrors}, Err: &check.Error{Results: check.Results{failedErrors}}}, ActFlipBack, "blue", nil},
+			{ev(EvFlippedBack), ActFail, "green", nil},
+			{ev(EvTakenOut), ActRecord, "green", all(result(ResultReverted), trailers(TrailerCheck, "smoke=passed", "errors=failed"), contains("want < 0.01; measured 0.2"))},
+		}},
+		{"an API server outage during a check is retried, never a failure", blueLive, []tstep{
+			{candWith("v2", "sha256:2", checked), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActCheck, "green", nil},
+			{Event{Kind: EvChecked, Err: Transient(errors.New("connection refused"))}, ActRetry, "", retry(ActCheck, time.Second)},
 		}},
 		{"transient errors are retried with backoff, never a failure", blueLive, []tstep{
 			{cand("v2", "sha256:2"), ActDeploy, "green", nil},

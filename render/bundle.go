@@ -7,12 +7,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/internal/yamlguard"
 
@@ -49,6 +50,8 @@ type Spec struct {
 	// Adopt lets the bundle take over existing objects that no bundle
 	// owns (spec.adopt; default false).
 	Adopt bool
+	// Checks are spec.checks: end-to-end checks at verify and soak time.
+	Checks []check.Spec
 	// Stage is spec.after and spec.approval (stages.go).
 	Stage Stage
 }
@@ -60,17 +63,18 @@ type rawBundle struct {
 		Name string `json:"name"`
 	} `json:"metadata"`
 	Spec struct {
-		Namespace      string   `json:"namespace"`
-		Path           *string  `json:"path"`
-		Shared         string   `json:"shared"`
-		Colors         []string `json:"colors"`
-		HealthTimeout  string   `json:"healthTimeout"`
-		Soak           string   `json:"soak"`
-		ScaleDownAfter string   `json:"scaleDownAfter"`
-		OnFailure      string   `json:"onFailure"`
-		Adopt          bool     `json:"adopt"`
-		After          []string `json:"after"`
-		Approval       string   `json:"approval"`
+		Namespace      string      `json:"namespace"`
+		Path           *string     `json:"path"`
+		Shared         string      `json:"shared"`
+		Colors         []string    `json:"colors"`
+		HealthTimeout  string      `json:"healthTimeout"`
+		Soak           string      `json:"soak"`
+		ScaleDownAfter string      `json:"scaleDownAfter"`
+		OnFailure      string      `json:"onFailure"`
+		Adopt          bool        `json:"adopt"`
+		Checks         []check.Raw `json:"checks"`
+		After          []string    `json:"after"`
+		Approval       string      `json:"approval"`
 	} `json:"spec"`
 }
 
@@ -113,7 +117,7 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
 	s.Adopt = r.Spec.Adopt
-	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseStage} {
+	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseChecks, parseStage} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err
 		}
@@ -420,40 +424,55 @@ func readLimited(p string, limit int64) ([]byte, error) {
 	return os.ReadFile(p)
 }
 
-var knownFields = map[string][]string{
-	"":         {"apiVersion", "kind", "metadata", "spec"},
-	"metadata": {"name"},
-	"spec":     {"namespace", "path", "shared", "colors", "healthTimeout", "soak", "scaleDownAfter", "onFailure", "adopt", "after", "approval"},
-}
-
-// unknownField returns the dotted path of the first unknown field, or "".
+// unknownField returns the path of the first field of data that
+// rawBundle does not have ("spec.checks[0].shell"), or "".
 func unknownField(data []byte) string {
-	var m map[string]any
+	var m any
 	if yaml.Unmarshal(data, &m) != nil {
 		return ""
 	}
-	check := func(prefix string, m map[string]any) string {
-		keys := make([]string, 0, len(m))
-		for k := range m {
+	return unknownIn(m, reflect.TypeOf(rawBundle{}), "")
+}
+
+// unknownIn walks v (decoded YAML) along t's json fields.
+func unknownIn(v any, t reflect.Type, at string) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if t.Kind() != reflect.Struct {
+			return ""
+		}
+		fields := map[string]reflect.Type{}
+		for i := 0; i < t.NumField(); i++ {
+			name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+			fields[name] = t.Field(i).Type
+		}
+		keys := make([]string, 0, len(x))
+		for k := range x {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			if !slices.Contains(knownFields[prefix], k) {
-				if prefix == "" {
-					return k
-				}
-				return prefix + "." + k
+			p := k
+			if at != "" {
+				p = at + "." + k
+			}
+			ft, ok := fields[k]
+			if !ok {
+				return p
+			}
+			if f := unknownIn(x[k], ft, p); f != "" {
+				return f
 			}
 		}
-		return ""
-	}
-	if f := check("", m); f != "" {
-		return f
-	}
-	for _, sec := range []string{"metadata", "spec"} {
-		if sub, ok := m[sec].(map[string]any); ok {
-			if f := check(sec, sub); f != "" {
+	case []any:
+		if t.Kind() != reflect.Slice {
+			return ""
+		}
+		for i, e := range x {
+			if f := unknownIn(e, t.Elem(), fmt.Sprintf("%s[%d]", at, i)); f != "" {
 				return f
 			}
 		}

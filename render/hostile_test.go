@@ -31,6 +31,10 @@ var hostileBundles = []struct{ name, in, want string }{
 	{"unknown-nested-field", okBundle + "  plugins: [exec]\n", `unknown field "spec.plugins"`},
 	{"unknown-metadata-field", strings.Replace(okBundle, "  name: shop", "  name: shop\n  namespace: kube-system", 1), `unknown field "metadata.namespace"`},
 	{"huge-duration", okBundle + "  healthTimeout: 99999999999999h\n", "spec.healthTimeout"},
+	{"check-unknown-kind", okBundle + "  checks:\n  - name: x\n    exec: {command: sh}\n", `unknown field "spec.checks[0].exec"`},
+	{"check-unknown-nested-field", okBundle + "  checks:\n  - name: x\n    http: {url: \"http://x\", headers: {a: b}}\n", `unknown field "spec.checks[0].http.headers"`},
+	{"check-two-kinds", okBundle + "  checks:\n  - name: x\n    job: {}\n    http: {url: \"http://x\"}\n", "spec.checks[0]: set exactly one"},
+	{"check-soak-without-soak", okBundle + "  checks:\n  - name: x\n    when: soak\n    job: {}\n", "spec.checks[0].when: a soak check needs spec.soak"},
 }
 
 // TestHostileBundleYAML refuses every hostile bundle.yaml with an error that

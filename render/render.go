@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -56,6 +57,9 @@ type Result struct {
 	Shared []*unstructured.Unstructured
 	// Digest is "sha256:<hex>" over the content; equal for both colors of one tree.
 	Digest string
+	// CheckJobs are the Jobs of job checks (spec.checks), colored, by check
+	// name: created afresh for each check run, not applied with Objects.
+	CheckJobs map[string]*unstructured.Unstructured
 	// Inputs are the repository files the render read (slash-separated,
 	// sorted; "dir/" for a directory whose listing it read), bundle.yaml
 	// included: a commit that changes none of them renders the same.
@@ -106,7 +110,11 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if err != nil {
 		return nil, &Error{Err: err, Inputs: bc.inputList()}
 	}
-	digest, err := digestOf(colored, shared)
+	colored, jobs, err := splitCheckJobs(colored, b.Spec.Checks)
+	if err != nil {
+		return nil, &Error{Err: fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err), Inputs: bc.inputList()}
+	}
+	digest, err := digestOf(append(slices.Clip(colored), SortedCheckJobs(jobs)...), shared)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: digest: %w", b.Name, err)
 	}
@@ -127,6 +135,7 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 		if err := res.color(objs, o.Commit); err != nil {
 			return nil, fmt.Errorf("bundle %s: %s: %w", b.Name, b.File, err)
 		}
+		res.colorJobs(jobs, o.Commit, i < len(colors)-1)
 		out = append(out, res)
 	}
 	return out, nil
@@ -216,6 +225,38 @@ func (res *Result) color(objs []*unstructured.Unstructured, commit string) error
 	}
 	sortObjects(res.Twins)
 	return checkTwins(res.Twins, res.Objects, res.Shared)
+}
+
+// colorJobs colors the check Jobs for res.Color (copies when cp is set).
+func (res *Result) colorJobs(jobs map[string]*unstructured.Unstructured, commit string, cp bool) {
+	if len(jobs) == 0 {
+		return
+	}
+	res.CheckJobs = map[string]*unstructured.Unstructured{}
+	for name, u := range jobs {
+		if cp {
+			u = u.DeepCopy()
+		}
+		u.Object = substitute(u.Object, sentinel, res.Color).(map[string]any)
+		setAnnotation(u, contract.AnnotationCommit, commit)
+		setAnnotation(u, contract.AnnotationDigest, res.Digest)
+		stampTemplate(u, res.Digest)
+		res.CheckJobs[name] = u
+	}
+}
+
+// SortedCheckJobs lists check Jobs (Result.CheckJobs) by check name.
+func SortedCheckJobs(jobs map[string]*unstructured.Unstructured) []*unstructured.Unstructured {
+	names := make([]string, 0, len(jobs))
+	for n := range jobs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]*unstructured.Unstructured, len(names))
+	for i, n := range names {
+		out[i] = jobs[n]
+	}
+	return out
 }
 
 // deepCopy copies a list of objects.

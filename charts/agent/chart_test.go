@@ -403,6 +403,7 @@ func TestNamespacedRBACOnControlPlane(t *testing.T) {
 	}{
 		{allowed, "", "secrets", "get", true},
 		{allowed, "batch", "jobs", "delete", true},
+		{allowed, "batch", "jobs", "deletecollection", true}, // check runs clear their earlier Jobs
 		{allowed, "discovery.k8s.io", "endpointslices", "watch", true},
 		{allowed, "", "pods", "delete", false},
 		{allowed, "rbac.authorization.k8s.io", "roles", "create", false},

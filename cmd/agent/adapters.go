@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
 )
@@ -31,6 +32,7 @@ type bundleCluster struct {
 	ap     *applier.Applier
 	store  *releaseStore
 	bundle string
+	checks *check.Runner // shared by every bundle; Check copies it
 
 	mu      sync.Mutex
 	applied map[string]appliedColor // by color
@@ -43,8 +45,8 @@ type appliedColor struct {
 	objects   []*unstructured.Unstructured
 }
 
-func newBundleCluster(ap *applier.Applier, store *releaseStore, bundle string) *bundleCluster {
-	return &bundleCluster{ap: ap, store: store, bundle: bundle, applied: map[string]appliedColor{}}
+func newBundleCluster(ap *applier.Applier, store *releaseStore, bundle string, checks *check.Runner) *bundleCluster {
+	return &bundleCluster{ap: ap, store: store, bundle: bundle, checks: checks, applied: map[string]appliedColor{}}
 }
 
 // classify turns applier errors into promote's vocabulary: unreachable is

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/contract"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -44,9 +45,10 @@ type agent struct {
 	sem     chan struct{}         // bounds bundles reconciled at once
 	wg      sync.WaitGroup        // drivers
 	diffs   diffCache
-	trust   *trust      // --verify-commits; nil when off (trust.go)
-	vis     *visibility // events, commit statuses, notifications; nil: off
-	stages  *stages     // the stage gates (stages.go)
+	trust   *trust        // --verify-commits; nil when off (trust.go)
+	vis     *visibility   // events, commit statuses, notifications; nil: off
+	checks  *check.Runner // spec.checks of every bundle (checks.go)
+	stages  *stages       // the stage gates (stages.go)
 }
 
 func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -57,6 +59,7 @@ func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, di
 		sem:     make(chan struct{}, c.Concurrency),
 	}
 	a.ap, a.releases, a.stages = ap, newReleaseStore(), newStages(m)
+	a.checks = &check.Runner{} // run replaces it with the flags' runner
 	return a
 }
 

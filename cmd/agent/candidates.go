@@ -51,7 +51,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 		// bundle alone until a commit fixes it.
 		return nil, err
 	}
-	bc := newBundleCluster(a.ap, a.releases, b.Name)
+	bc := newBundleCluster(a.ap, a.releases, b.Name, a.checks)
 	tipRun := a.render(ctx, snap, b) // the store then knows the bundle's namespace
 	v, err := bc.Observe(ctx)
 	if err != nil {
@@ -99,7 +99,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 // policyOf is the release policy of bundle.yaml.
 func policyOf(b *render.Bundle) promote.Policy {
 	return promote.Policy{OnFailure: b.Spec.OnFailure, HealthTimeout: b.Spec.HealthTimeout, Soak: b.Spec.Soak,
-		ScaleDownAfter: b.Spec.ScaleDownAfter, ScaleDownNever: b.Spec.ScaleDownNever}
+		ScaleDownAfter: b.Spec.ScaleDownAfter, ScaleDownNever: b.Spec.ScaleDownNever, Checks: b.Spec.Checks}
 }
 
 // readRelease parses b's release.yaml at a checkout; nil when there is none.

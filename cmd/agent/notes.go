@@ -16,6 +16,7 @@ var phaseMessages = map[string]string{
 	"idle":       "nothing to release",
 	"apply":      "applied",
 	"verify":     "verified",
+	"check":      "check run",
 	"flip":       "stable Services switched",
 	"promote":    "promoted",
 	"soak":       "soak over",
@@ -66,6 +67,9 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 		if n.Err != nil {
 			ev = ev.Err(n.Err)
 		}
+		if n.Check != nil {
+			ev = logCheck(ev, n.Check)
+		}
 		ev.Msg(phaseMessages[n.Phase])
 
 		switch n.Phase {
@@ -73,6 +77,8 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 			if n.Err == nil || !errors.Is(n.Err, promote.ErrTransient) {
 				a.m.observePhase(bundle, n.Phase, n.Duration)
 			}
+		case "check":
+			a.m.observeCheck(bundle, n.Check)
 		case "retry":
 			a.m.transient.WithLabelValues("cluster").Inc()
 		case "commit":

@@ -47,7 +47,8 @@ func renderCmd(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return render.WriteYAML(stdout, res.Shared, res.Objects, res.Twins)
+	// Check Jobs last: they are created per check run, not applied.
+	return render.WriteYAML(stdout, res.Shared, res.Objects, res.Twins, render.SortedCheckJobs(res.CheckJobs))
 }
 
 // parseInterleaved parses flags that may come before or after positional

@@ -65,6 +65,9 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
 	a.trust = tr
+	if a.checks, err = newCheckRunner(c.Checks); err != nil {
+		return err
+	}
 	if a.vis, err = newVisibility(ctx, &c.Vis, restCfg, m, log); err != nil {
 		return err
 	}

@@ -149,7 +149,26 @@ func (d *demo) play(ctx context.Context) error {
 		return err
 	}
 
-	step("4. a developer rolls back v2 with git revert: blue still runs v1, warm")
+	step("4. client and server v3 in one commit: both become Ready, but the end-to-end check fails")
+	fmt.Println("(the simulated kubelet fails a Job whose image tag ends in -fail: here, the e2e")
+	fmt.Println(" Job's calls through client-blue to server-blue failing on a broken API change)")
+	v3, err := d.commit(ctx, "client and server v3 (new orders API)", map[string]string{
+		"- name: example/shop-client\n  newTag: v2": "- name: example/shop-client\n  newTag: v3",
+		"- name: example/shop-server\n  newTag: v2": "- name: example/shop-server\n  newTag: v3",
+		"- name: example/shop-e2e\n  newTag: v2":    "- name: example/shop-e2e\n  newTag: v3-fail",
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Println("pushed", v3[:7])
+	if err := d.expect(ctx, 4, "reverted", "green"); err != nil {
+		return err
+	}
+	if err := d.checkEvidence(ctx, "e2e=failed"); err != nil {
+		return err
+	}
+
+	step("5. a developer rolls back v2 with git revert: blue still runs v1, warm")
 	if _, err := testenv.Git(ctx, d.clone, "pull", "--quiet", "--rebase"); err != nil {
 		return err
 	}
@@ -159,11 +178,30 @@ func (d *demo) play(ctx context.Context) error {
 	if _, err := testenv.Git(ctx, d.clone, "push", "--quiet", "origin", "main"); err != nil {
 		return err
 	}
-	if err := d.expect(ctx, 4, "promoted", "blue"); err != nil {
+	if err := d.expect(ctx, 5, "promoted", "blue"); err != nil {
 		return err
 	}
 	if !d.agent.LogContains("warm flip-back") {
-		return fmt.Errorf("step 4: the agent did not flip back to the warm blue at once")
+		return fmt.Errorf("step 5: the agent did not flip back to the warm blue at once")
+	}
+	return nil
+}
+
+// checkEvidence prints the check evidence of the newest agent commit and
+// fails unless it carries the trailer Tandem-Check: want.
+func (d *demo) checkEvidence(ctx context.Context, want string) error {
+	body, err := testenv.Git(ctx, d.remote, "log", "-1", "--format=%B", "main")
+	if err != nil {
+		return err
+	}
+	fmt.Println("\nwhat the revert says of the check:")
+	for _, line := range strings.Split(body, "\n") {
+		if strings.Contains(line, "check ") || strings.HasPrefix(line, "Tandem-Check:") {
+			fmt.Println("  " + strings.TrimSpace(line))
+		}
+	}
+	if !strings.Contains(body, "Tandem-Check: "+want) {
+		return fmt.Errorf("the revert does not carry Tandem-Check: %s:\n%s", want, body)
 	}
 	return nil
 }

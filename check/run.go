@@ -1,0 +1,208 @@
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// JobRunner creates a check's Job afresh and waits for it (the applier, in
+// the agent).
+type JobRunner interface {
+	// RunJob creates job (a fresh copy, named after it) and waits up to
+	// timeout for it to complete. failed says why it failed ("" when it
+	// completed); name is the Job it created. err means no verdict could be
+	// reached (the API server did not answer).
+	RunJob(ctx context.Context, check string, job *unstructured.Unstructured, timeout time.Duration) (name, failed string, err error)
+}
+
+// Runner runs checks. Its zero value runs http checks with a default client;
+// prometheus checks need Prometheus, job checks Jobs.
+type Runner struct {
+	HTTP       *http.Client
+	Prometheus *PromSource
+	Jobs       JobRunner
+}
+
+// Target is what a phase's checks run against: the variables of the
+// templates and the check Jobs rendered for the color.
+type Target struct {
+	Vars
+	// Jobs are the rendered check Jobs of the color, by check name.
+	Jobs map[string]*unstructured.Unstructured
+}
+
+// Run runs specs concurrently against t and returns their results in spec
+// order. The first check that does not pass stops the others (their results
+// say so). err is *Error when a check did not pass, the runner's error
+// when a job check could not reach a verdict (retry later), or ctx's error.
+func (r *Runner) Run(ctx context.Context, specs []Spec, t Target) (Results, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	results := make(Results, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	var once sync.Once
+	for i, s := range specs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := r.runOne(rctx, s, t)
+			if rctx.Err() != nil && ctx.Err() == nil && res.Verdict != Passed && err == nil && !res.stopper {
+				res.Verdict, res.Detail, res.Stopped = Inconclusive, "stopped: another check did not pass", true
+			}
+			results[i], errs[i] = res.Result, err
+			if err != nil || res.Verdict != Passed {
+				once.Do(stop)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return results, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return results, err
+		}
+	}
+	if results.Failing() != nil {
+		return results, &Error{Results: results}
+	}
+	return results, nil
+}
+
+// run is a result with how it ended.
+type run struct {
+	Result
+	stopper bool // it reached its own verdict
+}
+
+func (r *Runner) runOne(ctx context.Context, s Spec, t Target) (run, error) {
+	start := time.Now()
+	res := run{Result: Result{Name: s.Name, Kind: s.Kind(), When: s.When, Color: t.Color}}
+	wctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	var err error
+	switch {
+	case s.Job != nil:
+		err = r.job(wctx, s, t, &res.Result)
+	case s.HTTP != nil:
+		r.measure(wctx, s.HTTP.Count-s.HTTP.Successes, s.HTTP.Successes, s.HTTP.Interval, r.httpProbe(s.HTTP, t.Vars), &res.Result)
+		res.Condition = fmt.Sprintf("status %v%s, %d of %d", s.HTTP.Status, bodyCond(s.HTTP), s.HTTP.Successes, s.HTTP.Count)
+	default:
+		p := s.Prometheus
+		res.Condition = fmt.Sprintf("%s in %d of %d measurements", p.Condition, p.Count-p.FailureLimit, p.Count)
+		if r.Prometheus == nil {
+			res.Verdict, res.Detail = Inconclusive, "the agent has no --prometheus-url"
+			break
+		}
+		r.measure(wctx, p.FailureLimit, p.Count-p.FailureLimit, p.Interval, r.Prometheus.probe(t.Vars.Expand(p.Query), p.Condition), &res.Result)
+	}
+	res.Duration = time.Since(start)
+	res.stopper = res.Verdict != "" && ctx.Err() == nil
+	if res.Verdict == "" {
+		res.Verdict = Inconclusive
+		if res.Detail == "" {
+			res.Detail = "the check never ran"
+		}
+	}
+	return res, err
+}
+
+func bodyCond(h *HTTP) string {
+	if h.Body == nil {
+		return ""
+	}
+	return fmt.Sprintf(" and body ~ /%s/", h.Body)
+}
+
+// job runs the check's Job in the color.
+func (r *Runner) job(ctx context.Context, s Spec, t Target, res *Result) error {
+	res.Condition = "Job completes"
+	job := t.Jobs[s.Name]
+	if job == nil {
+		res.Verdict, res.Detail = Failed, fmt.Sprintf("no Job of the bundle has annotation %s: %s", AnnotationCheck, s.Name)
+		return nil
+	}
+	if r.Jobs == nil {
+		res.Verdict, res.Detail = Inconclusive, "no cluster to run the Job in"
+		return nil
+	}
+	name, failed, err := r.Jobs.RunJob(ctx, s.Name, job, s.Timeout)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		res.Detail = fmt.Sprintf("Job %s: no verdict within the window (%s)", name, s.Timeout)
+		return nil
+	case err != nil:
+		return fmt.Errorf("check %s: %w", s.Name, err)
+	case failed != "":
+		res.Verdict, res.Detail = Failed, fmt.Sprintf("Job %s: %s", name, failed)
+	default:
+		res.Verdict, res.Values = Passed, []string{"Job " + name + " completed"}
+	}
+	return nil
+}
+
+// probe takes one measurement: its value as text (or what made it
+// inconclusive) and its verdict: passed, failed or inconclusive.
+type probe func(ctx context.Context) (value, verdict string)
+
+// maxValues bounds the measurements a result lists.
+const maxValues = 20
+
+// measure takes measurements interval apart until passes reach needPass
+// (passed), failures exceed maxFail (failed) or ctx ends (inconclusive).
+// Inconclusive measurements count for neither and are retried.
+func (r *Runner) measure(ctx context.Context, maxFail, needPass int, interval time.Duration, p probe, res *Result) {
+	passes, fails, inconclusive := 0, 0, 0
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+loop:
+	for {
+		v, verdict := p(ctx)
+		if ctx.Err() != nil {
+			break // the window ended mid-measurement: it does not count
+		}
+		switch verdict {
+		case Passed:
+			passes++
+		case Failed:
+			fails++
+		default:
+			inconclusive++
+			v += " (inconclusive)"
+		}
+		if len(res.Values) < maxValues {
+			res.Values = append(res.Values, v)
+		}
+		switch {
+		case fails > maxFail:
+			res.Verdict = Failed
+			return
+		case passes >= needPass:
+			res.Verdict = Passed
+			return
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-tick.C:
+		}
+	}
+	if len(res.Values) == maxValues {
+		res.Values = append(res.Values, "…")
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		res.Verdict = Inconclusive
+		res.Detail = fmt.Sprintf("the window ended with %d passing and %d failing measurements of the %d passing needed (%d inconclusive)", passes, fails, needPass, inconclusive)
+	}
+}
