@@ -147,7 +147,7 @@ func (a *agent) hasDownstream(bundle string) bool {
 // bundle comes after this one, release.yaml records soakedAt so that the
 // agents of the downstream bundles see it in Git.
 func (a *agent) stageNote(bundle string, n promote.Note) {
-	if n.Phase != "soak" || n.Err != nil || n.Commit == "" || !a.hasDownstream(bundle) {
+	if !soakEnded(n) || !a.hasDownstream(bundle) {
 		return
 	}
 	a.stages.mu.Lock()
@@ -158,6 +158,13 @@ func (a *agent) stageNote(bundle string, n promote.Note) {
 		defer a.wg.Done()
 		a.recordSoaked(ctx, bundle, n.Color, n.Commit)
 	}()
+}
+
+// soakEnded reports whether n is the driver's report of a soak that ran
+// to its end healthy. A soak a newer commit cut short is reported with a
+// detail and no duration ("soak ended early"): it did not end healthy.
+func soakEnded(n promote.Note) bool {
+	return n.Phase == "soak" && n.Err == nil && n.Commit != "" && n.Detail == "" && n.Duration > 0
 }
 
 // recoverSoaked records the soak of the live release when the agent
@@ -173,7 +180,7 @@ func (a *agent) recoverSoaked(b *render.Bundle, rel *promote.Release, v promote.
 	if live.PromotedAt == nil || time.Now().Before(live.PromotedAt.Add(b.Spec.Soak)) {
 		return // the driver resumes the soak; its end is recorded then
 	}
-	a.stageNote(b.Name, promote.Note{Phase: "soak", Color: rel.Live, Commit: live.Commit})
+	a.stageNote(b.Name, promote.Note{Phase: "soak", Color: rel.Live, Commit: live.Commit, Duration: b.Spec.Soak})
 }
 
 // recordSoaked commits soakedAt for bundle's live release, retrying until

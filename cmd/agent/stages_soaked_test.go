@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,3 +60,23 @@ func TestOutcomeKeepsSoakedAt(t *testing.T) {
 		t.Errorf("a new live release kept the old soakedAt:\n%s", got)
 	}
 }
+
+// TestSoakEnded: only a soak that ran to its end healthy is recorded.
+func TestSoakEnded(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		n    promote.Note
+		want bool
+	}{
+		{"ended healthy", promote.Note{Phase: "soak", Color: "green", Commit: "c", Duration: 3 * time.Second}, true},
+		{"degraded", promote.Note{Phase: "soak", Commit: "c", Duration: time.Second, Err: errTest}, false},
+		{"cut short by a newer commit", promote.Note{Phase: "soak", Commit: "c", Detail: "a newer commit arrived; soak ended early"}, false},
+		{"another phase", promote.Note{Phase: "promote", Commit: "c", Duration: time.Second}, false},
+	} {
+		if got := soakEnded(tc.n); got != tc.want {
+			t.Errorf("%s: soakEnded %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+var errTest = errors.New("server-green: CrashLoopBackOff")
