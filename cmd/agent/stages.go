@@ -99,11 +99,15 @@ func (a *agent) gateOpen(ctx context.Context, snap gitsync.Snapshot, b *render.B
 	in, err := a.gateReader(snap).read(ctx, b)
 	g := promote.Decide(in)
 	if err != nil {
-		g = promote.Gate{Wait: true, On: "git", Why: "cannot read the stage gate: " + err.Error()}
+		g = promote.Gate{Wait: true, On: gateUnreadable, Why: "cannot read the stage gate: " + err.Error()}
 	}
 	a.setGate(b.Name, snap.Commit, g)
 	return !g.Wait
 }
+
+// gateUnreadable is Gate.On when the gate cannot be read (Git did not
+// answer, an upstream's release.yaml is broken): the candidate waits.
+const gateUnreadable = "unreadable"
 
 // setGate records b's gate, logs a change and exports it.
 func (a *agent) setGate(bundle, commit string, g promote.Gate) {
