@@ -172,6 +172,12 @@ type item struct {
 //     tandem.dev/bundle=<bundle> (and tandem.dev/color=<color>) and a
 //     tandem field manager.
 //
+// A shared set (s.Color "") records the bundle's render of each object in
+// the annotation shared.tandem.dev/<bundle> (shared.go): several bundles may
+// apply one shared object when their renders are identical; a different
+// render is refused at step 1, and pruning an object that other bundles
+// still render only gives up the bundle's share of it.
+//
 // An object or inventory that an earlier release applied with the shared
 // field manager "tandem" is handed over to the bundle's own manager: the
 // apply takes its fields (same values, nothing changes) and the old
@@ -265,6 +271,12 @@ func (a *Applier) prepare(ctx context.Context, s Set) ([]*item, error) {
 			it.later = true
 		}
 		it.ri = ri
+		if s.Color == "" {
+			if err := stampShared(u, s.Bundle); err != nil {
+				bad = append(bad, err.Error())
+				continue
+			}
+		}
 		k := refOf(u).key()
 		if seen[k] {
 			bad = append(bad, fmt.Sprintf("%s: listed twice", objRef(u)))
@@ -383,6 +395,11 @@ func applyBody(u *unstructured.Unstructured) ([]byte, error) {
 func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces map[string]bool) error {
 	var mu sync.Mutex
 	var bad []string
+	refuse := func(it *item, why string) {
+		mu.Lock()
+		defer mu.Unlock()
+		bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
+	}
 	manager := contract.FieldManagerFor(s.Bundle)
 	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
 		if it.later {
@@ -414,9 +431,7 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 				}
 				why = cmp.Or(refusal, why)
 			}
-			mu.Lock()
-			bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
-			mu.Unlock()
+			refuse(it, why)
 			return nil
 		}
 		it.dryRV = out.GetResourceVersion()
@@ -427,11 +442,15 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 				return err
 			}
 			if why != "" {
-				mu.Lock()
-				bad = append(bad, fmt.Sprintf("%s: %s", objRef(it.obj), why))
-				mu.Unlock()
+				refuse(it, why)
 			}
 			return nil
+		}
+		if it.live != nil && s.Color == "" {
+			if why := sharedRefusal(it.live, it.obj, s.Bundle, s.Adopt); why != "" {
+				refuse(it, why)
+				return nil
+			}
 		}
 		if it.live != nil && sameObject(out, it.live) && legacyEntry(it.live, contract.LegacyFieldManager) < 0 {
 			it.noop, it.result = true, out
@@ -459,7 +478,7 @@ func isMissingNamespace(err error, ns string) bool {
 
 // claim reads the live object of it, which exists but did not carry s's
 // bundle label when listed, and says why s may not claim it ("" when it
-// may; claimRefusal).
+// may; claimRefusal, or sharedRefusal for a shared set).
 func (a *Applier) claim(ctx context.Context, it *item, s Set) (string, error) {
 	live, err := it.ri.Get(ctx, it.obj.GetName(), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
@@ -467,6 +486,11 @@ func (a *Applier) claim(ctx context.Context, it *item, s Set) (string, error) {
 	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", objRef(it.obj), err)
+	}
+	if s.Color == "" {
+		why := sharedRefusal(live, it.obj, s.Bundle, s.Adopt)
+		it.body = nil // the owner label may have changed: applyAll encodes it again
+		return why, nil
 	}
 	return claimRefusal(live, s.Bundle, s.Adopt), nil
 }

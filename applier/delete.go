@@ -17,7 +17,9 @@ const (
 	KeptForeign KeepReason = "owned by another bundle or tool"
 	// KeptNamespace: Namespaces are never deleted.
 	KeptNamespace KeepReason = "namespaces are never deleted"
-	// KeptShared: keepShared said a remaining bundle still renders it.
+	// KeptShared: a remaining bundle still renders it (keepShared said so,
+	// or its sharer annotation is on the object); the removed bundle gave
+	// up its share of it.
 	KeptShared KeepReason = "still rendered by a remaining bundle"
 	// KeptClusterScoped: a cluster-scoped object listed outside the shared
 	// inventory (render never puts one there).
@@ -58,7 +60,9 @@ type inventoryPass struct {
 // ChangeSet.Kept. A Namespace is never deleted, nor a cluster-scoped object
 // outside the shared inventory. A shared object is deleted only when
 // keepShared(ref) is false (the caller says whether a remaining bundle still
-// renders it); a nil keepShared keeps none.
+// renders it; a nil keepShared keeps none) and no other bundle's sharer
+// annotation is on it; otherwise the bundle only gives up its share (its
+// annotation and its field manager's claim) and the object stays.
 //
 // Every deleted object, inventories included, is in ChangeSet.Changes with
 // Action Pruned. An object the API server refuses to delete is listed in
@@ -91,11 +95,14 @@ func (a *Applier) DeleteBundle(ctx context.Context, namespace, bundle string, co
 		}
 		for i := len(refs) - 1; i >= 0; i-- {
 			r := refs[i]
-			if reason := keepReason(r, p.inv, keepShared); reason != "" {
+			reason := keepReason(r, p.inv, keepShared)
+			if reason != "" && reason != KeptShared && reason != KeptNamespace {
 				cs.Kept = append(cs.Kept, KeptObject{Object: r, Reason: reason})
 				continue
 			}
-			ok, err := a.deleteOne(ctx, &cs, r, bundle, p.color)
+			// A shared object or Namespace is kept, but the bundle gives up
+			// its share of it when other bundles render it.
+			ok, err := a.deleteOne(ctx, &cs, r, bundle, p.color, reason)
 			if err != nil {
 				return cs, fmt.Errorf("delete bundle %s: %w", bundle, err)
 			}
@@ -113,7 +120,7 @@ func (a *Applier) DeleteBundle(ctx context.Context, namespace, bundle string, co
 			continue
 		}
 		inv := ObjectRef{Version: "v1", Kind: "ConfigMap", Namespace: namespace, Name: InventoryName(bundle, p.inv)}
-		if _, err := a.deleteOne(ctx, &cs, inv, bundle, ""); err != nil {
+		if _, err := a.deleteOne(ctx, &cs, inv, bundle, "", ""); err != nil {
 			return cs, fmt.Errorf("delete bundle %s: %w", bundle, err)
 		}
 	}
@@ -134,12 +141,18 @@ func keepReason(r ObjectRef, inv string, keepShared func(ObjectRef) bool) KeepRe
 	return ""
 }
 
-// deleteOne prunes r and records the outcome in cs. It returns false when
+// deleteOne prunes r and records the outcome in cs; with a keep reason it
+// does not delete r but gives up bundle's share of it (when other bundles
+// render it) and records r as kept for that reason. It returns false when
 // the API server refused the deletion (recorded in cs.PruneFailures), and
 // an error naming r when the call cannot go on: the API server is
 // unreachable or ctx is done.
-func (a *Applier) deleteOne(ctx context.Context, cs *ChangeSet, r ObjectRef, bundle, color string) (bool, error) {
-	out, err := a.prune(ctx, r, bundle, color)
+func (a *Applier) deleteOne(ctx context.Context, cs *ChangeSet, r ObjectRef, bundle, color string, keep KeepReason) (bool, error) {
+	out, err := a.prune(ctx, r, bundle, color, keep != "")
+	if keep != "" && err == nil {
+		cs.Kept = append(cs.Kept, KeptObject{Object: r, Reason: keep})
+		return true, nil
+	}
 	switch {
 	case err != nil && (IsTransient(err) || ctx.Err() != nil):
 		return false, fmt.Errorf("%s: delete: %w", r, err)
@@ -150,6 +163,8 @@ func (a *Applier) deleteOne(ctx context.Context, cs *ChangeSet, r ObjectRef, bun
 		cs.Changes = append(cs.Changes, Change{Object: r, Action: Pruned})
 	case out == pruneForeign:
 		cs.Kept = append(cs.Kept, KeptObject{Object: r, Reason: KeptForeign})
+	case out == pruneShared:
+		cs.Kept = append(cs.Kept, KeptObject{Object: r, Reason: KeptShared})
 	}
 	return true, nil
 }

@@ -97,6 +97,11 @@ func (a *Applier) diffOne(ctx context.Context, u *unstructured.Unstructured, s S
 		}
 		return ObjectDiff{}, fmt.Errorf("%s: %w", objRef(u), err)
 	}
+	if s.Color == "" {
+		if err := stampShared(u, s.Bundle); err != nil {
+			return ObjectDiff{}, err
+		}
+	}
 	od := ObjectDiff{Object: refOf(u)}
 	live, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
 	switch {
@@ -106,7 +111,11 @@ func (a *Applier) diffOne(ctx context.Context, u *unstructured.Unstructured, s S
 		return ObjectDiff{}, fmt.Errorf("%s: %w", objRef(u), err)
 	}
 	why := reservedName(u)
-	if live != nil && why == "" {
+	switch {
+	case live == nil || why != "":
+	case s.Color == "":
+		why = sharedRefusal(live, u, s.Bundle, s.Adopt)
+	case live.GetLabels()[contract.LabelBundle] != s.Bundle:
 		why = claimRefusal(live, s.Bundle, s.Adopt)
 	}
 	if why != "" {
@@ -163,8 +172,12 @@ func (a *Applier) prunable(ctx context.Context, r ObjectRef, bundle, color strin
 		return nil, err
 	}
 	l := live.GetLabels()
-	if l[contract.LabelBundle] != bundle || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
+	_, sharer := live.GetAnnotations()[sharerKey(bundle)]
+	if (l[contract.LabelBundle] != bundle && !sharer) || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
 		return nil, nil
+	}
+	if len(otherSharers(live, bundle)) > 0 {
+		return nil, nil // other bundles still render it: Apply gives up a share, deletes nothing
 	}
 	return live, nil
 }

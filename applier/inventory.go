@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/tandem-gitops/tandem/contract"
 
@@ -109,7 +110,7 @@ func (a *Applier) syncInventory(ctx context.Context, ns, bundle, invColor, color
 	var failed []ObjectRef
 	for i := len(stale) - 1; i >= 0; i-- {
 		r := stale[i]
-		out, err := a.prune(ctx, r, bundle, color)
+		out, err := a.prune(ctx, r, bundle, color, false)
 		if err != nil {
 			failures = append(failures, Failure{Object: r.String(), Reason: "prune: " + err.Error()})
 			failed = append(failed, r)
@@ -137,10 +138,18 @@ const (
 	// pruneForeign: the live object is no longer tandem's (another bundle's
 	// label or color, or no tandem field manager); it was left alone.
 	pruneForeign
+	// pruneShared: a shared object other bundles still render (their
+	// sharer annotations); the bundle gave up its share, nothing was deleted.
+	pruneShared
 )
 
-// prune deletes r if it still exists and is tandem's, and says which it was.
-func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) (pruneOutcome, error) {
+// prune deletes r if it still exists and is bundle's, and says which it
+// was. An object is bundle's when it carries bundle's label (and color's,
+// for a colored one) or bundle's sharer annotation, and a tandem field
+// manager applied it. A shared object that other bundles still render, or
+// any object when keep is set, is not deleted: bundle only gives up its
+// share of it (release) when other bundles render it.
+func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string, keep bool) (pruneOutcome, error) {
 	m, err := a.mapping(r.gvk())
 	if meta.IsNoMatchError(err) {
 		return pruneGone, nil // the kind is gone, and with it the object
@@ -162,8 +171,18 @@ func (a *Applier) prune(ctx context.Context, r ObjectRef, bundle, color string) 
 		return pruneGone, err
 	}
 	l := live.GetLabels()
-	if l[contract.LabelBundle] != bundle || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
+	_, sharer := live.GetAnnotations()[sharerKey(bundle)]
+	if (l[contract.LabelBundle] != bundle && !sharer) || (color != "" && l[contract.LabelColor] != color) || !managedByTandem(live) {
 		return pruneForeign, nil // not tandem's (any more): never delete it
+	}
+	if others := otherSharers(live, bundle); len(others) > 0 || keep {
+		if len(others) == 0 {
+			return pruneShared, nil
+		}
+		if err := release(ctx, ri, live, bundle); err != nil {
+			return pruneGone, fmt.Errorf("give up the share of bundle %s (bundles %s still render it): %w", bundle, strings.Join(others, ", "), err)
+		}
+		return pruneShared, nil
 	}
 	uid := live.GetUID()
 	bg := metav1.DeletePropagationBackground

@@ -40,6 +40,11 @@ const (
 	AnnotationRoute = "tandem.dev/route"
 	// AnnotationReplicas records a scaled-down workload's replicas, to scale it back.
 	AnnotationReplicas = "tandem.dev/replicas"
+	// AnnotationSharedPrefix starts the annotation each bundle that renders
+	// a shared (uncolored) object puts on it: "shared.tandem.dev/<bundle>"
+	// with the hash of its render of the object. Several bundles may render
+	// one shared object (a Namespace) when their hashes are equal.
+	AnnotationSharedPrefix = "shared.tandem.dev/"
 )
 
 // Field managers of tandem's server-side applies. Every bundle applies with

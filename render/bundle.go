@@ -17,6 +17,7 @@ import (
 	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/internal/yamlguard"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 )
 
@@ -52,6 +53,11 @@ type Spec struct {
 	Adopt bool
 	// Checks are spec.checks: end-to-end checks at verify and soak time.
 	Checks []check.Spec
+	// ServiceAccountName is the ServiceAccount in Namespace that the
+	// agent impersonates for every apply, wait, flip and prune of the
+	// bundle (spec.serviceAccountName; "": the agent's
+	// --default-service-account, else its own identity).
+	ServiceAccountName string
 	// Stage is spec.after and spec.approval (stages.go).
 	Stage Stage
 }
@@ -72,6 +78,7 @@ type rawBundle struct {
 		ScaleDownAfter string      `json:"scaleDownAfter"`
 		OnFailure      string      `json:"onFailure"`
 		Adopt          bool        `json:"adopt"`
+		ServiceAccount string      `json:"serviceAccountName"`
 		Checks         []check.Raw `json:"checks"`
 		After          []string    `json:"after"`
 		Approval       string      `json:"approval"`
@@ -117,6 +124,12 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
 	s.Adopt = r.Spec.Adopt
+	if sa := r.Spec.ServiceAccount; sa != "" {
+		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
+			return nil, bad("spec.serviceAccountName", "%q is not a valid ServiceAccount name: %s", sa, strings.Join(errs, "; "))
+		}
+		s.ServiceAccountName = sa
+	}
 	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseChecks, parseStage} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err

@@ -30,6 +30,8 @@ var hostileBundles = []struct{ name, in, want string }{
 	{"colors-not-a-list", okBundle + "  colors: blue\n", "bundles/shop/bundle.yaml"},
 	{"unknown-nested-field", okBundle + "  plugins: [exec]\n", `unknown field "spec.plugins"`},
 	{"unknown-metadata-field", strings.Replace(okBundle, "  name: shop", "  name: shop\n  namespace: kube-system", 1), `unknown field "metadata.namespace"`},
+	{"service-account-traversal", okBundle + "  serviceAccountName: ../admin\n", "spec.serviceAccountName"},
+	{"service-account-not-a-string", okBundle + "  serviceAccountName: [a]\n", "bundles/shop/bundle.yaml"},
 	{"huge-duration", okBundle + "  healthTimeout: 99999999999999h\n", "spec.healthTimeout"},
 	{"check-unknown-kind", okBundle + "  checks:\n  - name: x\n    exec: {command: sh}\n", `unknown field "spec.checks[0].exec"`},
 	{"check-unknown-nested-field", okBundle + "  checks:\n  - name: x\n    http: {url: \"http://x\", headers: {a: b}}\n", `unknown field "spec.checks[0].http.headers"`},

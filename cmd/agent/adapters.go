@@ -16,6 +16,7 @@ import (
 	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
+	"github.com/tandem-gitops/tandem/render"
 )
 
 // The adapters satisfy promote's interfaces.
@@ -28,8 +29,10 @@ var (
 // It resolves a release reference to its render in the agent's store and
 // remembers what it applied to each color (the objects as the API server
 // returned them), so that a verification or a flip acts on exactly that.
+// Applies, waits, flips and scaling act as the bundle's ServiceAccount
+// (tenancy.applierFor); observing reads as the agent.
 type bundleCluster struct {
-	ap     *applier.Applier
+	ten    *tenancy
 	store  *releaseStore
 	bundle string
 	checks *check.Runner // shared by every bundle; Check copies it
@@ -45,8 +48,18 @@ type appliedColor struct {
 	objects   []*unstructured.Unstructured
 }
 
-func newBundleCluster(ap *applier.Applier, store *releaseStore, bundle string, checks *check.Runner) *bundleCluster {
-	return &bundleCluster{ap: ap, store: store, bundle: bundle, checks: checks, applied: map[string]appliedColor{}}
+func newBundleCluster(ten *tenancy, store *releaseStore, bundle string, checks *check.Runner) *bundleCluster {
+	return &bundleCluster{ten: ten, store: store, bundle: bundle, checks: checks, applied: map[string]appliedColor{}}
+}
+
+// acting is the Applier that acts for the newest bundle.yaml of the bundle.
+func (c *bundleCluster) acting() (*applier.Applier, *render.Bundle, error) {
+	b := c.store.spec(c.bundle)
+	if b == nil {
+		return nil, nil, fmt.Errorf("bundle %s: no bundle.yaml seen", c.bundle)
+	}
+	ap, err := c.ten.applierFor(b)
+	return ap, b, err
 }
 
 // classify turns applier errors into promote's vocabulary: unreachable is
@@ -74,7 +87,7 @@ func (c *bundleCluster) namespace(color string) string {
 
 // Observe reads which color the stable twins select and what each color runs.
 func (c *bundleCluster) Observe(ctx context.Context) (promote.View, error) {
-	obs, err := c.ap.Observe(ctx, c.namespace(""), c.bundle)
+	obs, err := c.ten.own.Observe(ctx, c.namespace(""), c.bundle)
 	if err != nil {
 		return promote.View{}, classify(err)
 	}
@@ -93,14 +106,19 @@ func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.Re
 	if err != nil {
 		return nil, err
 	}
+	ap, err := c.ten.applierFor(b)
+	if err != nil {
+		return nil, err
+	}
 	if shared && len(res.Shared) > 0 {
-		if _, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared, Adopt: b.Spec.Adopt}); err != nil {
-			return nil, classify(fmt.Errorf("bundle %s shared: %w", b.Name, err))
+		if _, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared, Adopt: b.Spec.Adopt}); err != nil {
+			// Name the directory the objects were rendered from.
+			return nil, classify(c.ten.as(b, fmt.Errorf("bundle %s shared objects (%s): %w", b.Name, path.Join(b.Dir, b.Spec.Shared), err)))
 		}
 	}
-	cs, err := c.ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt})
+	cs, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt})
 	if err != nil {
-		return cs, classify(fmt.Errorf("bundle %s color %s: %w", b.Name, color, err))
+		return cs, classify(c.ten.as(b, fmt.Errorf("bundle %s color %s (%s): %w", b.Name, color, path.Join(b.Dir, b.Spec.Path), err)))
 	}
 	c.mu.Lock()
 	c.applied[color] = appliedColor{ref: ref, namespace: b.Spec.Namespace, objects: cs.Objects}
@@ -143,11 +161,19 @@ func (c *bundleCluster) Verify(ctx context.Context, color string, ref promote.Re
 	if err != nil {
 		return nil, err
 	}
+	ap, b, err := c.acting()
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	o := applier.DefaultWaitOptions()
 	o.Timeout = timeout
-	rep, err := c.ap.WaitHealthy(ctx, objs, o)
+	rep, err := ap.WaitHealthy(ctx, objs, o)
 	if err != nil {
+		var he *applier.HealthError
+		if !errors.As(err, &he) {
+			err = c.ten.as(b, err) // a forbidden watch, not the workloads' health
+		}
 		return verified{report: rep}, classify(err)
 	}
 	return verified{report: rep, took: time.Since(start)}, nil
@@ -184,12 +210,20 @@ func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.Rel
 	if len(res.Twins) == 0 {
 		return nil // a bundle without Services has no traffic to move
 	}
-	return classify(c.ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt}))
+	ap, err := c.ten.applierFor(b)
+	if err != nil {
+		return err
+	}
+	return classify(c.ten.as(b, ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt})))
 }
 
 // Scale takes a color to zero replicas (objects kept) or back.
 func (c *bundleCluster) Scale(ctx context.Context, color string, up bool) error {
-	return classify(c.ap.ScaleColor(ctx, c.namespace(color), c.bundle, color, up))
+	ap, b, err := c.acting()
+	if err != nil {
+		return err
+	}
+	return classify(c.ten.as(b, ap.ScaleColor(ctx, c.namespace(color), c.bundle, color, up)))
 }
 
 // bundleGit is promote.Git for one bundle, on top of gitsync.

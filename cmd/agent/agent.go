@@ -30,8 +30,9 @@ import (
 type agent struct {
 	cfg      *config
 	repo     *gitsync.Repo
-	ap       *applier.Applier
-	releases *releaseStore // renders the drivers refer to
+	ap       *applier.Applier // the agent's own identity (observing the cluster)
+	ten      *tenancy         // who acts for each bundle, and where (tenancy.go)
+	releases *releaseStore    // renders the drivers refer to
 	m        *metrics
 	log      zerolog.Logger
 	dir      string // checkouts live here, one directory per tip
@@ -60,6 +61,7 @@ func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, di
 	}
 	a.ap, a.releases, a.stages = ap, newReleaseStore(), newStages(m)
 	a.checks = &check.Runner{} // run replaces it with the flags' runner
+	a.ten = &tenancy{own: ap}  // run.go sets the flags' tenancy
 	return a
 }
 

@@ -51,7 +51,7 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 		// bundle alone until a commit fixes it.
 		return nil, err
 	}
-	bc := newBundleCluster(a.ap, a.releases, b.Name, a.checks)
+	bc := newBundleCluster(a.ten, a.releases, b.Name, a.checks)
 	tipRun := a.render(ctx, snap, b) // the store then knows the bundle's namespace
 	v, err := bc.Observe(ctx)
 	if err != nil {
@@ -175,6 +175,9 @@ func (a *agent) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 func (a *agent) renderIn(ctx context.Context, dir, commit string, b *render.Bundle) (*rendered, error) {
 	results, err := render.RenderColors(ctx, b, render.Options{RepoRoot: dir, Commit: commit, AllowRemoteBases: a.cfg.AllowRemoteBases},
 		b.Spec.Colors[0], b.Spec.Colors[1])
+	if err == nil {
+		err = a.ten.check(b, results[0]) // tenancy.go: --allowed-namespaces
+	}
 	if err != nil {
 		return nil, err
 	}

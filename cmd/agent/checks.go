@@ -76,8 +76,12 @@ func (c *bundleCluster) Check(ctx context.Context, color string, ref promote.Rel
 	if err != nil {
 		return nil, err
 	}
+	ap, _, err := c.acting() // check Jobs run with the bundle's rights too
+	if err != nil {
+		return nil, err
+	}
 	r := *c.checks // a copy per run: its job runner is this bundle's
-	r.Jobs = jobRunner{ap: c.ap, bundle: c.bundle}
+	r.Jobs = jobRunner{ap: ap, bundle: c.bundle}
 	t := check.Target{Vars: check.Vars{Color: color, Bundle: c.bundle, Namespace: b.Spec.Namespace}, Jobs: res.CheckJobs}
 	rs, err := r.Run(ctx, checks, t)
 	var ce *check.Error

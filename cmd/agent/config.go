@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // config is everything `tandem-agent run` is told on its command line.
@@ -42,9 +44,13 @@ type config struct {
 	Pprof            bool
 	VerifyCommits    bool
 	TrustedKeys      stringList
-	Bundles          stringList
-	Vis              visConfig   // events, commit statuses, notifications (notify.go)
-	Checks           checkConfig // end-to-end checks (checks.go)
+	// DefaultServiceAccount acts for bundles without spec.serviceAccountName.
+	DefaultServiceAccount string
+	// AllowedNamespaces, when given, are the only namespaces bundles may use.
+	AllowedNamespaces namespaceList
+	Bundles           stringList
+	Vis               visConfig   // events, commit statuses, notifications (notify.go)
+	Checks            checkConfig // end-to-end checks (checks.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -80,6 +86,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
 	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
+	fs.StringVar(&c.DefaultServiceAccount, "default-service-account", "", "ServiceAccount, in each bundle's spec.namespace, that the agent impersonates for a bundle without spec.serviceAccountName (default: the agent's own identity; see docs/install.md)")
+	fs.Var(&c.AllowedNamespaces, "allowed-namespaces", "comma-separated namespaces bundles may use (spec.namespace and shared objects); a bundle targeting another is refused before anything is applied. Default: any but kube-system, kube-public and kube-node-lease, which only this flag can allow")
 	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
 	c.Vis.register(fs)
 	c.Checks.register(fs)
@@ -129,6 +137,11 @@ func (c *config) validate() error {
 	for _, p := range c.Bundles {
 		if _, err := path.Match(p, ""); err != nil {
 			errs = append(errs, fmt.Errorf("--bundles %q: %v", p, err))
+		}
+	}
+	if sa := c.DefaultServiceAccount; sa != "" {
+		if bad := validation.IsDNS1123Subdomain(sa); len(bad) > 0 {
+			errs = append(errs, fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(bad, "; ")))
 		}
 	}
 	errs = append(errs, c.Vis.validate(), c.Checks.validate())

@@ -100,8 +100,13 @@ func (a *agent) remove(ctx context.Context, run *bundleRun) {
 		return
 	}
 	keep := a.sharedElsewhere(run.name)
-	cs, err := a.ap.DeleteBundle(ctx, spec.Spec.Namespace, run.name, spec.Spec.Colors, func(r applier.ObjectRef) bool { return keep[refKey(r)] })
+	ap, err := a.ten.applierFor(spec)
 	if err != nil {
+		log.Error().Err(err).Msg("cannot prune the removed bundle; will retry on the next commit")
+		return
+	}
+	cs, err := ap.DeleteBundle(ctx, spec.Spec.Namespace, run.name, spec.Spec.Colors, func(r applier.ObjectRef) bool { return keep[refKey(r)] })
+	if err = a.ten.as(spec, err); err != nil {
 		log.Error().Err(err).Msg("cannot prune the removed bundle; will retry on the next commit")
 		return
 	}

@@ -13,8 +13,9 @@ import (
 // TestAnotherBundlesObjectsAreRefused: bundle two arrives in the namespace
 // of the live bundle one and renders the same Deployment and Service. Its
 // first release is refused before anything is applied and held, with a
-// commit naming the object and both bundles; one's stable Service still
-// selects one's color and one's Deployment is untouched.
+// commit naming the object and both bundles; one's stable Service selects
+// one's color at every moment (watched throughout) and one's Deployment is
+// untouched.
 func TestAnotherBundlesObjectsAreRefused(t *testing.T) {
 	s := newScenario(t, "revert", "1m", app{"server", "example/server:v1"})
 	s.start("--root", "bundles")
@@ -26,6 +27,8 @@ func TestAnotherBundlesObjectsAreRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	stopWatch := s.watchSelector(s.ns, "server") // it must never change while two arrives
 
 	two := "two-" + s.ns
 	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
@@ -49,6 +52,9 @@ func TestAnotherBundlesObjectsAreRefused(t *testing.T) {
 		t.Errorf("commit message does not contain %q:\n%s", want, body)
 	}
 	s.wantSelectors("blue", "server")
+	if seen, changes := stopWatch(); len(changes) > 0 {
+		t.Errorf("one's stable Service server changed while bundle %s arrived (%d versions seen): %v", two, seen, changes)
+	}
 	after, err := s.cs.AppsV1().Deployments(s.ns).Get(s.ctx, "server-blue", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -55,15 +55,17 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	m := newMetrics()
-	cluster, err := applier.New(restCfg, applier.Options{OnUnreachable: func(op string, err error) {
+	apOpts := applier.Options{OnUnreachable: func(op string, err error) {
 		// A wait rides a short API server outage out; say so all the same.
 		m.transient.WithLabelValues("cluster").Inc()
 		log.Warn().Str("dependency", "cluster").Str("op", op).Err(err).Msg("api server unreachable; waiting for it, not failing the release")
-	}})
+	}}
+	cluster, err := applier.New(restCfg, apOpts)
 	if err != nil {
 		return err
 	}
 	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
+	a.ten = newTenancy(restCfg, apOpts, cluster, c)
 	a.trust = tr
 	if a.checks, err = newCheckRunner(c.Checks); err != nil {
 		return err

@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
+
+	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// systemNamespaces are refused as a bundle's target unless
+// --allowed-namespaces names them: a bundle writing there could take over
+// the cluster's own components.
+var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
+
+// tenancy decides, per bundle, who acts for it and where it may act: the
+// ServiceAccount the agent impersonates for the bundle's applies, waits,
+// flips and prunes (spec.serviceAccountName, else --default-service-account,
+// else the agent's own identity), and whether its namespaces are allowed
+// (--allowed-namespaces). It builds one Applier per impersonated identity
+// and keeps it.
+type tenancy struct {
+	base      *rest.Config
+	opts      applier.Options
+	own       *applier.Applier // the agent's own identity
+	defaultSA string
+	allowed   []string // nil: any namespace but the system ones
+
+	mu    sync.Mutex
+	cache map[string]*applier.Applier // by impersonated user name
+}
+
+// newTenancy builds the tenancy of the agent's flags; own is the Applier of
+// the agent's own identity, built from base and opts.
+func newTenancy(base *rest.Config, opts applier.Options, own *applier.Applier, c *config) *tenancy {
+	return &tenancy{base: base, opts: opts, own: own, defaultSA: c.DefaultServiceAccount,
+		allowed: c.AllowedNamespaces.list(), cache: map[string]*applier.Applier{}}
+}
+
+// serviceAccount is the ServiceAccount that acts for b and where its name
+// comes from ("" when the agent acts as itself).
+func (t *tenancy) serviceAccount(b *render.Bundle) (name, from string) {
+	switch {
+	case b.Spec.ServiceAccountName != "":
+		return b.Spec.ServiceAccountName, "spec.serviceAccountName of " + b.File
+	case t.defaultSA != "":
+		return t.defaultSA, "--default-service-account"
+	}
+	return "", ""
+}
+
+// actor names who acts for b, for errors: "ServiceAccount team/deployer
+// (spec.serviceAccountName of bundles/x/bundle.yaml)"; "" for the agent.
+func (t *tenancy) actor(b *render.Bundle) string {
+	sa, from := t.serviceAccount(b)
+	if sa == "" {
+		return ""
+	}
+	return fmt.Sprintf("ServiceAccount %s/%s (%s)", b.Spec.Namespace, sa, from)
+}
+
+// applierFor is the Applier that acts for b: impersonating
+// system:serviceaccount:<spec.namespace>:<name>, or the agent's own.
+func (t *tenancy) applierFor(b *render.Bundle) (*applier.Applier, error) {
+	sa, _ := t.serviceAccount(b)
+	if sa == "" || t.base == nil {
+		return t.own, nil
+	}
+	user := "system:serviceaccount:" + b.Spec.Namespace + ":" + sa
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ap, ok := t.cache[user]; ok {
+		return ap, nil
+	}
+	cfg := rest.CopyConfig(t.base)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	ap, err := applier.New(cfg, t.opts)
+	if err != nil {
+		return nil, fmt.Errorf("bundle %s: client impersonating %s: %w", b.Name, user, err)
+	}
+	t.cache[user] = ap
+	return ap, nil
+}
+
+// as wraps err with who acted for b, when it was an impersonated
+// ServiceAccount (a forbidden error then says whose rights are missing).
+func (t *tenancy) as(b *render.Bundle, err error) error {
+	if err == nil || b == nil {
+		return err
+	}
+	if who := t.actor(b); who != "" {
+		return fmt.Errorf("acting as %s: %w", who, err)
+	}
+	return err
+}
+
+// allowNamespace says why b may not use namespace ns (nil when it may);
+// field names where ns comes from, for the error.
+func (t *tenancy) allowNamespace(b *render.Bundle, field, ns string) error {
+	if t.allowed != nil {
+		if slices.Contains(t.allowed, ns) {
+			return nil
+		}
+		return fmt.Errorf("%s: %s: namespace %q is not allowed: the agent runs with --allowed-namespaces=%s",
+			b.File, field, ns, strings.Join(t.allowed, ","))
+	}
+	if slices.Contains(systemNamespaces, ns) {
+		return fmt.Errorf("%s: %s: namespace %q is a system namespace; a bundle may use it only when --allowed-namespaces names it",
+			b.File, field, ns)
+	}
+	return nil
+}
+
+// check refuses, before anything is applied, a bundle whose namespaces are
+// not allowed: spec.namespace, and the namespace of every shared object
+// (a Namespace object counts as its own name).
+func (t *tenancy) check(b *render.Bundle, res *render.Result) error {
+	if err := t.allowNamespace(b, "spec.namespace", b.Spec.Namespace); err != nil {
+		return err
+	}
+	if res == nil {
+		return nil
+	}
+	var errs []error
+	for _, u := range res.Shared {
+		ns := u.GetNamespace()
+		if u.GetKind() == "Namespace" && u.GroupVersionKind().Group == "" {
+			ns = u.GetName()
+		}
+		if ns == "" {
+			continue
+		}
+		if err := t.allowNamespace(b, "spec.shared: "+u.GetKind()+" "+u.GetName(), ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// namespaceList is the --allowed-namespaces flag: a comma-separated list,
+// repeatable.
+type namespaceList []string
+
+func (l *namespaceList) String() string { return strings.Join(*l, ",") }
+
+func (l *namespaceList) Set(v string) error {
+	for _, ns := range strings.Split(v, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		*l = append(*l, ns)
+	}
+	return nil
+}
+
+// list is the sorted list of allowed namespaces; nil when the flag was not given.
+func (l namespaceList) list() []string {
+	if l == nil {
+		return nil
+	}
+	out := slices.Clone(l)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
