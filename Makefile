@@ -118,6 +118,10 @@ clean: ## Remove build output (not the binary caches)
 demo: build testenv ## Run the agent on a local control plane: promote, auto-revert, roll back (examples/shop)
 	$(GO) run ./examples/demo --agent bin/tandem-agent
 
+.PHONY: demo-stages
+demo-stages: build testenv ## Two control planes, two agents, one branch: a change goes live in staging, then prod; a broken one never reaches prod (examples/stages)
+	$(GO) run ./examples/demo-stages --agent bin/tandem-agent
+
 BENCH_PKGS ?= ./render/ ./gitsync/ ./applier/ ./cmd/agent/
 # How long the idle agent is sampled per fleet size (the report shows it);
 # make bench takes about 10 minutes on 2 shared cores with a minute.

@@ -21,6 +21,9 @@ type ColorRelease struct {
 	Digest     string     `json:"digest,omitempty"`
 	State      string     `json:"state,omitempty"`
 	PromotedAt *time.Time `json:"promotedAt,omitempty"`
+	// SoakedAt: when this release finished its soak (written only when a
+	// bundle lists this one in spec.after; see gate.go).
+	SoakedAt *time.Time `json:"soakedAt,omitempty"`
 }
 
 // Failure is the last failed candidate of a bundle.
@@ -110,7 +113,7 @@ func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
 	if s.Live != "" {
 		live := ColorRelease{Commit: s.LiveCommit, Digest: s.LiveDigest, State: StateLive}
 		if prior != nil && prior.Live == s.Live && prior.Colors[s.Live].Commit == s.LiveCommit {
-			live.PromotedAt = prior.Colors[s.Live].PromotedAt
+			live.PromotedAt, live.SoakedAt = prior.Colors[s.Live].PromotedAt, prior.Colors[s.Live].SoakedAt
 		} else {
 			at := now.UTC().Truncate(time.Second)
 			live.PromotedAt = &at

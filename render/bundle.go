@@ -58,6 +58,8 @@ type Spec struct {
 	// bundle (spec.serviceAccountName; "": the agent's
 	// --default-service-account, else its own identity).
 	ServiceAccountName string
+	// Stage is spec.after and spec.approval (stages.go).
+	Stage Stage
 }
 
 type rawBundle struct {
@@ -78,6 +80,8 @@ type rawBundle struct {
 		Adopt          bool        `json:"adopt"`
 		ServiceAccount string      `json:"serviceAccountName"`
 		Checks         []check.Raw `json:"checks"`
+		After          []string    `json:"after"`
+		Approval       string      `json:"approval"`
 	} `json:"spec"`
 }
 
@@ -126,7 +130,7 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 		}
 		s.ServiceAccountName = sa
 	}
-	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseChecks} {
+	for _, parse := range []func(*rawBundle, *Spec, func(string, string, ...any) error) error{parsePaths, parseColors, parsePolicy, parseChecks, parseStage} {
 		if err := parse(&r, s, bad); err != nil {
 			return nil, err
 		}
@@ -268,6 +272,8 @@ type Discovery struct {
 type Broken struct {
 	File, Dir string // slash-separated, relative to the repository root
 	Err       error
+	// Name is metadata.name when the file parsed ("" when it did not).
+	Name string
 }
 
 // DiscoverAll is Discover that keeps going past broken bundles: each is
@@ -345,6 +351,7 @@ func (d *Discovery) vet(repoRoot string) {
 		ok = append(ok, b)
 	}
 	d.Bundles = ok
+	d.vetStages()
 }
 
 func vetBundle(repoRoot string, b *Bundle, all []*Bundle, names map[string]*Bundle) error {

@@ -96,13 +96,13 @@ func TestDigest(t *testing.T) {
 func TestParseBundleDefaults(t *testing.T) {
 	b, err := ParseBundle("x/bundle.yaml", []byte("apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata: {name: shop}\nspec: {namespace: shop}\n"))
 	must(t, err)
-	want := Spec{Namespace: "shop", Path: "app", Colors: [2]string{"blue", "green"}, HealthTimeout: 5 * time.Minute, ScaleDownAfter: 10 * time.Minute, OnFailure: "revert"}
+	want := Spec{Namespace: "shop", Path: "app", Colors: [2]string{"blue", "green"}, HealthTimeout: 5 * time.Minute, ScaleDownAfter: 10 * time.Minute, OnFailure: "revert", Stage: Stage{Approval: ApprovalNone}}
 	if !reflect.DeepEqual(b.Spec, want) || b.Name != "shop" || b.Dir != "x" || b.File != "x/bundle.yaml" {
 		t.Errorf("got %+v", b)
 	}
 	b, err = ParseBundle("bundle.yaml", []byte("apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata: {name: s}\nspec: {namespace: s, path: ./k, shared: sh, colors: [a, b], healthTimeout: 30s, soak: 1m, scaleDownAfter: never, onFailure: hold, adopt: true, serviceAccountName: deployer}\n"))
 	must(t, err)
-	want = Spec{Namespace: "s", Path: "k", Shared: "sh", Colors: [2]string{"a", "b"}, HealthTimeout: 30 * time.Second, Soak: time.Minute, ScaleDownNever: true, OnFailure: "hold", Adopt: true, ServiceAccountName: "deployer"}
+	want = Spec{Namespace: "s", Path: "k", Shared: "sh", Colors: [2]string{"a", "b"}, HealthTimeout: 30 * time.Second, Soak: time.Minute, ScaleDownNever: true, OnFailure: "hold", Adopt: true, ServiceAccountName: "deployer", Stage: Stage{Approval: ApprovalNone}}
 	if !reflect.DeepEqual(b.Spec, want) || b.Dir != "." {
 		t.Errorf("got %+v", b)
 	}

@@ -245,8 +245,9 @@ func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int,
 	if err != nil {
 		return "", 0, fmt.Errorf("%s: %w", path.Join(dir, releaseFile), err)
 	}
+	file := path.Join(dir, releaseFile)
 	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
-		msg := rec.Message
+		msg, data := rec.Message, keepSoaked(t, file, rec.Release, spec.Spec.Colors, data) // stages.go, before a revert restores files
 		if rv := rec.Revert; rv != nil {
 			// Every input of the failing render and of the restored one:
 			// the tip then renders the live release again.
@@ -271,7 +272,7 @@ func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int,
 			}
 			msg = promote.WithRestored(msg, restored, readers)
 		}
-		return msg, t.WriteFile(path.Join(dir, releaseFile), data)
+		return msg, t.WriteFile(file, data)
 	})
 	switch {
 	case errors.Is(err, gitsync.ErrAbandon):

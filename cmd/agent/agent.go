@@ -49,6 +49,7 @@ type agent struct {
 	trust   *trust        // --verify-commits; nil when off (trust.go)
 	vis     *visibility   // events, commit statuses, notifications; nil: off
 	checks  *check.Runner // spec.checks of every bundle (checks.go)
+	stages  *stages       // the stage gates (stages.go)
 }
 
 func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -58,7 +59,7 @@ func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, di
 		bundles: map[string]*bundleRun{},
 		sem:     make(chan struct{}, c.Concurrency),
 	}
-	a.ap, a.releases = ap, newReleaseStore()
+	a.ap, a.releases, a.stages = ap, newReleaseStore(), newStages(m)
 	a.checks = &check.Runner{} // run replaces it with the flags' runner
 	a.ten = &tenancy{own: ap}  // run.go sets the flags' tenancy
 	return a
@@ -179,6 +180,7 @@ func (a *agent) sync(ctx context.Context) error {
 		a.tip = poll.Tip
 		return nil
 	}
+	a.atTip(ctx, poll.Tip, disc) // stages.go: every bundle may be an upstream
 	ok := len(disc.Broken) == 0
 	settled := []settledBundle{}
 	for _, sp := range snap.Skipped {
@@ -186,6 +188,9 @@ func (a *agent) sync(ctx context.Context) error {
 			Msg("tree entry not checked out (a crafted tree); a bundle that reads it fails, the others go on")
 	}
 	for _, b := range disc.Bundles {
+		if !a.mine(b.Name) {
+			continue // --bundles: another agent releases it
+		}
 		if err := a.skippedInput(snap, b); err != nil {
 			a.refuse(ctx, snap, render.Broken{File: b.File, Dir: b.Dir, Err: err})
 			ok = false
@@ -195,7 +200,9 @@ func (a *agent) sync(ctx context.Context) error {
 		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/"), inputs: a.inputsOf(b)})
 	}
 	for _, br := range disc.Broken {
-		a.refuse(ctx, snap, br)
+		if a.mineBroken(br) {
+			a.refuse(ctx, snap, br)
+		}
 	}
 	a.removeGone(ctx, disc)
 	if ok {

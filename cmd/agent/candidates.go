@@ -58,6 +58,8 @@ func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bun
 		return nil, fmt.Errorf("bundle %s: observe cluster: %w", b.Name, err)
 	}
 	a.seedTrust(b.Name, v) // trust.go: the live release is where signature checks start
+	// stages.go: record a soak that ended before a restart
+	a.recoverSoaked(b, rel, v)
 	run = &bundleRun{name: b.Name, first: &tipRun, dir: b.Dir, done: make(chan struct{})}
 	if rel != nil && rel.Live != "" {
 		run.seen = rel.Colors[rel.Live].Commit
@@ -281,7 +283,8 @@ func (a *agent) offer(ctx context.Context, snap gitsync.Snapshot, b *render.Bund
 		}
 	}
 	cand, ok := a.vetted(ctx, snap, b, run) // trust.go: unsigned commits make a hold
-	if !ok {
+	// stages.go: a candidate waiting at its stage gate is not offered (seen stays)
+	if !ok || !a.gateOpen(ctx, snap, b, cand) {
 		return false
 	}
 	run.seen = snap.Commit

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/mail"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ type config struct {
 	DefaultServiceAccount string
 	// AllowedNamespaces, when given, are the only namespaces bundles may use.
 	AllowedNamespaces namespaceList
+	Bundles           stringList
 	Vis               visConfig   // events, commit statuses, notifications (notify.go)
 	Checks            checkConfig // end-to-end checks (checks.go)
 }
@@ -86,6 +88,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	fs.StringVar(&c.DefaultServiceAccount, "default-service-account", "", "ServiceAccount, in each bundle's spec.namespace, that the agent impersonates for a bundle without spec.serviceAccountName (default: the agent's own identity; see docs/install.md)")
 	fs.Var(&c.AllowedNamespaces, "allowed-namespaces", "comma-separated namespaces bundles may use (spec.namespace and shared objects); a bundle targeting another is refused before anything is applied. Default: any but kube-system, kube-public and kube-node-lease, which only this flag can allow")
+	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
 	c.Vis.register(fs)
 	c.Checks.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -130,6 +133,11 @@ func (c *config) validate() error {
 	}
 	if !c.VerifyCommits && len(c.TrustedKeys) > 0 {
 		errs = append(errs, errors.New("--trusted-keys is only used with --verify-commits"))
+	}
+	for _, p := range c.Bundles {
+		if _, err := path.Match(p, ""); err != nil {
+			errs = append(errs, fmt.Errorf("--bundles %q: %v", p, err))
+		}
 	}
 	if sa := c.DefaultServiceAccount; sa != "" {
 		if bad := validation.IsDNS1123Subdomain(sa); len(bad) > 0 {

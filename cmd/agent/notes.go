@@ -94,5 +94,7 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 			a.m.setLive(bundle, n.Live, contract.Short(n.LiveCommit))
 		}
 		a.observe(bundle, n) // events, commit statuses, notifications (notify.go)
+		// stages.go: a finished soak is recorded for downstream bundles
+		a.stageNote(bundle, n)
 	}
 }

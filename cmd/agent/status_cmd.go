@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/mail"
 
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
@@ -19,9 +20,10 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("tandem-agent status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	root := fs.String("root", ".", "directory inside the repository under which bundles are found")
+	author := fs.String("git-author", "tandem <tandem@localhost>", "the agent's --git-author: its commits never approve a stage gate")
 	kubeconfig := fs.String("kubeconfig", "", "also show what the cluster says (live color per stable Service, ready pods per color) and flag disagreement with Git; exit status 1 when they disagree")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tandem-agent status <repo dir> [--root DIR] [--kubeconfig FILE]")
+		fmt.Fprintln(stderr, "usage: tandem-agent status <repo dir> [--root DIR] [--kubeconfig FILE] [--git-author AUTHOR]")
 		fs.PrintDefaults()
 	}
 	positional, err := parseInterleaved(fs, args)
@@ -59,6 +61,11 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if err := promote.WriteTable(stdout, promote.StatusRows(rels, promote.LastOutcomes(trail))); err != nil {
 		return err
+	}
+	if a, err := mail.ParseAddress(*author); err != nil {
+		errs = append(errs, fmt.Errorf("--git-author %q: %w", *author, err))
+	} else if err := stageStatus(ctx, stdout, positional[0], bundles, a.Name+" <"+a.Address+">"); err != nil {
+		errs = append(errs, err) // stages_status.go
 	}
 	if *kubeconfig != "" {
 		fmt.Fprintln(stdout)
