@@ -36,8 +36,16 @@ func (b *bench) startFlux(ctx context.Context, ns string) ([]*proc, error) {
 		}
 		addrs = append(addrs, a)
 	}
+	srcBin, err := b.peerBin("source-controller")
+	if err != nil {
+		return nil, err
+	}
+	ksBin, err := b.peerBin("kustomize-controller")
+	if err != nil {
+		return nil, err
+	}
 	env := []string{"KUBECONFIG=" + b.env.Kubeconfig, "RUNTIME_NAMESPACE=" + ns}
-	src, err := b.start("source-controller-"+ns, filepath.Join(b.cfg.PeersDir, "source-controller"), []string{
+	src, err := b.start("source-controller-"+ns, srcBin, []string{
 		"--watch-all-namespaces=false", "--enable-leader-election=false",
 		"--storage-path", filepath.Join(b.work, "flux-storage-"+ns),
 		"--storage-addr", addrs[0], "--storage-adv-addr", addrs[0],
@@ -45,7 +53,7 @@ func (b *bench) startFlux(ctx context.Context, ns string) ([]*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks, err := b.start("kustomize-controller-"+ns, filepath.Join(b.cfg.PeersDir, "kustomize-controller"), []string{
+	ks, err := b.start("kustomize-controller-"+ns, ksBin, []string{
 		"--watch-all-namespaces=false", "--enable-leader-election=false",
 		"--metrics-addr", addrs[3], "--health-addr", addrs[4]}, env)
 	if err != nil {

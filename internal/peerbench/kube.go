@@ -52,6 +52,7 @@ var (
 	gitRepoGVR  = schema.GroupVersionResource{Group: "source.toolkit.fluxcd.io", Version: "v1", Resource: "gitrepositories"}
 	ksGVR       = schema.GroupVersionResource{Group: "kustomize.toolkit.fluxcd.io", Version: "v1", Resource: "kustomizations"}
 	rolloutGVR  = schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}
+	deployGVR   = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 )
 
 // apply server-side applies every object of a multi-document YAML stream;
@@ -308,4 +309,38 @@ func matches(labels, sel map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// deploymentsAvailable holds when, for every image, a Deployment whose pod
+// template runs it reports all its replicas updated and available at its
+// current generation, with Progressing=NewReplicaSetAvailable and
+// Available=True: what kstatus calls Current.
+func deploymentsAvailable(images []string) func(objects) bool {
+	return func(ds objects) bool {
+		for _, img := range images {
+			ok := false
+			for _, d := range ds {
+				cs, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+				if len(cs) == 0 {
+					continue
+				}
+				if m, _ := cs[0].(map[string]any); m["image"] != img {
+					continue
+				}
+				want, _, _ := unstructured.NestedInt64(d.Object, "spec", "replicas")
+				gen, _, _ := unstructured.NestedInt64(d.Object, "status", "observedGeneration")
+				upd, _, _ := unstructured.NestedInt64(d.Object, "status", "updatedReplicas")
+				avail, _, _ := unstructured.NestedInt64(d.Object, "status", "availableReplicas")
+				total, _, _ := unstructured.NestedInt64(d.Object, "status", "replicas")
+				_, progressing := condition(d, "Progressing")
+				available, _ := condition(d, "Available")
+				ok = gen == d.GetGeneration() && upd == want && avail == want && total == want &&
+					progressing == "NewReplicaSetAvailable" && available == "True"
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
 }

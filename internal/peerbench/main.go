@@ -27,19 +27,21 @@ import (
 
 // config is the command line.
 type config struct {
-	PeersDir   string        // binaries and CRDs from build-peers.sh
-	Agent      string        // tandem-agent binary
-	Out        string        // report file
-	Runs       int           // rounds per latency scenario
-	SlowRuns   int           // rounds at Flux's default interval (each waits up to a minute)
-	Sizes      []int         // app counts for the idle footprint
-	IdleWindow time.Duration // sampling window per size
-	Toolchains string        // how the peers were built, for the report
+	PeersDir   string          // binaries and CRDs from build-peers.sh
+	Agent      string          // tandem-agent binary
+	Out        string          // report file
+	Runs       int             // rounds per latency scenario
+	SlowRuns   int             // rounds at Flux's default interval (each waits up to a minute)
+	Sizes      []int           // app counts for the idle footprint
+	IdleWindow time.Duration   // sampling window per size
+	Toolchains string          // how the peers were built, for the report
+	Only       map[string]bool // steps to run (all when empty)
+	Keep       bool            // keep the work directory (logs) for a look afterwards
 }
 
 func parseFlags() (config, error) {
 	c := config{}
-	var sizes string
+	var sizes, only string
 	flag.StringVar(&c.PeersDir, "peers", "", "directory with the peer binaries and crds/ (internal/peerbench/build-peers.sh DIR)")
 	flag.StringVar(&c.Agent, "agent", "bin/tandem-agent", "tandem-agent binary to measure (make build)")
 	flag.StringVar(&c.Out, "o", "docs/benchmarks.md", "report to update between the peer markers (- for stdout)")
@@ -48,7 +50,15 @@ func parseFlags() (config, error) {
 	flag.StringVar(&sizes, "sizes", "1,10,100", "app counts for the idle footprint, comma-separated")
 	flag.DurationVar(&c.IdleWindow, "idle-window", 30*time.Second, "how long each idle process is sampled per size")
 	flag.StringVar(&c.Toolchains, "toolchains", "", "how the peers were built (shown in the report)")
+	flag.StringVar(&only, "only", "", "run only these steps, comma-separated: rollouts, tandem, flux, footprint (flux includes Argo Rollouts' failure cases)")
+	flag.BoolVar(&c.Keep, "keep", false, "keep the work directory with every process's log, and say where it is")
 	flag.Parse()
+	if only != "" {
+		c.Only = map[string]bool{}
+		for _, s := range strings.Split(only, ",") {
+			c.Only[strings.TrimSpace(s)] = true
+		}
+	}
 	if c.PeersDir == "" {
 		return c, fmt.Errorf("-peers is required: the directory internal/peerbench/build-peers.sh built into (make bench-peers sets it)")
 	}
@@ -59,10 +69,8 @@ func parseFlags() (config, error) {
 		}
 		c.Sizes = append(c.Sizes, n)
 	}
-	for _, f := range []string{c.Agent, filepath.Join(c.PeersDir, "source-controller"), filepath.Join(c.PeersDir, "kustomize-controller"), filepath.Join(c.PeersDir, "rollouts-controller")} {
-		if fi, err := os.Stat(f); err != nil || fi.Mode()&0o111 == 0 {
-			return c, fmt.Errorf("%s: missing or not executable; run `make bench-peers` (it builds the agent and the peers)", f)
-		}
+	if fi, err := os.Stat(c.Agent); err != nil || fi.Mode()&0o111 == 0 {
+		return c, fmt.Errorf("%s: missing or not executable; run `make build`", c.Agent)
 	}
 	return c, nil
 }
@@ -105,7 +113,11 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
+	if cfg.Keep {
+		logf("work directory (kept): %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 	logf("starting a local control plane")
 	env, err := testenv.Start(ctx, testenv.Options{})
 	if err != nil {
@@ -119,20 +131,23 @@ func run(ctx context.Context, cfg config) (*results, error) {
 	b := &bench{cfg: cfg, env: env, k: k, work: work, res: &results{LoadStart: loadavg()}}
 	defer b.stopAll()
 	for _, d := range []string{"source-controller", "kustomize-controller", "argo-rollouts"} {
-		if err := k.applyDir(ctx, filepath.Join(cfg.PeersDir, "crds", d)); err != nil {
+		if err := k.applyDir(ctx, filepath.Join(cfg.PeersDir, "crds", d)); err != nil && cfg.Only == nil {
 			return nil, err
 		}
 	}
 	steps := []struct {
-		name string
-		fn   func(context.Context) error
+		key, name string
+		fn        func(context.Context) error
 	}{
-		{"Argo Rollouts: apply → switched, failures", b.rollouts},
-		{"tandem: push → promoted and switched, failures", b.tandem},
-		{"Flux: push → live, failures", b.flux},
-		{"idle footprint", b.footprint},
+		{"rollouts", "Argo Rollouts: apply → switched", b.rollouts},
+		{"tandem", "tandem: push → promoted and switched, failures", b.tandem},
+		{"flux", "Flux: push → live, failures; Argo Rollouts' failures", b.flux},
+		{"footprint", "idle footprint", b.footprint},
 	}
 	for _, s := range steps {
+		if cfg.Only != nil && !cfg.Only[s.key] {
+			continue
+		}
 		logf("%s", s.name)
 		if err := s.fn(ctx); err != nil {
 			return nil, fmt.Errorf("%s: %w", s.name, err)
@@ -161,6 +176,15 @@ func (b *bench) stopAll() {
 		s()
 	}
 	b.stops = nil
+}
+
+// peerBin is the path of a peer's binary, or an error saying how to build it.
+func (b *bench) peerBin(name string) (string, error) {
+	p := filepath.Join(b.cfg.PeersDir, name)
+	if fi, err := os.Stat(p); err != nil || fi.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("%s: missing or not executable; run `make peers` to build it from the Go module proxy", p)
+	}
+	return p, nil
 }
 
 // waitHTTP waits until url answers 200 or p exits.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -23,7 +22,11 @@ func (b *bench) startRollouts(ctx context.Context, ns string) (*proc, error) {
 		_, port, _ := net.SplitHostPort(a)
 		ports = append(ports, port)
 	}
-	p, err := b.start("rollouts-controller-"+ns, filepath.Join(b.cfg.PeersDir, "rollouts-controller"),
+	bin, err := b.peerBin("rollouts-controller")
+	if err != nil {
+		return nil, err
+	}
+	p, err := b.start("rollouts-controller-"+ns, bin,
 		[]string{"--kubeconfig", b.env.Kubeconfig, "--leader-elect=false", "--namespaced",
 			"--metricsPort", ports[0], "--healthzPort", ports[1]},
 		[]string{"POD_NAMESPACE=" + ns})

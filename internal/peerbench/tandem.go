@@ -65,6 +65,8 @@ func (b *bench) tandem(ctx context.Context) error {
 	watch := latency{Who: "tandem", How: "file watch on a file:// remote", To: "promotion commit"}
 	sw := latency{Who: "tandem", How: "push → stable Services switched", To: "Services switched"}
 	rs := latency{Who: "tandem", How: "idle color's pods Ready → stable Services switched", To: "Services switched"}
+	ra := latency{Who: "tandem", How: "(of which: pods Ready → both Deployments' status says available, the controller-manager's part)", To: "Deployments available"}
+	as := latency{Who: "tandem", How: "(of which: Deployments available → stable Services switched, tandem's part)", To: "Services switched"}
 	for i := 0; i < b.cfg.Runs; i++ {
 		r, err := b.tandemRound(ctx, d, remote.Path, ns, fmt.Sprintf("w%d", i), nil, agent)
 		if err != nil {
@@ -73,6 +75,8 @@ func (b *bench) tandem(ctx context.Context) error {
 		watch.add(r.commit)
 		sw.add(r.switched)
 		rs.add(r.readyToSwitch)
+		ra.add(r.readyToAvailable)
+		as.add(r.availableToSwitch)
 	}
 	agent.stop()
 
@@ -111,9 +115,11 @@ func (b *bench) tandem(ctx context.Context) error {
 		wh.add(r.commit)
 		sw.add(r.switched)
 		rs.add(r.readyToSwitch)
+		ra.add(r.readyToAvailable)
+		as.add(r.availableToSwitch)
 	}
 	b.res.Live = append(b.res.Live, watch, wh)
-	b.res.Switch = append(b.res.Switch, sw, rs)
+	b.res.Switch = append(b.res.Switch, sw, rs, ra, as)
 	return b.tandemFailures(ctx, d, remote.Path, ns, shopApps(fmt.Sprintf("h%d", b.cfg.Runs-1)), hook, agent)
 }
 
@@ -135,7 +141,7 @@ func (b *bench) startAgent(ctx context.Context, name string, extra ...string) (*
 
 // round is one measured release.
 type round struct {
-	commit, switched, readyToSwitch time.Duration
+	commit, switched, readyToSwitch, readyToAvailable, availableToSwitch time.Duration
 }
 
 // tandemRound pushes a new tag for both apps (calling after right after the
@@ -153,6 +159,7 @@ func (b *bench) tandemRound(ctx context.Context, d *dev, remote, ns, tag string,
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	pods := b.k.start(wctx, podsGVR, ns, "", newPodsReady(images(apps), 2))
+	deps := b.k.start(wctx, deployGVR, ns, "", deploymentsAvailable(images(apps)))
 	svcs := b.k.start(wctx, servicesGVR, ns, "", b.k.servicesSelect(wctx, ns, svcImages(apps)))
 	sha, t0, err := d.push(ctx)
 	if err != nil {
@@ -178,7 +185,11 @@ func (b *bench) tandemRound(ctx context.Context, d *dev, remote, ns, tag string,
 	if err != nil {
 		return round{}, err
 	}
-	return round{commit: tc.Sub(t0), switched: ts.Sub(t0), readyToSwitch: ts.Sub(tr)}, nil
+	ta, err := deps.wait()
+	if err != nil {
+		return round{}, err
+	}
+	return round{commit: tc.Sub(t0), switched: ts.Sub(t0), readyToSwitch: ts.Sub(tr), readyToAvailable: ta.Sub(tr), availableToSwitch: ts.Sub(ta)}, nil
 }
 
 // tandemFailures pushes a client that cannot pull its image, then one that
