@@ -37,7 +37,7 @@ func writeReport(cfg config, res *results) error {
 	i, j := strings.Index(doc, beginMarker), strings.Index(doc, endMarker)
 	switch {
 	case i >= 0 && j > i:
-		doc = doc[:i] + section + doc[j+len(endMarker)+1:]
+		doc = doc[:i] + section + strings.TrimPrefix(doc[j+len(endMarker):], "\n")
 	default:
 		if doc != "" && !strings.HasSuffix(doc, "\n\n") {
 			doc += "\n"
