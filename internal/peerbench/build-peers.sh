@@ -24,12 +24,21 @@ mkdir -p "$dest"
 work=$(mktemp -d)
 trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
 
-# unpack MODULE@VERSION NAME: copy the module's source from the proxy into
+# moddir MODULE@VERSION [TOOLCHAIN]: download the module from the proxy and
+# print its directory in the module cache. A module whose go line is newer
+# than the local Go needs the toolchain it asks for, or go refuses it.
+moddir() {
+	local dir
+	dir=$(GOFLAGS= GOTOOLCHAIN=${2:-local} go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	[ -n "$dir" ] || { echo "build-peers.sh: go mod download $1 gave no directory" >&2; exit 1; }
+	echo "$dir"
+}
+
+# unpack MODULE@VERSION NAME [TOOLCHAIN]: copy the module's source into
 # $work/NAME (writable, so go.mod can be edited) and print that path.
 unpack() {
 	local dir
-	dir=$(GOFLAGS= go mod download -json "$1" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-	[ -n "$dir" ] || { echo "build-peers.sh: go mod download $1 gave no directory" >&2; exit 1; }
+	dir=$(moddir "$1" "${3:-}")
 	cp -r "$dir" "$work/$2"
 	chmod -R u+w "$work/$2"
 	echo "$work/$2"
@@ -55,19 +64,19 @@ for c in source-controller kustomize-controller; do
 		GOFLAGS=-mod=mod GOTOOLCHAIN=local build "$d" "$c" .
 	fi
 	mkdir -p "$dest/crds/$c"
-	d=$(GOFLAGS= go mod download -json "github.com/fluxcd/$c@$FLUX_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	d=$(moddir "github.com/fluxcd/$c@$FLUX_VERSION")
 	cp "$d"/config/crd/bases/*.yaml "$dest/crds/$c/"
 done
 
 # Argo Rollouts: go install is refused (replace directives); build from the
 # zip with the toolchain its go.mod asks for (fetched from the proxy).
 if [ ! -x "$dest/rollouts-controller" ]; then
-	d=$(unpack "github.com/argoproj/argo-rollouts@$ROLLOUTS_VERSION" argo-rollouts)
+	d=$(unpack "github.com/argoproj/argo-rollouts@$ROLLOUTS_VERSION" argo-rollouts "$ROLLOUTS_TOOLCHAIN")
 	GOFLAGS=-mod=mod GOTOOLCHAIN=$ROLLOUTS_TOOLCHAIN build "$d" rollouts-controller ./cmd/rollouts-controller
 fi
 mkdir -p "$dest/crds/argo-rollouts"
-d=$(GOFLAGS= go mod download -json "github.com/argoproj/argo-rollouts@$ROLLOUTS_VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-cp "$d"/manifests/crds/*.yaml "$dest/crds/argo-rollouts/"
+d=$(moddir "github.com/argoproj/argo-rollouts@$ROLLOUTS_VERSION" "$ROLLOUTS_TOOLCHAIN")
+cp "$d"/manifests/crds/*-crd.yaml "$dest/crds/argo-rollouts/" # not its kustomization.yaml
 
 echo "$want" > "$dest/.complete"
 echo "peer controllers built into $dest"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -44,10 +45,14 @@ func (b *bench) startFlux(ctx context.Context, ns string) ([]*proc, error) {
 	if err != nil {
 		return nil, err
 	}
+	storage := filepath.Join(b.work, "flux-storage-"+ns)
+	if err := os.MkdirAll(storage, 0o755); err != nil {
+		return nil, err
+	}
 	env := []string{"KUBECONFIG=" + b.env.Kubeconfig, "RUNTIME_NAMESPACE=" + ns}
 	src, err := b.start("source-controller-"+ns, srcBin, []string{
 		"--watch-all-namespaces=false", "--enable-leader-election=false",
-		"--storage-path", filepath.Join(b.work, "flux-storage-"+ns),
+		"--storage-path", storage,
 		"--storage-addr", addrs[0], "--storage-adv-addr", addrs[0],
 		"--metrics-addr", addrs[1], "--health-addr", addrs[2]}, env)
 	if err != nil {
@@ -179,7 +184,11 @@ func (b *bench) flux(ctx context.Context) error {
 		poked.add(took)
 	}
 	fail := make(chan error, 1)
-	go func() { fail <- b.rolloutFailures(ctx) }()
+	if b.cfg.Only == nil || b.cfg.Only["rollouts"] { // the rollouts step set them up
+		go func() { fail <- b.rolloutFailures(ctx) }()
+	} else {
+		fail <- nil
+	}
 	ferr := b.fluxFailures(ctx, d, ns)
 	if err := <-fail; err != nil {
 		return err
