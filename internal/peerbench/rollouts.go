@@ -9,7 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// startRollouts starts rollouts-controller watching only namespace ns.
+// startRollouts starts rollouts-controller watching only namespace ns
+// (--namespaced takes the namespace from the client configuration).
 // Its metrics and healthz servers take a port number and bind every
 // interface; nothing but this benchmark connects to them.
 func (b *bench) startRollouts(ctx context.Context, ns string) (*proc, error) {
@@ -27,7 +28,7 @@ func (b *bench) startRollouts(ctx context.Context, ns string) (*proc, error) {
 		return nil, err
 	}
 	p, err := b.start("rollouts-controller-"+ns, bin,
-		[]string{"--kubeconfig", b.env.Kubeconfig, "--leader-elect=false", "--namespaced",
+		[]string{"--kubeconfig", b.env.Kubeconfig, "--namespace", ns, "--leader-elect=false", "--namespaced",
 			"--metricsPort", ports[0], "--healthzPort", ports[1]},
 		[]string{"POD_NAMESPACE=" + ns})
 	if err != nil {
