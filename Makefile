@@ -134,6 +134,31 @@ bench: testenv $(KUSTOMIZE) ## Run every benchmark and regenerate docs/benchmark
 	$(GO) run ./internal/benchreport -o docs/benchmarks.md -elapsed $$(( $$(date +%s) - start ))s < bench.out
 	@echo "wrote docs/benchmarks.md"
 
+# Peers that make bench-peers measures tandem against (issue 19): Flux and
+# Argo Rollouts, built by internal/peerbench/build-peers.sh from their module
+# zips on the Go module proxy (nothing of theirs is kept in this repository)
+# and cached outside the tree, keyed by version. Flux v1.10.x does not build
+# here (the proxy refuses many of its dependencies).
+FLUX_VERSION       := v1.9.6
+ROLLOUTS_VERSION   := v1.10.2
+ROLLOUTS_TOOLCHAIN := go1.27.3
+PEERS_BIN          ?= $(CACHE_DIR)/peers/flux-$(FLUX_VERSION)_rollouts-$(ROLLOUTS_VERSION)
+PEERS_SIZES        ?= 1,10,100
+PEERS_IDLE_WINDOW  ?= 30s
+PEERS_RUNS         ?= 5
+
+.PHONY: peers
+peers: ## Build Flux and Argo Rollouts for bench-peers from the Go module proxy (cached; cold: 15-30 min on 2 busy cores)
+	FLUX_VERSION=$(FLUX_VERSION) ROLLOUTS_VERSION=$(ROLLOUTS_VERSION) ROLLOUTS_TOOLCHAIN=$(ROLLOUTS_TOOLCHAIN) \
+		bash internal/peerbench/build-peers.sh $(PEERS_BIN)
+
+.PHONY: bench-peers
+bench-peers: build testenv peers ## Measure tandem beside Flux and Argo Rollouts; update their tables in docs/benchmarks.md (not part of make test)
+	$(GO) run ./internal/peerbench -peers $(PEERS_BIN) -agent bin/tandem-agent -o docs/benchmarks.md \
+		-runs $(PEERS_RUNS) -sizes $(PEERS_SIZES) -idle-window $(PEERS_IDLE_WINDOW) \
+		-toolchains "Flux source-controller and kustomize-controller $(FLUX_VERSION) (built with $$($(GO) env GOVERSION)), Argo Rollouts $(ROLLOUTS_VERSION) (built with $(ROLLOUTS_TOOLCHAIN), which its go.mod needs)"
+	@echo "updated docs/benchmarks.md"
+
 .PHONY: image
 image: ## Build the container image (needs a Docker engine; none runs on the build machines)
 	docker build -t tandem-agent:$(VERSION) .

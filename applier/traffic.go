@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tandem-gitops/tandem/contract"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
 )
 
 // twinsInventory is the inventory color of a bundle's stable twins.
@@ -90,40 +92,38 @@ func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, 
 	svc := a.dyn.Resource(gvrServices).Namespace(ns)
 	manager := contract.TrafficFieldManagerFor(bundle)
 
-	// Dry run, and remember what each twin looks like now.
+	// Dry run every twin and read the inventory, all at once: these
+	// requests are independent, and traffic waits on them.
+	var old []ObjectRef
+	var invErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { old, invErr = a.readInventory(ctx, ns, bundle, twinsInventory) })
+	dry := make([]dryRun, len(ts))
+	for i, t := range ts {
+		wg.Go(func() { dry[i] = dryRunTwin(ctx, svc, t, bundle, manager, o.Adopt) })
+	}
+	wg.Wait()
 	var bad []string
-	for _, t := range ts {
-		live, err := svc.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			return fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
-		default:
-			t.prev = live
-			if why := claimRefusal(live, bundle, o.Adopt); why != "" {
-				bad = append(bad, fmt.Sprintf("%s: %s", objRef(t.obj), why))
-				continue
-			}
-		}
-		_, err = svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
-		if err != nil {
-			if IsTransient(err) || ctx.Err() != nil {
-				return fmt.Errorf("flip to %s: %s: dry run: %w", color, objRef(t.obj), err)
-			}
-			bad = append(bad, fmt.Sprintf("%s: %v", objRef(t.obj), err))
+	for i, t := range ts {
+		switch d := dry[i]; {
+		case d.err != nil:
+			return fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), d.err)
+		case d.refused != "":
+			bad = append(bad, fmt.Sprintf("%s: %s", objRef(t.obj), d.refused))
 		}
 	}
 	if len(bad) > 0 {
 		return fmt.Errorf("flip to %s: dry run failed, no twin changed: %s", color, strings.Join(bad, "; "))
 	}
-	// Record the new twins before creating any, so a crash cannot orphan them.
-	old, err := a.readInventory(ctx, ns, bundle, twinsInventory)
-	if err != nil {
-		return fmt.Errorf("flip to %s: %w", color, err)
+	if invErr != nil {
+		return fmt.Errorf("flip to %s: %w", color, invErr)
 	}
-	if err := a.writeInventory(ctx, ns, bundle, twinsInventory, unionRefs(old, refs)); err != nil {
-		return fmt.Errorf("flip to %s: %w", color, err)
+	// Record the new twins before creating any, so a crash cannot orphan them
+	// (already recorded when the inventory lists them all).
+	if union := unionRefs(old, refs); len(union) > len(old) || len(old) == 0 {
+		if err := a.writeInventory(ctx, ns, bundle, twinsInventory, union); err != nil {
+			return fmt.Errorf("flip to %s: %w", color, err)
+		}
 	}
 
 	for i, t := range ts {
@@ -178,6 +178,38 @@ func prepareTwin(in *unstructured.Unstructured, color string) (*twin, error) {
 		return nil, fmt.Errorf("%s: %w", objRef(u), err)
 	}
 	return &twin{obj: u, sel: sel, body: body}, nil
+}
+
+// dryRun is one twin's dry run: err when retrying may help (the API server
+// or ctx), refused when the twin cannot be applied as it is.
+type dryRun struct {
+	err     error
+	refused string
+}
+
+// dryRunTwin reads the live twin into t.prev, checks that the bundle may
+// claim it, and server-side applies it as a dry run.
+func dryRunTwin(ctx context.Context, svc dynamic.ResourceInterface, t *twin, bundle, manager string, adopt bool) dryRun {
+	live, err := svc.Get(ctx, t.obj.GetName(), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return dryRun{err: err}
+	default:
+		t.prev = live
+		if why := claimRefusal(live, bundle, adopt); why != "" {
+			return dryRun{refused: why}
+		}
+	}
+	_, err = svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
+		FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll}})
+	if err != nil {
+		if IsTransient(err) || ctx.Err() != nil {
+			return dryRun{err: fmt.Errorf("dry run: %w", err)}
+		}
+		return dryRun{refused: err.Error()}
+	}
+	return dryRun{}
 }
 
 func unionRefs(a, b []ObjectRef) []ObjectRef {
