@@ -23,6 +23,9 @@ func newLogger(format, level string, w *os.File) (zerolog.Logger, error) {
 	if err != nil || level == "" {
 		return zerolog.Logger{}, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
+	// Milliseconds in the JSON timestamps: a release's phases are often
+	// apart by less than a second.
+	zerolog.TimeFieldFormat = "2006-01-02T15:04:05.000Z07:00"
 	var log zerolog.Logger
 	if format == "console" {
 		log = zerolog.New(zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"})
