@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -177,15 +178,62 @@ func commonSelector(objs []*unstructured.Unstructured) string {
 // *TransientError when the API server stayed unreachable; ctx's error when ctx
 // ends. The report is filled in every case.
 func (a *Applier) WaitHealthy(ctx context.Context, objs []*unstructured.Unstructured, o WaitOptions) (HealthReport, error) {
+	w, err := a.WatchHealth(ctx, objs)
+	if err != nil {
+		return HealthReport{}, err
+	}
+	return w.Wait(ctx, objs, o)
+}
+
+// HealthWatch is a WaitHealthy whose watches started before the objects
+// were applied. A wait that starts its watches after the apply sees pods
+// that became Ready during the apply only once its lists return; started
+// ahead, the watches are in sync when the apply lands and the verdict
+// follows the pods at once.
+type HealthWatch struct {
+	a      *Applier
+	srcs   []srcKey
+	sel    string
+	events chan sourceEvent
+	stop   context.CancelFunc
+}
+
+// WatchHealth starts the watches WaitHealthy needs for objs (the rendered
+// objects; they need not exist yet). They run until ctx ends, Wait returns
+// or Stop is called.
+func (a *Applier) WatchHealth(ctx context.Context, objs []*unstructured.Unstructured) (*HealthWatch, error) {
+	h, err := newHealthWait(objs, DefaultWaitOptions())
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	w := &HealthWatch{a: a, srcs: h.srcs, sel: h.sel, events: make(chan sourceEvent, 64), stop: cancel}
+	for i, k := range h.srcs {
+		go watchSource(wctx, i, a.dyn.Resource(k.gvr).Namespace(k.ns), h.sel, w.events)
+	}
+	return w, nil
+}
+
+// Stop ends the watches.
+func (w *HealthWatch) Stop() { w.stop() }
+
+// Wait is WaitHealthy on the watches already running, for objs as applied
+// (their generations); then it stops them. Objects other than those
+// WatchHealth was given (other workloads or namespaces) are waited for
+// with watches of their own.
+func (w *HealthWatch) Wait(ctx context.Context, objs []*unstructured.Unstructured, o WaitOptions) (HealthReport, error) {
+	defer w.Stop()
 	h, err := newHealthWait(objs, o.withDefaults())
 	if err != nil || len(h.wls) == 0 {
 		return HealthReport{}, err
 	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	events := make(chan sourceEvent, 64)
-	for i, k := range h.srcs {
-		go watchSource(wctx, i, a.dyn.Resource(k.gvr).Namespace(k.ns), h.sel, events)
+	if h.sel != w.sel || !slices.Equal(h.srcs, w.srcs) {
+		w.Stop()
+		fresh, err := w.a.WatchHealth(ctx, objs)
+		if err != nil {
+			return HealthReport{}, err
+		}
+		return fresh.Wait(ctx, objs, o)
 	}
 	deadline := time.NewTimer(h.o.Timeout)
 	defer deadline.Stop()
@@ -198,9 +246,9 @@ func (a *Applier) WaitHealthy(ctx context.Context, objs []*unstructured.Unstruct
 			return rep, fmt.Errorf("wait for health: %w", ctxErr(ctx))
 		case <-deadline.C:
 			return h.timedOut(time.Now())
-		case ev := <-events:
+		case ev := <-w.events:
 			h.c.apply(ev, time.Now())
-			a.reportOutage("wait for health", h.c, time.Now())
+			w.a.reportOutage("wait for health", h.c, time.Now())
 		case <-tick.C:
 		}
 		if rep, done, err := h.verdict(time.Now()); done {
@@ -266,8 +314,8 @@ func (h *healthWait) evaluate(now time.Time) (rep HealthReport, failed, notReady
 	rep = HealthReport{Duration: now.Sub(h.start)}
 	for _, w := range h.wls {
 		live := h.c.objs[h.srcIndex[srcKey{w.gvr, w.ns}]][w.ns+"/"+w.name]
-		pods := podsOf(h.c.objs[h.srcIndex[srcKey{gvrPods, w.ns}]], live)
-		wh := workloadHealth(w, live)
+		pods, older := podsOf(h.c.objs[h.srcIndex[srcKey{gvrPods, w.ns}]], live)
+		wh := readyByPods(w, workloadHealth(w, live), live, pods, older)
 		rep.Workloads = append(rep.Workloads, wh)
 		ref := wh.Object()
 		if reason := failFast(pods, h.o, now, h.imagePullSince); reason != "" {
@@ -383,26 +431,26 @@ func nestedInt(obj map[string]any, def int64, fields ...string) int64 {
 	return def
 }
 
-// podsOf returns the pods (not terminating) that live's selector matches,
-// sorted by name.
-func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstructured) []*corev1.Pod {
+// podsOf returns the pods (not terminating) that live's selector matches
+// and that run its current template, sorted by name, and how many matching
+// pods (not terminating) run an older one.
+func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstructured) (pods []*corev1.Pod, older int) {
 	if live == nil {
-		return nil
+		return nil, 0
 	}
 	m, found, err := unstructured.NestedMap(live.Object, "spec", "selector")
 	if !found || err != nil {
-		return nil
+		return nil, 0
 	}
 	var ls metav1.LabelSelector
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &ls); err != nil {
-		return nil
+		return nil, 0
 	}
 	sel, err := metav1.LabelSelectorAsSelector(&ls)
 	if err != nil || sel.Empty() {
-		return nil
+		return nil, 0
 	}
 	current := currentTemplate(live)
-	var pods []*corev1.Pod
 	for _, u := range all {
 		if u.GetDeletionTimestamp() != nil || !sel.Matches(labels.Set(u.GetLabels())) {
 			continue
@@ -415,12 +463,13 @@ func podsOf(all map[string]*unstructured.Unstructured, live *unstructured.Unstru
 			// A pod of an older template on its way out (a rollback
 			// replaces a failing release): its failures are not this
 			// release's.
+			older++
 			continue
 		}
 		pods = append(pods, &p)
 	}
 	sort.Slice(pods, func(i, j int) bool { return pods[i].Name < pods[j].Name })
-	return pods
+	return pods, older
 }
 
 // currentTemplate tells pods of the workload's current pod template from

@@ -2,8 +2,10 @@ package applier
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +28,23 @@ const twinsInventory = "twins"
 
 // labelServiceName is the label EndpointSlices carry for their Service.
 const labelServiceName = "kubernetes.io/service-name"
+
+// preconditioned is the twin's apply body that only applies to the object
+// the dry run saw: its resourceVersion is the apply's precondition.
+func (t *twin) preconditioned() []byte {
+	var m map[string]any
+	if err := json.Unmarshal(t.body, &m); err != nil {
+		return t.body
+	}
+	if err := unstructured.SetNestedField(m, t.prev.GetResourceVersion(), "metadata", "resourceVersion"); err != nil {
+		return t.body
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return t.body
+	}
+	return body
+}
 
 // twin is one stable twin on its way through Flip.
 type twin struct {
@@ -66,90 +85,152 @@ type FlipOptions struct {
 // When the EndpointSlices do not converge in time the twins stay on color
 // and the error names each twin and what it still lists.
 func (a *Applier) Flip(ctx context.Context, twins []*unstructured.Unstructured, color string, o FlipOptions) error {
+	p, err := a.PlanFlip(ctx, twins, color, o)
+	if err != nil {
+		return err
+	}
+	return a.flip(ctx, p, false)
+}
+
+// FlipPlan is a Flip checked ahead of time: its twins prepared and
+// dry-run, and the twins' inventory read. PlanFlip makes one while the idle
+// color is still being verified, so that FlipPlanned moves traffic with one
+// round of requests once it is healthy.
+type FlipPlan struct {
+	ns, bundle, color, manager string
+	o                          FlipOptions
+	ts                         []*twin
+	refs, old                  []ObjectRef
+}
+
+// PlanFlip does everything of Flip that comes before the first twin changes:
+// it prepares every twin, dry-runs them all and reads the inventory, at once.
+// Its errors are Flip's: a refused twin, or the API server's.
+func (a *Applier) PlanFlip(ctx context.Context, twins []*unstructured.Unstructured, color string, o FlipOptions) (*FlipPlan, error) {
 	if color == "" {
-		return errors.New("flip: color is empty")
+		return nil, errors.New("flip: color is empty")
 	}
 	if len(twins) == 0 {
-		return nil
+		return &FlipPlan{color: color}, nil
 	}
 	ns, bundle := twins[0].GetNamespace(), twins[0].GetLabels()[contract.LabelBundle]
 	if ns == "" || bundle == "" {
-		return fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), contract.LabelBundle)
+		return nil, fmt.Errorf("flip: %s: twins need a namespace and the %s label", objRef(twins[0]), contract.LabelBundle)
 	}
-	ts := make([]*twin, 0, len(twins))
-	var refs []ObjectRef
+	p := &FlipPlan{ns: ns, bundle: bundle, color: color, manager: contract.TrafficFieldManagerFor(bundle), o: o}
 	for _, in := range twins {
 		t, err := prepareTwin(in, color)
 		if err != nil {
-			return fmt.Errorf("flip to %s: %w", color, err)
+			return nil, fmt.Errorf("flip to %s: %w", color, err)
 		}
 		if t.obj.GetNamespace() != ns || t.obj.GetLabels()[contract.LabelBundle] != bundle {
-			return fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, contract.LabelBundle, bundle)
+			return nil, fmt.Errorf("flip to %s: %s: all twins must be in namespace %s with %s=%s", color, objRef(t.obj), ns, contract.LabelBundle, bundle)
 		}
-		ts = append(ts, t)
-		refs = append(refs, refOf(t.obj))
+		p.ts = append(p.ts, t)
+		p.refs = append(p.refs, refOf(t.obj))
 	}
 	svc := a.dyn.Resource(gvrServices).Namespace(ns)
-	manager := contract.TrafficFieldManagerFor(bundle)
 
 	// Dry run every twin and read the inventory, all at once: these
 	// requests are independent, and traffic waits on them.
-	var old []ObjectRef
 	var invErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { old, invErr = a.readInventory(ctx, ns, bundle, twinsInventory) })
-	dry := make([]dryRun, len(ts))
-	for i, t := range ts {
-		wg.Go(func() { dry[i] = dryRunTwin(ctx, svc, t, bundle, manager, o.Adopt) })
+	wg.Go(func() { p.old, invErr = a.readInventory(ctx, ns, bundle, twinsInventory) })
+	dry := make([]dryRun, len(p.ts))
+	for i, t := range p.ts {
+		wg.Go(func() { dry[i] = dryRunTwin(ctx, svc, t, bundle, p.manager, o.Adopt) })
 	}
 	wg.Wait()
 	var bad []string
-	for i, t := range ts {
+	for i, t := range p.ts {
 		switch d := dry[i]; {
 		case d.err != nil:
-			return fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), d.err)
+			return nil, fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), d.err)
 		case d.refused != "":
 			bad = append(bad, fmt.Sprintf("%s: %s", objRef(t.obj), d.refused))
 		}
 	}
 	if len(bad) > 0 {
-		return fmt.Errorf("flip to %s: dry run failed, no twin changed: %s", color, strings.Join(bad, "; "))
+		return nil, fmt.Errorf("flip to %s: dry run failed, no twin changed: %s", color, strings.Join(bad, "; "))
 	}
 	if invErr != nil {
-		return fmt.Errorf("flip to %s: %w", color, invErr)
+		return nil, fmt.Errorf("flip to %s: %w", color, invErr)
+	}
+	return p, nil
+}
+
+// FlipPlanned completes a Flip from a plan PlanFlip made earlier. Each twin
+// is applied only if it is still the object the dry run saw (its
+// resourceVersion is the apply's precondition). When one changed since, the
+// twins changed are put back and the Flip is done again from the start, dry
+// run included, so a plan never moves traffic on a stale check. A plan that
+// creates a twin (a first release) is done again from the start at once.
+func (a *Applier) FlipPlanned(ctx context.Context, p *FlipPlan) error {
+	if !p.creates() {
+		err := a.flip(ctx, p, true)
+		if !errors.Is(err, errStalePlan) {
+			return err
+		}
+	}
+	fresh, err := a.PlanFlip(ctx, planTwins(p), p.color, p.o)
+	if err != nil {
+		return err
+	}
+	return a.flip(ctx, fresh, false)
+}
+
+// creates reports whether the plan creates a twin: a create has no
+// resourceVersion to hold it to the dry run, so such a plan is done again.
+func (p *FlipPlan) creates() bool {
+	for _, t := range p.ts {
+		if t.prev == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// errStalePlan: a twin changed between PlanFlip and FlipPlanned.
+var errStalePlan = errors.New("a twin changed since the flip was planned")
+
+// planTwins are the twins a plan was made from.
+func planTwins(p *FlipPlan) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(p.ts))
+	for i, t := range p.ts {
+		out[i] = t.obj
+	}
+	return out
+}
+
+// flip moves traffic as p says: the inventory first when it lacks a twin,
+// then every twin at once, then the EndpointSlices and the inventory's
+// prune. With precondition, each apply carries the resourceVersion the plan
+// saw (or must create), and a stale plan is errStalePlan after put-back.
+func (a *Applier) flip(ctx context.Context, p *FlipPlan, precondition bool) error {
+	if len(p.ts) == 0 {
+		return nil
 	}
 	// Record the new twins before creating any, so a crash cannot orphan them
 	// (already recorded when the inventory lists them all).
-	if union := unionRefs(old, refs); len(union) > len(old) || len(old) == 0 {
-		if err := a.writeInventory(ctx, ns, bundle, twinsInventory, union); err != nil {
-			return fmt.Errorf("flip to %s: %w", color, err)
+	if union := unionRefs(p.old, p.refs); len(union) > len(p.old) || len(p.old) == 0 {
+		if err := a.writeInventory(ctx, p.ns, p.bundle, twinsInventory, union); err != nil {
+			return fmt.Errorf("flip to %s: %w", p.color, err)
 		}
 	}
-
-	for i, t := range ts {
-		out, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, t.body, metav1.PatchOptions{
-			FieldManager: manager, Force: new(true)})
-		changed := i
-		if err == nil {
-			changed = i + 1
-			_, err = dropLegacy(ctx, svc, out, contract.LegacyTrafficFieldManager, manager)
+	svc := a.dyn.Resource(gvrServices).Namespace(p.ns)
+	if err := a.switchTwins(ctx, svc, p.ts, p.manager, precondition); err != nil {
+		if errors.Is(err, errStalePlan) {
+			return err
 		}
-		if err != nil {
-			err = fmt.Errorf("flip to %s: %s: %w", color, objRef(t.obj), err)
-			if rerr := a.putBack(context.WithoutCancel(ctx), ts[:changed]); rerr != nil {
-				return errors.Join(err, fmt.Errorf("flip to %s: putting twins back: %w", color, rerr))
-			}
-			return fmt.Errorf("%w (the %d twins changed were put back)", err, changed)
-		}
+		return fmt.Errorf("flip to %s: %w", p.color, err)
 	}
-
-	if err := a.waitEndpoints(ctx, ns, ts, color); err != nil {
-		return fmt.Errorf("flip to %s: %w", color, err)
+	if err := a.waitEndpoints(ctx, p.ns, p.ts, p.color); err != nil {
+		return fmt.Errorf("flip to %s: %w", p.color, err)
 	}
-	if _, failures, err := a.syncInventory(ctx, ns, bundle, twinsInventory, "", refs); err != nil {
-		return fmt.Errorf("flip to %s: %w", color, err)
+	if _, failures, err := a.syncInventory(ctx, p.ns, p.bundle, twinsInventory, "", p.refs); err != nil {
+		return fmt.Errorf("flip to %s: %w", p.color, err)
 	} else if len(failures) > 0 {
-		return fmt.Errorf("flip to %s: pruning old twins: %v", color, failures)
+		return fmt.Errorf("flip to %s: pruning old twins: %v", p.color, failures)
 	}
 	return nil
 }
@@ -222,6 +303,52 @@ func unionRefs(a, b []ObjectRef) []ObjectRef {
 		}
 	}
 	return out
+}
+
+// switchTwins applies every twin at once (traffic moves when the last one
+// lands, so one round trip rather than one per twin). When any apply fails,
+// every twin that did change is put back, and the error says how many.
+func (a *Applier) switchTwins(ctx context.Context, svc dynamic.ResourceInterface, ts []*twin, manager string, precondition bool) error {
+	errs := make([]error, len(ts))
+	changed := make([]bool, len(ts))
+	stale := make([]bool, len(ts))
+	var wg sync.WaitGroup
+	for i, t := range ts {
+		wg.Go(func() {
+			body, opts := t.body, metav1.PatchOptions{FieldManager: manager, Force: new(true)}
+			if precondition {
+				body = t.preconditioned()
+			}
+			out, err := svc.Patch(ctx, t.obj.GetName(), types.ApplyPatchType, body, opts)
+			if err == nil {
+				changed[i] = true
+				_, err = dropLegacy(ctx, svc, out, contract.LegacyTrafficFieldManager, manager)
+			}
+			if err != nil {
+				// A stale plan: the twin changed since the dry run.
+				stale[i] = precondition && apierrors.IsConflict(err)
+				errs[i] = fmt.Errorf("%s: %w", objRef(t.obj), err)
+			}
+		})
+	}
+	wg.Wait()
+	err := errors.Join(errs...)
+	if err == nil {
+		return nil
+	}
+	if slices.Contains(stale, true) {
+		err = fmt.Errorf("%w: %w", errStalePlan, err)
+	}
+	var back []*twin
+	for i, t := range ts {
+		if changed[i] {
+			back = append(back, t)
+		}
+	}
+	if rerr := a.putBack(context.WithoutCancel(ctx), back); rerr != nil {
+		return errors.Join(err, fmt.Errorf("putting twins back: %w", rerr))
+	}
+	return fmt.Errorf("%w (the %d twins changed were put back)", err, len(back))
 }
 
 // putBack restores twins to what they were before the flip: the previous

@@ -171,14 +171,19 @@ func TestFlipFailingHalfwayIsPutBack(t *testing.T) {
 		t.Fatal("Flip succeeded beyond the quota")
 	}
 	t.Logf("error: %v", err)
-	if !strings.Contains(err.Error(), "Service "+ns+"/extra: ") || !strings.Contains(err.Error(), "put back") {
+	// The twins are applied at once, so either new twin may be the one
+	// the quota refuses.
+	named := strings.Contains(err.Error(), "Service "+ns+"/extra: ") || strings.Contains(err.Error(), "Service "+ns+"/server: ")
+	if !named || !strings.Contains(err.Error(), "put back") {
 		t.Errorf("error %q should name the twin that failed and say the others were put back", err)
 	}
 	if c, commit := twinSelectorColor(t, a, ns, "client"); c != "blue" || commit != "aaa111" {
 		t.Errorf("client twin selects %s at %s after the failed flip, want blue at aaa111", c, commit)
 	}
-	if exists(t, a, gvrServices, ns, "server") {
-		t.Error("server twin created by the failed flip was not removed")
+	for _, name := range []string{"server", "extra"} {
+		if exists(t, a, gvrServices, ns, name) {
+			t.Errorf("%s twin created by the failed flip was not removed", name)
+		}
 	}
 	if got := strings.Join(endpointColors(t, a, ns, "client"), ","); got != "blue" {
 		t.Errorf("client endpoints %s, want blue", got)
@@ -313,5 +318,62 @@ func TestFlipToUnreadyColorTimesOut(t *testing.T) {
 	t.Logf("after %s: %v", time.Since(start).Round(time.Millisecond), err)
 	if err == nil || !strings.Contains(err.Error(), "Service "+ns+"/server: ") || IsTransient(err) {
 		t.Fatalf("err = %v, want a timeout naming the server twin", err)
+	}
+}
+
+// A flip planned while the idle color is verified moves traffic when it is
+// completed; a twin that changed in between (here: it now belongs to another
+// bundle) is caught, because the plan's apply only lands on the object its
+// dry run saw and the flip is then checked again from the start.
+func TestFlipPlannedAhead(t *testing.T) {
+	ns := env.Namespace(t)
+	a := newApplier(t)
+	deployColor(t, a, ns, "blue", "v1")
+	deployColor(t, a, ns, "green", "v2")
+	ctx := testCtx(t, 2*time.Minute)
+	if err := a.Flip(ctx, twins(ns, "blue", "aaa111", "client", "server"), "blue", FlipOptions{}); err != nil {
+		t.Fatalf("Flip blue: %v", err)
+	}
+
+	p, err := a.PlanFlip(ctx, twins(ns, "green", "bbb222", "client", "server"), "green", FlipOptions{})
+	if err != nil {
+		t.Fatalf("PlanFlip green: %v", err)
+	}
+	for _, name := range []string{"client", "server"} {
+		if c, _ := twinSelectorColor(t, a, ns, name); c != "blue" {
+			t.Fatalf("planning moved %s to %s", name, c)
+		}
+	}
+	if err := a.FlipPlanned(ctx, p); err != nil {
+		t.Fatalf("FlipPlanned green: %v", err)
+	}
+	for _, name := range []string{"client", "server"} {
+		if c, commit := twinSelectorColor(t, a, ns, name); c != "green" || commit != "bbb222" {
+			t.Errorf("%s selects %s at %s, want green at bbb222", name, c, commit)
+		}
+		got := endpointColors(t, a, ns, name)
+		if len(got) == 0 || strings.Count(strings.Join(got, ","), "green") != len(got) {
+			t.Errorf("%s endpoints %v, want green only", name, got)
+		}
+	}
+
+	// Planned back to blue; then the server twin is relabelled to another
+	// bundle before the plan completes.
+	p, err = a.PlanFlip(ctx, twins(ns, "blue", "ccc333", "client", "server"), "blue", FlipOptions{})
+	if err != nil {
+		t.Fatalf("PlanFlip blue: %v", err)
+	}
+	if _, err := a.cs.CoreV1().Services(ns).Patch(ctx, "server", types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"`+contract.LabelBundle+`":"other"}}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	err = a.FlipPlanned(ctx, p)
+	if err == nil || !strings.Contains(err.Error(), "no twin changed") || !strings.Contains(err.Error(), "Service "+ns+"/server: ") {
+		t.Fatalf("FlipPlanned after the server twin changed hands: %v, want the fresh dry run to refuse it", err)
+	}
+	for _, name := range []string{"client", "server"} {
+		if c, commit := twinSelectorColor(t, a, ns, name); c != "green" || commit != "bbb222" {
+			t.Errorf("%s selects %s at %s after the refused flip, want green at bbb222", name, c, commit)
+		}
 	}
 }

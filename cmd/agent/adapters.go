@@ -39,6 +39,27 @@ type bundleCluster struct {
 
 	mu      sync.Mutex
 	applied map[string]appliedColor // by color
+	plan    *plannedFlip            // made during the newest Verify
+	ahead   *watchAhead             // started by the newest Deploy
+}
+
+// watchAhead is a health wait's watches, started before the apply of the
+// release whose health Verify waits for next.
+type watchAhead struct {
+	ref   promote.ReleaseRef
+	color string
+	w     *applier.HealthWatch
+}
+
+// watchAheadLimit bounds how long watches started by a Deploy wait for
+// their Verify (one that never comes: a failed apply, a newer commit).
+const watchAheadLimit = 10 * time.Minute
+
+// plannedFlip is a Flip dry-run while its release was being verified.
+type plannedFlip struct {
+	ref   promote.ReleaseRef
+	color string
+	plan  *applier.FlipPlan
 }
 
 // appliedColor is what a color was last given.
@@ -116,8 +137,10 @@ func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.Re
 			return nil, classify(c.ten.as(b, fmt.Errorf("bundle %s shared objects (%s): %w", b.Name, path.Join(b.Dir, b.Spec.Shared), err)))
 		}
 	}
+	c.startWatchAhead(ctx, ap, color, ref, res.Objects)
 	cs, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt})
 	if err != nil {
+		c.takeWatchAhead(promote.ReleaseRef{}, "")
 		return cs, classify(c.ten.as(b, fmt.Errorf("bundle %s color %s (%s): %w", b.Name, color, path.Join(b.Dir, b.Spec.Path), err)))
 	}
 	c.mu.Lock()
@@ -168,7 +191,18 @@ func (c *bundleCluster) Verify(ctx context.Context, color string, ref promote.Re
 	start := time.Now()
 	o := applier.DefaultWaitOptions()
 	o.Timeout = timeout
-	rep, err := ap.WaitHealthy(ctx, objs, o)
+	planned := make(chan struct{})
+	go func() {
+		defer close(planned)
+		c.planFlip(ctx, color, ref)
+	}()
+	var rep applier.HealthReport
+	if w := c.takeWatchAhead(ref, color); w != nil {
+		rep, err = w.Wait(ctx, objs, o)
+	} else {
+		rep, err = ap.WaitHealthy(ctx, objs, o)
+	}
+	<-planned
 	if err != nil {
 		var he *applier.HealthError
 		if !errors.As(err, &he) {
@@ -214,7 +248,87 @@ func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.Rel
 	if err != nil {
 		return err
 	}
+	if p := c.takePlan(ref, color); p != nil {
+		return classify(c.ten.as(b, ap.FlipPlanned(ctx, p)))
+	}
 	return classify(c.ten.as(b, ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt})))
+}
+
+// startWatchAhead starts the health watches for the release about to be
+// applied to color, so that Verify finds them in sync (applier.HealthWatch).
+// They outlive Deploy's ctx, up to watchAheadLimit; the next Deploy or
+// Verify stops them.
+func (c *bundleCluster) startWatchAhead(ctx context.Context, ap *applier.Applier, color string, ref promote.ReleaseRef, objs []*unstructured.Unstructured) {
+	w, err := ap.WatchHealth(context.WithoutCancel(ctx), objs)
+	if err != nil {
+		w = nil
+	} else {
+		time.AfterFunc(watchAheadLimit, w.Stop)
+	}
+	c.mu.Lock()
+	old := c.ahead
+	c.ahead = nil
+	if w != nil {
+		c.ahead = &watchAhead{ref: ref, color: color, w: w}
+	}
+	c.mu.Unlock()
+	if old != nil {
+		old.w.Stop()
+	}
+}
+
+// takeWatchAhead returns the watches started for (ref, color), if any; any
+// others are stopped.
+func (c *bundleCluster) takeWatchAhead(ref promote.ReleaseRef, color string) *applier.HealthWatch {
+	c.mu.Lock()
+	a := c.ahead
+	c.ahead = nil
+	c.mu.Unlock()
+	if a == nil {
+		return nil
+	}
+	if a.ref != ref || a.color != color {
+		a.w.Stop()
+		return nil
+	}
+	return a.w
+}
+
+// planFlip dry-runs the flip to color while the release is verified, so
+// that Route moves traffic with one round of requests once it is healthy
+// (applier.FlipPlanned). Any error leaves no plan: Route then does the
+// whole Flip and reports it.
+func (c *bundleCluster) planFlip(ctx context.Context, color string, ref promote.ReleaseRef) {
+	c.mu.Lock()
+	c.plan = nil
+	c.mu.Unlock()
+	b, res, err := c.store.get(c.bundle, ref, color)
+	if err != nil || len(res.Twins) == 0 {
+		return
+	}
+	ap, err := c.ten.applierFor(b)
+	if err != nil {
+		return
+	}
+	p, err := ap.PlanFlip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt})
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.plan = &plannedFlip{ref: ref, color: color, plan: p}
+	c.mu.Unlock()
+}
+
+// takePlan returns and forgets the plan for (ref, color), if Verify made one.
+func (c *bundleCluster) takePlan(ref promote.ReleaseRef, color string) *applier.FlipPlan {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.plan
+	c.plan = nil
+	if p == nil || p.ref != ref || p.color != color {
+		return nil
+	}
+	return p.plan
 }
 
 // Scale takes a color to zero replicas (objects kept) or back.
