@@ -68,9 +68,13 @@ func report(w io.Writer, cfg config, res *results) {
 	for _, l := range res.Switch {
 		fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d |\n", l.Who, l.How, len(l.Samples), l.pct(50).Milliseconds(), l.pct(95).Milliseconds(), l.pct(100).Milliseconds())
 	}
-	if t, r := find(res.Switch, "tandem", "pods Ready"), find(res.Switch, "Argo Rollouts", "pods Ready"); t != nil && r != nil && r.pct(50) > 0 {
-		fmt.Fprintf(w, "\nPods Ready → Services switched, p50: tandem %d ms, Argo Rollouts %d ms (tandem / Argo Rollouts = %.2fx).\n",
-			t.pct(50).Milliseconds(), r.pct(50).Milliseconds(), float64(t.pct(50))/float64(r.pct(50)))
+	if r := find(res.Switch, "Argo Rollouts", "pods Ready"); r != nil && r.pct(50) > 0 {
+		for _, idle := range []string{"scaled to zero", "warm"} {
+			if t := find(res.Switch, "tandem", idle); t != nil {
+				fmt.Fprintf(w, "\nPods Ready → Services switched, p50, idle color %s: tandem %d ms, Argo Rollouts %d ms (tandem / Argo Rollouts = %.2fx).\n",
+					idle, t.pct(50).Milliseconds(), r.pct(50).Milliseconds(), float64(t.pct(50))/float64(r.pct(50)))
+			}
+		}
 	}
 
 	fmt.Fprintf(w, "\n### Failure detection\n\n")
