@@ -40,7 +40,7 @@ var areas = []area{
 	{Title: "Applier: server-side apply vs a bare concurrent apply", Benches: []string{"BenchmarkApply"}, Aliases: map[string]string{"first": "first", "unchanged": "unchanged", "changed10": "changed10", "floor": "floor"}, Metric: "objects/s", Reference: "floor", Higher: true,
 		Note: "ConfigMaps on the local control plane. tandem = dry run of the whole set + apply + inventory + prune check; floor = a bare concurrent server-side apply of the same objects with the same client. Ratio = floor / tandem throughput; 1.0 is the floor."},
 	{Title: "End to end: git push to promotion commit", Benches: []string{"BenchmarkPushToPromotion"}, Metric: "p50-ms", Reference: "",
-		Note: "A 2-app bundle on the local control plane, pods ready at once in the simulated cluster; the agent is woken by the file watch on the local remote. p50 and p95 over the runs, in milliseconds, split by phase (apply, verify, flip, commit) from the durations in the agent's JSON log."},
+		Note: "A 2-app bundle on the local control plane, pods ready at once in the simulated cluster; the agent is woken by the file watch on the local remote. p50 and p95 over the runs, in milliseconds, split by phase (apply, verify, flip, commit) from the durations in the agent's JSON log. Floor: after each push, the same release applied bare to another namespace of the same control plane (a concurrent server-side apply of both Deployments and Services, as `kubectl apply --server-side` sends them), until both Deployments are available and both Services' EndpointSlices list exactly the new ready pods."},
 }
 
 // figures is a table of named figures from one benchmark: one row per case
@@ -237,6 +237,13 @@ func write(w io.Writer, res result, elapsed time.Duration) {
 				}
 			}
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+		}
+		if a.Metric == "p50-ms" {
+			for _, impl := range impls {
+				if t, f := rows["p50-ms"][impl], rows["floor-p50-ms"][impl]; t > 0 && f > 0 {
+					fmt.Fprintf(w, "\nPush → promotion commit p50 / the control plane's floor p50, same run: %.0f / %.0f ms = %.2fx (goal: at most 1.2x).\n", t, f, t/f)
+				}
+			}
 		}
 	}
 	for _, t := range figureTables {
