@@ -1,0 +1,114 @@
+package render
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestKustomizeConfigInSync checks that the field specs copied into
+// kustconfig.go are those of the kustomize module this build uses.
+func TestKustomizeConfigInSync(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "sigs.k8s.io/kustomize/api").Output()
+	if err != nil {
+		t.Fatalf("go list -m sigs.k8s.io/kustomize/api: %v (the go command must be on PATH and the module downloaded: go mod download)", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "internal", "konfig", "builtinpluginconsts")
+	consts := map[string]ast.Expr{}
+	fset := token.NewFileSet()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasSuffix(e.Name(), ".go") || strings.HasSuffix(e.Name(), "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, filepath.Join(dir, e.Name()), nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, s := range g.Specs {
+				vs := s.(*ast.ValueSpec)
+				for i, n := range vs.Names {
+					consts[n.Name] = vs.Values[i]
+				}
+			}
+		}
+	}
+	var eval func(ast.Expr) string
+	eval = func(e ast.Expr) string {
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			s, err := strconv.Unquote(e.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		case *ast.BinaryExpr:
+			return eval(e.X) + eval(e.Y)
+		case *ast.Ident:
+			v, ok := consts[e.Name]
+			if !ok {
+				t.Fatalf("kustomize constant %s not found in %s", e.Name, dir)
+			}
+			return eval(v)
+		}
+		t.Fatalf("unexpected expression %T in %s", e, dir)
+		return ""
+	}
+	for name, ours := range map[string]string{
+		"commonLabelFieldSpecs":   kustomizeCommonLabelFieldSpecs,
+		"nameReferenceFieldSpecs": kustomizeNameReferenceFieldSpecs,
+	} {
+		if _, ok := consts[name]; !ok {
+			t.Fatalf("kustomize constant %s not found in %s", name, dir)
+		}
+		if theirs := eval(consts[name]); theirs != ours {
+			t.Errorf("%s in kustconfig.go differs from kustomize's %s in %s: copy it again", name, name, dir)
+		}
+	}
+	if _, err := defaultOverlayConfig(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestOneLevelBuild checks which golden cases the one-level build serves
+// (so that TestGolden proves the color overlay identical to a generated
+// kustomization level) and which need the generated level, and why.
+func TestOneLevelBuild(t *testing.T) {
+	want := map[string]string{
+		"vars": "vars",
+	}
+	cases, err := os.ReadDir("testdata/golden")
+	must(t, err)
+	for _, c := range cases {
+		t.Run(c.Name(), func(t *testing.T) {
+			dir := filepath.Join("testdata/golden", c.Name())
+			bundles, err := Discover(dir, ".")
+			must(t, err)
+			b := bundles[0]
+			root, err := filepath.Abs(dir)
+			must(t, err)
+			bc := &buildCtx{root: root, b: b, budget: DefaultMaxBytes, inputs: map[string]bool{}}
+			_, twoLevel, err := bc.kustomize(filepath.Join(root, filepath.FromSlash(b.Dir), filepath.FromSlash(b.Spec.Path)), nil, nil)
+			must(t, err)
+			if w := want[c.Name()]; w == "" && twoLevel != "" {
+				t.Errorf("needs a generated level (%s), want the one-level build", twoLevel)
+			} else if w != "" && !strings.Contains(twoLevel, w) {
+				t.Errorf("needs a generated level for %q, want for %q", twoLevel, w)
+			}
+		})
+	}
+}
