@@ -89,7 +89,8 @@ func TestKustomizeConfigInSync(t *testing.T) {
 // kustomization level) and which need the generated level, and why.
 func TestOneLevelBuild(t *testing.T) {
 	want := map[string]string{
-		"vars": "vars",
+		"vars":         "vars",
+		"local-config": "local-config",
 	}
 	cases, err := os.ReadDir("testdata/golden")
 	must(t, err)
@@ -110,5 +111,28 @@ func TestOneLevelBuild(t *testing.T) {
 				t.Errorf("needs a generated level for %q, want for %q", twoLevel, w)
 			}
 		})
+	}
+}
+
+// TestNeedsTwoLevel lists the kustomization fields that keep the generated
+// level: they act at the top level only or change its transformer config.
+func TestNeedsTwoLevel(t *testing.T) {
+	for _, c := range []struct {
+		k    map[string]any
+		top  bool
+		want string
+	}{
+		{map[string]any{"resources": []any{"a.yaml"}, "namePrefix": "p-", "configMapGenerator": []any{}}, true, ""},
+		{map[string]any{"vars": []any{}}, false, "vars"},
+		{map[string]any{"configurations": []any{"c.yaml"}}, false, "configurations"},
+		{map[string]any{"crds": []any{"c.json"}}, false, "crds"},
+		{map[string]any{"buildMetadata": []any{"originAnnotations"}}, true, "buildMetadata"},
+		{map[string]any{"openapi": map[string]any{"path": "s.json"}}, true, "openapi"},
+		{map[string]any{"kind": "Component"}, true, "kind Component"},
+		{map[string]any{"kind": "Component"}, false, ""},
+	} {
+		if got := needsTwoLevel(c.k, c.top); got != c.want {
+			t.Errorf("needsTwoLevel(%v, top %v) = %q, want %q", c.k, c.top, got, c.want)
+		}
 	}
 }
