@@ -45,6 +45,10 @@ type Options struct {
 	AllowRemoteBases bool
 	// MaxBytes limits the rendered output (default DefaultMaxBytes).
 	MaxBytes int64
+
+	// twoLevel builds under a generated kustomization level always (tests
+	// compare it with the one-level build and color overlay).
+	twoLevel bool
 }
 
 // Result is a rendered bundle for one color.
@@ -106,7 +110,7 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
 	}
-	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}}
+	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}, twoLevel: o.twoLevel}
 	colored, shared, err := bc.buildBoth()
 	if err != nil {
 		return nil, &Error{Err: err, Inputs: bc.inputList()}
@@ -161,6 +165,7 @@ type buildCtx struct {
 	allowRemote bool
 	budget      int64           // bytes of output left
 	inputs      map[string]bool // repository paths read (see confinedFS.input)
+	twoLevel    bool            // always build under a generated level
 }
 
 // inputList is the sorted list of paths read.
@@ -283,7 +288,11 @@ func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstru
 		}
 		return sharedOverlay(m, b.Name)
 	}
-	out, twoLevel, err := bc.kustomize(dir, nil, overlay)
+	var out []byte
+	twoLevel, err := "forced", error(nil)
+	if !bc.twoLevel {
+		out, twoLevel, err = bc.kustomize(dir, nil, overlay)
+	}
 	if err == nil && twoLevel != "" {
 		out, err = bc.buildTwoLevel(dir, colored)
 	}
