@@ -164,8 +164,10 @@ func hashSuffixed(m resmap.ResMap) (map[*resource.Resource]string, error) {
 func fixNameReferences(m resmap.ResMap, backRefs []nameBackRefs) error {
 	res := m.Resources()
 	orgIds := make([]resid.ResId, len(res))
+	prevIds := make([][]resid.ResId, len(res))
 	for i, r := range res {
 		orgIds[i] = r.OrgId()
+		prevIds[i] = r.PrevIds()
 	}
 	candidates := map[int]resmap.ResMap{}
 	for bi := range backRefs {
@@ -175,7 +177,7 @@ func fixNameReferences(m resmap.ResMap, backRefs []nameBackRefs) error {
 				if !orgIds[i].IsSelected(&spec.Gvk) {
 					continue
 				}
-				c, err := candidatesFor(m, candidates, bi, br.Gvk)
+				c, err := candidatesFor(res, prevIds, candidates, bi, br.Gvk)
 				if err != nil {
 					return err
 				}
@@ -196,15 +198,16 @@ func fixNameReferences(m resmap.ResMap, backRefs []nameBackRefs) error {
 	return nil
 }
 
-// candidatesFor returns (and caches under key) the objects of m that one of
-// whose previous ids is of kind gvk: the only ones nameref can pick.
-func candidatesFor(m resmap.ResMap, cache map[int]resmap.ResMap, key int, gvk resid.Gvk) (resmap.ResMap, error) {
+// candidatesFor returns (and caches under key) the objects of res (with
+// their previous ids) one of whose previous ids is of kind gvk: the only
+// ones nameref can pick.
+func candidatesFor(res []*resource.Resource, prevIds [][]resid.ResId, cache map[int]resmap.ResMap, key int, gvk resid.Gvk) (resmap.ResMap, error) {
 	if c, ok := cache[key]; ok {
 		return c, nil
 	}
 	c := resmap.New()
-	for _, r := range m.Resources() {
-		for _, id := range r.PrevIds() {
+	for i, r := range res {
+		for _, id := range prevIds[i] {
 			if id.IsSelected(&gvk) {
 				if err := c.Append(r); err != nil {
 					return nil, err
