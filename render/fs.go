@@ -31,6 +31,10 @@ type confinedFS struct {
 	// inputs collects the repository paths kustomize read or probed
 	// (slash-separated, relative to root; "dir/" for a directory listed).
 	inputs map[string]bool
+	// top is the directory built without a generated level (empty when
+	// building the overlay); twoLevel says why that build cannot stand in
+	// for the generated level (see needsTwoLevel), empty if it can.
+	top, twoLevel string
 }
 
 func newConfinedFS(root, virtual string, overlay []byte, allowRemote bool, firstErr *error) *confinedFS {
@@ -240,6 +244,11 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err := yamlguard.CheckExpansion(data); err != nil {
 		return nil, f.record(fmt.Errorf("%s: %w", f.rel(p), err))
 	}
+	for _, s := range twoLevelMarkers {
+		if f.twoLevel == "" && bytes.Contains(data, []byte(s)) {
+			f.twoLevel = fmt.Sprintf("%s mentions %s", f.rel(p), s)
+		}
+	}
 	switch filepath.Base(p) {
 	case "kustomization.yaml", "kustomization.yml", "Kustomization":
 		if err := f.vetKustomization(p, data); err != nil {
@@ -299,7 +308,36 @@ func (f *confinedFS) vetKustomization(p string, data []byte) error {
 	if bytes.Contains(data, []byte("config.kubernetes.io/function")) {
 		return fmt.Errorf("%s: KRM functions are not allowed", name)
 	}
+	if f.twoLevel == "" {
+		f.twoLevel = needsTwoLevel(k, filepath.Dir(p) == f.top)
+		if f.twoLevel != "" {
+			f.twoLevel = name + ": " + f.twoLevel
+		}
+	}
 	return nil
+}
+
+// twoLevelMarkers are texts in any file read that make a one-level build
+// differ from the user's level under a generated one: resources dropped as
+// local config only at the top level, hash suffixes asked for by
+// annotation or by a HashTransformer config.
+var twoLevelMarkers = []string{"config.kubernetes.io/local-config", "needsHashSuffix", "needs-hash", "HashTransformer"}
+
+// needsTwoLevel says why kustomization k (top: the directory built) cannot
+// be built without the generated level on top and colored afterwards:
+// fields that act at the top level only (vars, buildMetadata, openapi) or
+// change the transformer config the top level uses (configurations, crds),
+// or a Component built on its own (refused as under a generated level).
+func needsTwoLevel(k map[string]any, top bool) string {
+	for _, field := range []string{"vars", "configurations", "crds", "buildMetadata", "openapi"} {
+		if _, ok := k[field]; ok {
+			return field
+		}
+	}
+	if top && k["kind"] == "Component" {
+		return "kind Component"
+	}
+	return ""
 }
 
 func isRemote(s string) bool {

@@ -18,6 +18,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/api/types"
 	"sigs.k8s.io/kustomize/kyaml/resid"
 	"sigs.k8s.io/yaml"
@@ -44,6 +45,10 @@ type Options struct {
 	AllowRemoteBases bool
 	// MaxBytes limits the rendered output (default DefaultMaxBytes).
 	MaxBytes int64
+
+	// twoLevel builds under a generated kustomization level always (tests
+	// compare it with the one-level build and color overlay).
+	twoLevel bool
 }
 
 // Result is a rendered bundle for one color.
@@ -105,7 +110,7 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
 	}
-	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}}
+	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}, twoLevel: o.twoLevel}
 	colored, shared, err := bc.buildBoth()
 	if err != nil {
 		return nil, &Error{Err: err, Inputs: bc.inputList()}
@@ -160,6 +165,7 @@ type buildCtx struct {
 	allowRemote bool
 	budget      int64           // bytes of output left
 	inputs      map[string]bool // repository paths read (see confinedFS.input)
+	twoLevel    bool            // always build under a generated level
 }
 
 // inputList is the sorted list of paths read.
@@ -268,19 +274,49 @@ func deepCopy(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
 	return out
 }
 
-// build runs kustomize on dir under a generated overlay; colored adds the
-// suffix, namespace and color label (with the sentinel color).
+// build runs kustomize on dir once and applies tandem's level to its
+// objects: for colored objects the suffix, the color labels and the name
+// references (with the sentinel color; see colorOverlay), for shared ones
+// the bundle label. Where that one build cannot stand in for the user's
+// level under a generated one (see needsTwoLevel), it builds dir under a
+// generated overlay kustomization instead, as kustomize would.
 func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstructured, err error) {
-	root, b := bc.root, bc.b
-	virtual := filepath.Join(filepath.Dir(root), ".tandem-overlay-"+b.Name)
-	relDir, err := filepath.Rel(virtual, dir)
+	b := bc.b
+	overlay := func(m resmap.ResMap) error {
+		if colored {
+			return colorOverlay(m, b.Name, sentinel)
+		}
+		return sharedOverlay(m, b.Name)
+	}
+	var out []byte
+	twoLevel, err := "forced", error(nil)
+	if !bc.twoLevel {
+		out, twoLevel, err = bc.kustomize(dir, nil, overlay)
+	}
+	if err == nil && twoLevel != "" {
+		out, err = bc.buildTwoLevel(dir, colored)
+	}
 	if err != nil {
 		return nil, err
 	}
+	bc.budget -= int64(len(out))
+	if bc.budget < 0 {
+		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
+	}
+	objs, err = decode(out, b.Name, colored)
+	if err == nil && colored {
+		setNamespace(objs, b.Spec.Namespace)
+	}
+	return objs, err
+}
+
+// buildTwoLevel runs kustomize on dir under a generated overlay; colored
+// adds the suffix and color label (with the sentinel color).
+func (bc *buildCtx) buildTwoLevel(dir string, colored bool) ([]byte, error) {
+	b := bc.b
 	k := map[string]any{
 		"apiVersion": "kustomize.config.k8s.io/v1beta1",
 		"kind":       "Kustomization",
-		"resources":  []string{filepath.ToSlash(relDir)},
 	}
 	if colored {
 		k["nameSuffix"] = "-" + sentinel
@@ -295,12 +331,36 @@ func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstru
 	} else {
 		k["labels"] = []map[string]any{{"pairs": map[string]string{contract.LabelBundle: b.Name}}}
 	}
-	overlay, err := yaml.Marshal(k)
-	if err != nil {
-		return nil, err
+	out, _, err := bc.kustomize(dir, k, nil)
+	return out, err
+}
+
+// kustomize builds dir (under the generated kustomization overlay, when
+// not nil), applies after to the result (when not nil) and returns it as
+// YAML; or, without overlay, why dir needs a generated level instead of
+// after (then it returns no output).
+func (bc *buildCtx) kustomize(dir string, overlay map[string]any, after func(resmap.ResMap) error) (out []byte, twoLevel string, err error) {
+	root := bc.root
+	virtual := filepath.Join(filepath.Dir(root), ".tandem-overlay-"+bc.b.Name)
+	target := dir
+	var kustomization []byte
+	if overlay != nil {
+		relDir, err := filepath.Rel(virtual, dir)
+		if err != nil {
+			return nil, "", err
+		}
+		overlay["resources"] = []string{filepath.ToSlash(relDir)}
+		if kustomization, err = yaml.Marshal(overlay); err != nil {
+			return nil, "", err
+		}
+		target = virtual
 	}
 	var fsErr error
-	fsys := newConfinedFS(root, virtual, overlay, bc.allowRemote, &fsErr)
+	fsys := newConfinedFS(root, virtual, kustomization, bc.allowRemote, &fsErr)
+	needsTwoLevel := func() bool { return overlay == nil && fsys.twoLevel != "" }
+	if overlay == nil {
+		fsys.top = dir
+	}
 	defer func() {
 		for p := range fsys.inputs {
 			bc.inputs[p] = true
@@ -311,35 +371,35 @@ func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstru
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 
 	krustyMu.Lock()
-	out, err := func() (out []byte, err error) {
+	out, err = func() (out []byte, err error) {
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("kustomize panicked: %v", r)
 			}
 		}()
-		m, err := krusty.MakeKustomizer(opts).Run(fsys, virtual)
-		if err != nil {
+		m, err := krusty.MakeKustomizer(opts).Run(fsys, target)
+		if err != nil || needsTwoLevel() {
 			return nil, err
+		}
+		if after != nil {
+			if err := after(m); err != nil {
+				return nil, err
+			}
 		}
 		return m.AsYaml()
 	}()
 	krustyMu.Unlock()
 	if fsErr != nil {
 		// The confinement error is clearer than kustomize's wrapping of it.
-		return nil, fsErr
+		return nil, "", fsErr
 	}
 	if err != nil {
-		return nil, strip(err, virtual)
+		return nil, "", strip(err, virtual)
 	}
-	bc.budget -= int64(len(out))
-	if bc.budget < 0 {
-		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
+	if needsTwoLevel() {
+		return nil, fsys.twoLevel, nil
 	}
-	objs, err = decode(out, b.Name, colored)
-	if err == nil && colored {
-		setNamespace(objs, b.Spec.Namespace)
-	}
-	return objs, err
+	return out, "", nil
 }
 
 // setNamespace puts colored objects in ns, as a kustomize "namespace:" in
