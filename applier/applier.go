@@ -83,6 +83,7 @@ type Applier struct {
 	dyn    dynamic.Interface
 	cs     kubernetes.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	memo   appliedMemo
 }
 
 // New builds an Applier for cfg. One HTTP client and one rate limiter are

@@ -153,6 +153,10 @@ type item struct {
 	result *unstructured.Unstructured
 	action Action
 	later  bool // dry run deferred until the set's Namespaces/CRDs exist
+	// touched: result was written again after the apply (scaled up, or
+	// handed over from the legacy field manager), so it is not what
+	// applying body alone leaves behind; the memo skips it.
+	touched bool
 }
 
 // Apply applies s with server-side apply (field manager "tandem/<bundle>",
@@ -208,8 +212,12 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 			namespaces[it.obj.GetName()] = true
 		}
 	}
-	// 1. dry run of everything that can be dry-run now.
+	// 1. dry run of everything that can be dry-run now, except objects
+	// that nobody wrote since the last apply of the same body (memo.go).
 	if err := a.listLive(ctx, s.Bundle, items); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.skipUnchanged(s, items); err != nil {
 		return ChangeSet{}, err
 	}
 	if err := a.dryRun(ctx, s, items, namespaces); err != nil {
@@ -238,7 +246,39 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		return ChangeSet{}, err
 	}
 	// 4. inventory and prune.
-	return a.finish(ctx, s, append(first, rest...))
+	applied := append(first, rest...)
+	cs, err := a.finish(ctx, s, applied)
+	if err != nil {
+		return cs, err
+	}
+	a.memo.record(memoKey(s), applied)
+	return cs, nil
+}
+
+// skipUnchanged marks the listed items whose live object is exactly what
+// the last Apply of the same body left behind (appliedMemo) as no-ops: they
+// need neither a dry run nor an apply. A shared object another bundle's
+// render now disagrees with is left to the dry run, which refuses it.
+func (a *Applier) skipUnchanged(s Set, items []*item) error {
+	key := memoKey(s)
+	for _, it := range items {
+		if it.later || it.live == nil {
+			continue
+		}
+		body, err := applyBody(it.obj)
+		if err != nil {
+			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		}
+		it.body = body
+		if !a.memo.unchanged(key, it.live, body) {
+			continue
+		}
+		if s.Color == "" && sharedRefusal(it.live, it.obj, s.Bundle, s.Adopt) != "" {
+			continue
+		}
+		it.noop, it.result, it.dryRV = true, it.live, it.live.GetResourceVersion()
+	}
+	return nil
 }
 
 // prepare copies s's objects into items with their API resource; an object
@@ -331,11 +371,15 @@ func (a *Applier) recordPending(ctx context.Context, s Set, items []*item) error
 	for _, it := range items {
 		pending = append(pending, refOf(it.obj))
 	}
-	old, err := a.readInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor())
+	old, live, err := a.inventoryObject(ctx, s.Namespace, s.Bundle, s.inventoryColor())
 	if err != nil {
 		return err
 	}
-	return a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), unionRefs(old, pending))
+	union := unionRefs(old, pending)
+	if inventoryHolds(live, s.Bundle, s.inventoryColor(), union) {
+		return nil // it lists them all already
+	}
+	return a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), union)
 }
 
 // finish reports what was applied, writes the inventory and prunes what
@@ -405,15 +449,17 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 	}
 	manager := contract.FieldManagerFor(s.Bundle)
 	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
-		if it.later {
+		if it.later || it.noop {
 			return nil
 		}
-		body, err := applyBody(it.obj)
-		if err != nil {
-			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		if it.body == nil {
+			body, err := applyBody(it.obj)
+			if err != nil {
+				return fmt.Errorf("%s: %w", objRef(it.obj), err)
+			}
+			it.body = body
 		}
-		it.body = body
-		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
+		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
 			FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll},
 		})
 		if err != nil {
@@ -518,10 +564,11 @@ func (a *Applier) applyAll(ctx context.Context, bundle string, items []*item) er
 		if err != nil {
 			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
 		}
-		if out, err = dropLegacy(ctx, it.ri, out, contract.LegacyFieldManager, manager); err != nil {
+		handed, err := dropLegacy(ctx, it.ri, out, contract.LegacyFieldManager, manager)
+		if err != nil {
 			return err
 		}
-		it.result = out
+		it.result, it.touched = handed, handed != out
 		switch {
 		case it.dryRV == "":
 			it.action = Created
@@ -661,7 +708,7 @@ func (a *Applier) restoreScaled(ctx context.Context, items []*item) error {
 		if err != nil {
 			return fmt.Errorf("%s: scale up: %w", objRef(r), err)
 		}
-		it.result = out
+		it.result, it.touched = out, true
 		if it.action == Unchanged {
 			it.action = Configured
 		}
