@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/util/flowcontrol"
@@ -82,6 +83,7 @@ type Applier struct {
 	opts   Options
 	dyn    dynamic.Interface
 	cs     kubernetes.Interface
+	meta   metadata.Interface // dry runs of new objects: only their metadata comes back, as protobuf
 	mapper *restmapper.DeferredDiscoveryRESTMapper
 	memo   appliedMemo
 }
@@ -114,12 +116,16 @@ func New(cfg *rest.Config, o Options) (*Applier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("applier: clientset: %w", err)
 	}
+	mc, err := metadata.NewForConfigAndClient(c, hc)
+	if err != nil {
+		return nil, fmt.Errorf("applier: metadata client: %w", err)
+	}
 	dc, err := discovery.NewDiscoveryClientForConfigAndClient(c, hc)
 	if err != nil {
 		return nil, fmt.Errorf("applier: discovery client: %w", err)
 	}
 	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
-	return &Applier{opts: o, dyn: dyn, cs: cs, mapper: mapper}, nil
+	return &Applier{opts: o, dyn: dyn, cs: cs, meta: mc, mapper: mapper}, nil
 }
 
 // mapping resolves gvk, resetting the discovery cache once when the kind is

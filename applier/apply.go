@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 )
 
 // Set is what Apply applies: the objects of one bundle and one color.
@@ -459,9 +460,7 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 			}
 			it.body = body
 		}
-		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, metav1.PatchOptions{
-			FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll},
-		})
+		rv, out, err := a.dryRunOne(ctx, it, manager)
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
 				return fmt.Errorf("%s: dry run: %w", objRef(it.obj), err)
@@ -483,7 +482,7 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 			refuse(it, why)
 			return nil
 		}
-		it.dryRV = out.GetResourceVersion()
+		it.dryRV = rv
 		if it.dryRV != "" && it.live == nil {
 			// It exists but was not listed with s's bundle label: whose is it?
 			why, err := a.claim(ctx, it, s)
@@ -514,6 +513,36 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 		return fmt.Errorf("dry run failed, nothing applied: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// dryRunOne dry-runs the apply of it and returns the resourceVersion of
+// the result ("" when the object does not exist yet) and, for an object
+// listed live, the result itself, to compare with the live one. An object
+// not listed live is dry-run through the metadata client: the server
+// validates and admits it all the same, but sends back only its metadata,
+// as protobuf, which is cheaper to encode and decode.
+func (a *Applier) dryRunOne(ctx context.Context, it *item, manager string) (string, *unstructured.Unstructured, error) {
+	opts := metav1.PatchOptions{FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll}}
+	if it.live != nil {
+		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, opts)
+		if err != nil {
+			return "", nil, err
+		}
+		return out.GetResourceVersion(), out, nil
+	}
+	m, err := a.mapping(it.obj.GroupVersionKind())
+	if err != nil {
+		return "", nil, err
+	}
+	var ri metadata.ResourceInterface = a.meta.Resource(m.Resource)
+	if m.Scope.Name() != meta.RESTScopeNameRoot {
+		ri = a.meta.Resource(m.Resource).Namespace(it.obj.GetNamespace())
+	}
+	out, err := ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	return out.GetResourceVersion(), nil, nil
 }
 
 func isMissingNamespace(err error, ns string) bool {
