@@ -170,7 +170,10 @@ type item struct {
 //     owner and s.Adopt is false, or is a ConfigMap named like an inventory
 //     (tandem-inventory-...), nothing is applied and the error names every
 //     such object and why. Objects whose Namespace or CRD is part of s
-//     itself are dry-run once those exist;
+//     itself are dry-run once those exist. Spared: an object that nobody
+//     wrote since this Applier applied the same body to it (same UID and
+//     resourceVersion, memo.go) is unchanged without a dry run or an apply;
+//     one whose dry-run result equals the live object is not applied;
 //  2. Namespaces and CRDs first, waiting until the CRDs are Established;
 //  3. the remaining objects, concurrently (Options.Concurrency);
 //  4. the inventory ConfigMap tandem-inventory-<bundle>-<color> in
