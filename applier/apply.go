@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 )
 
 // Set is what Apply applies: the objects of one bundle and one color.
@@ -153,6 +154,10 @@ type item struct {
 	result *unstructured.Unstructured
 	action Action
 	later  bool // dry run deferred until the set's Namespaces/CRDs exist
+	// touched: result was written again after the apply (scaled up, or
+	// handed over from the legacy field manager), so it is not what
+	// applying body alone leaves behind; the memo skips it.
+	touched bool
 }
 
 // Apply applies s with server-side apply (field manager "tandem/<bundle>",
@@ -165,7 +170,10 @@ type item struct {
 //     owner and s.Adopt is false, or is a ConfigMap named like an inventory
 //     (tandem-inventory-...), nothing is applied and the error names every
 //     such object and why. Objects whose Namespace or CRD is part of s
-//     itself are dry-run once those exist;
+//     itself are dry-run once those exist. Spared: an object that nobody
+//     wrote since this Applier applied the same body to it (same UID and
+//     resourceVersion, memo.go) is unchanged without a dry run or an apply;
+//     one whose dry-run result equals the live object is not applied;
 //  2. Namespaces and CRDs first, waiting until the CRDs are Established;
 //  3. the remaining objects, concurrently (Options.Concurrency);
 //  4. the inventory ConfigMap tandem-inventory-<bundle>-<color> in
@@ -208,8 +216,12 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 			namespaces[it.obj.GetName()] = true
 		}
 	}
-	// 1. dry run of everything that can be dry-run now.
+	// 1. dry run of everything that can be dry-run now, except objects
+	// that nobody wrote since the last apply of the same body (memo.go).
 	if err := a.listLive(ctx, s.Bundle, items); err != nil {
+		return ChangeSet{}, err
+	}
+	if err := a.skipUnchanged(s, items); err != nil {
 		return ChangeSet{}, err
 	}
 	if err := a.dryRun(ctx, s, items, namespaces); err != nil {
@@ -238,7 +250,39 @@ func (a *Applier) Apply(ctx context.Context, s Set) (ChangeSet, error) {
 		return ChangeSet{}, err
 	}
 	// 4. inventory and prune.
-	return a.finish(ctx, s, append(first, rest...))
+	applied := append(first, rest...)
+	cs, err := a.finish(ctx, s, applied)
+	if err != nil {
+		return cs, err
+	}
+	a.memo.record(memoKey(s), applied)
+	return cs, nil
+}
+
+// skipUnchanged marks the listed items whose live object is exactly what
+// the last Apply of the same body left behind (appliedMemo) as no-ops: they
+// need neither a dry run nor an apply. A shared object another bundle's
+// render now disagrees with is left to the dry run, which refuses it.
+func (a *Applier) skipUnchanged(s Set, items []*item) error {
+	key := memoKey(s)
+	for _, it := range items {
+		if it.later || it.live == nil {
+			continue
+		}
+		body, err := applyBody(it.obj)
+		if err != nil {
+			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		}
+		it.body = body
+		if !a.memo.unchanged(key, it.live, body) {
+			continue
+		}
+		if s.Color == "" && sharedRefusal(it.live, it.obj, s.Bundle, s.Adopt) != "" {
+			continue
+		}
+		it.noop, it.result, it.dryRV = true, it.live, it.live.GetResourceVersion()
+	}
+	return nil
 }
 
 // prepare copies s's objects into items with their API resource; an object
@@ -331,11 +375,15 @@ func (a *Applier) recordPending(ctx context.Context, s Set, items []*item) error
 	for _, it := range items {
 		pending = append(pending, refOf(it.obj))
 	}
-	old, err := a.readInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor())
+	old, live, err := a.inventoryObject(ctx, s.Namespace, s.Bundle, s.inventoryColor())
 	if err != nil {
 		return err
 	}
-	return a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), unionRefs(old, pending))
+	union := unionRefs(old, pending)
+	if inventoryHolds(live, s.Bundle, s.inventoryColor(), union) {
+		return nil // it lists them all already
+	}
+	return a.writeInventory(ctx, s.Namespace, s.Bundle, s.inventoryColor(), union)
 }
 
 // finish reports what was applied, writes the inventory and prunes what
@@ -405,17 +453,17 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 	}
 	manager := contract.FieldManagerFor(s.Bundle)
 	err := a.each(ctx, items, func(ctx context.Context, it *item) error {
-		if it.later {
+		if it.later || it.noop {
 			return nil
 		}
-		body, err := applyBody(it.obj)
-		if err != nil {
-			return fmt.Errorf("%s: %w", objRef(it.obj), err)
+		if it.body == nil {
+			body, err := applyBody(it.obj)
+			if err != nil {
+				return fmt.Errorf("%s: %w", objRef(it.obj), err)
+			}
+			it.body = body
 		}
-		it.body = body
-		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{
-			FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll},
-		})
+		rv, out, err := a.dryRunOne(ctx, it, manager)
 		if err != nil {
 			if IsTransient(err) || ctx.Err() != nil {
 				return fmt.Errorf("%s: dry run: %w", objRef(it.obj), err)
@@ -437,7 +485,7 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 			refuse(it, why)
 			return nil
 		}
-		it.dryRV = out.GetResourceVersion()
+		it.dryRV = rv
 		if it.dryRV != "" && it.live == nil {
 			// It exists but was not listed with s's bundle label: whose is it?
 			why, err := a.claim(ctx, it, s)
@@ -468,6 +516,36 @@ func (a *Applier) dryRun(ctx context.Context, s Set, items []*item, namespaces m
 		return fmt.Errorf("dry run failed, nothing applied: %s", strings.Join(bad, "; "))
 	}
 	return nil
+}
+
+// dryRunOne dry-runs the apply of it and returns the resourceVersion of
+// the result ("" when the object does not exist yet) and, for an object
+// listed live, the result itself, to compare with the live one. An object
+// not listed live is dry-run through the metadata client: the server
+// validates and admits it all the same, but sends back only its metadata,
+// as protobuf, which is cheaper to encode and decode.
+func (a *Applier) dryRunOne(ctx context.Context, it *item, manager string) (string, *unstructured.Unstructured, error) {
+	opts := metav1.PatchOptions{FieldManager: manager, Force: new(true), DryRun: []string{metav1.DryRunAll}}
+	if it.live != nil {
+		out, err := it.ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, opts)
+		if err != nil {
+			return "", nil, err
+		}
+		return out.GetResourceVersion(), out, nil
+	}
+	m, err := a.mapping(it.obj.GroupVersionKind())
+	if err != nil {
+		return "", nil, err
+	}
+	var ri metadata.ResourceInterface = a.meta.Resource(m.Resource)
+	if m.Scope.Name() != meta.RESTScopeNameRoot {
+		ri = a.meta.Resource(m.Resource).Namespace(it.obj.GetNamespace())
+	}
+	out, err := ri.Patch(ctx, it.obj.GetName(), types.ApplyPatchType, it.body, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	return out.GetResourceVersion(), nil, nil
 }
 
 func isMissingNamespace(err error, ns string) bool {
@@ -518,10 +596,11 @@ func (a *Applier) applyAll(ctx context.Context, bundle string, items []*item) er
 		if err != nil {
 			return fmt.Errorf("%s: apply: %w", objRef(it.obj), err)
 		}
-		if out, err = dropLegacy(ctx, it.ri, out, contract.LegacyFieldManager, manager); err != nil {
+		handed, err := dropLegacy(ctx, it.ri, out, contract.LegacyFieldManager, manager)
+		if err != nil {
 			return err
 		}
-		it.result = out
+		it.result, it.touched = handed, handed != out
 		switch {
 		case it.dryRV == "":
 			it.action = Created
@@ -661,7 +740,7 @@ func (a *Applier) restoreScaled(ctx context.Context, items []*item) error {
 		if err != nil {
 			return fmt.Errorf("%s: scale up: %w", objRef(r), err)
 		}
-		it.result = out
+		it.result, it.touched = out, true
 		if it.action == Unchanged {
 			it.action = Configured
 		}

@@ -82,6 +82,7 @@ func (a *Applier) DeleteBundle(ctx context.Context, namespace, bundle string, co
 	if keepShared == nil {
 		keepShared = func(ObjectRef) bool { return false }
 	}
+	a.memo.forgetBundle(namespace, bundle)
 	passes := []inventoryPass{{twinsInventory, ""}, {colors[0], colors[0]}, {colors[1], colors[1]}, {sharedInventory, ""}}
 	var cs ChangeSet
 	failed := map[string][]ObjectRef{}

@@ -18,7 +18,8 @@
 //	obs, err := a.Observe(ctx, "shop", "shop") // after a restart: who is live
 //	cs, err = a.DeleteBundle(ctx, "shop", "shop", [2]string{"blue", "green"}, stillRendered) // bundle left Git (never a Namespace)
 //
-// Files: apply.go (Apply, prune), inventory.go, health.go (WaitHealthy,
+// Files: apply.go (Apply, prune), memo.go (what the last apply left behind,
+// so that untouched objects cost no request), inventory.go, health.go (WaitHealthy,
 // telling pods of the current template by the release digest on it),
 // traffic.go (Flip), scale.go (ScaleColor), observe.go (Observe), delete.go.
 //

@@ -26,29 +26,59 @@ func InventoryName(bundle, color string) string {
 
 // readInventory returns the refs of an inventory; a missing inventory is empty.
 func (a *Applier) readInventory(ctx context.Context, ns, bundle, color string) ([]ObjectRef, error) {
+	refs, _, err := a.inventoryObject(ctx, ns, bundle, color)
+	return refs, err
+}
+
+// inventoryObject returns the refs of an inventory and its ConfigMap (nil
+// when it is missing: no refs).
+func (a *Applier) inventoryObject(ctx context.Context, ns, bundle, color string) ([]ObjectRef, *unstructured.Unstructured, error) {
 	cm, err := a.dyn.Resource(gvrConfigMaps).Namespace(ns).Get(ctx, InventoryName(bundle, color), metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
+		return nil, nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
 	}
 	data, _, _ := unstructured.NestedString(cm.Object, "data", inventoryKey)
 	var refs []ObjectRef
 	if data != "" {
 		if err := json.Unmarshal([]byte(data), &refs); err != nil {
-			return nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
+			return nil, nil, fmt.Errorf("ConfigMap %s/%s: %w", ns, InventoryName(bundle, color), err)
 		}
 	}
-	return refs, nil
+	return refs, cm, nil
 }
 
-// writeInventory server-side applies the inventory ConfigMap.
-func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, refs []ObjectRef) error {
+// inventoryData is the data writeInventory stores for refs.
+func inventoryData(refs []ObjectRef) (string, error) {
 	if refs == nil {
 		refs = []ObjectRef{}
 	}
 	data, err := json.MarshalIndent(refs, "", " ")
+	return string(data), err
+}
+
+// inventoryHolds reports whether cm, a live inventory, already is what
+// writeInventory would write for refs: the same data and labels, applied by
+// bundle's field manager, with no legacy manager left to hand over. Then the
+// write would change nothing and can be spared.
+func inventoryHolds(cm *unstructured.Unstructured, bundle, color string, refs []ObjectRef) bool {
+	if cm == nil || legacyEntry(cm, contract.LegacyFieldManager) >= 0 {
+		return false
+	}
+	want, err := inventoryData(refs)
+	data, _, _ := unstructured.NestedString(cm.Object, "data", inventoryKey)
+	l := cm.GetLabels()
+	if err != nil || data != want || l[contract.LabelBundle] != bundle || l[contract.LabelInventory] != color {
+		return false
+	}
+	return legacyEntry(cm, contract.FieldManagerFor(bundle)) >= 0 // an Apply entry of bundle's manager
+}
+
+// writeInventory server-side applies the inventory ConfigMap.
+func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, refs []ObjectRef) error {
+	data, err := inventoryData(refs)
 	if err != nil {
 		return err
 	}
@@ -60,7 +90,7 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 			"namespace": ns,
 			"labels":    map[string]any{contract.LabelBundle: bundle, contract.LabelInventory: color},
 		},
-		"data": map[string]any{inventoryKey: string(data)},
+		"data": map[string]any{inventoryKey: data},
 	}
 	body, err := json.Marshal(cm)
 	if err != nil {
@@ -84,7 +114,7 @@ func (a *Applier) writeInventory(ctx context.Context, ns, bundle, color string, 
 // when they carry tandem.dev/bundle=<bundle> (and tandem.dev/color=<color>
 // for a colored set). Failed deletions stay in the inventory.
 func (a *Applier) syncInventory(ctx context.Context, ns, bundle, invColor, color string, refs []ObjectRef) ([]ObjectRef, []Failure, error) {
-	old, err := a.readInventory(ctx, ns, bundle, invColor)
+	old, live, err := a.inventoryObject(ctx, ns, bundle, invColor)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -99,8 +129,12 @@ func (a *Applier) syncInventory(ctx context.Context, ns, bundle, invColor, color
 		}
 	}
 	// Record the union first, so a crash while pruning forgets nothing.
-	if err := a.writeInventory(ctx, ns, bundle, invColor, append(append([]ObjectRef{}, refs...), stale...)); err != nil {
-		return nil, nil, err
+	union := append(append([]ObjectRef{}, refs...), stale...)
+	// A re-apply of the same objects finds it recorded already.
+	if !inventoryHolds(live, bundle, invColor, union) {
+		if err := a.writeInventory(ctx, ns, bundle, invColor, union); err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(stale) == 0 {
 		return nil, nil, nil
