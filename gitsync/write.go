@@ -29,6 +29,20 @@ func (r *Repo) Write(ctx context.Context, edit Edit) (Written, error) {
 		w       Written
 		lastErr error
 	)
+	// First, on the tip this cache last fetched or pushed, without asking
+	// the remote: a push onto a tip that moved is refused (never forced), and
+	// then the attempts below ask the remote and fetch as before.
+	if tip, ok := r.knownTip(); ok {
+		h, err := r.writeOn(ctx, tip, edit)
+		switch {
+		case err == nil:
+			return Written{Commit: h, Attempts: 1}, nil
+		case !errors.Is(err, ErrNonFastForward):
+			return Written{}, err
+		}
+		lastErr = err
+		w.Attempts = 1
+	}
 	// Attempts after the first wait 50-100ms, then twice as long each time
 	// (3.2-6.4s before the 8th). No Cap: reaching it would end the steps.
 	b := wait.Backoff{Duration: 50 * time.Millisecond, Factor: 2, Jitter: 1, Steps: r.opts.MaxAttempts}
@@ -66,6 +80,26 @@ func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 			return "", err
 		}
 	}
+	return r.writeOn(ctx, tipHash, edit)
+}
+
+// trackingRef is where this cache keeps the remote branch's tip, as fetched
+// or as last pushed.
+func (r *Repo) trackingRef() plumbing.ReferenceName {
+	return plumbing.NewRemoteReferenceName(remoteName, r.opts.Branch)
+}
+
+// knownTip is the remote branch's tip as this cache last saw it.
+func (r *Repo) knownTip() (plumbing.Hash, bool) {
+	ref, err := r.repo.Storer.Reference(r.trackingRef())
+	if err != nil || ref.Hash().IsZero() || !r.has(ref.Hash()) {
+		return plumbing.ZeroHash, false
+	}
+	return ref.Hash(), true
+}
+
+// writeOn edits the tree of tipHash, commits on it and pushes.
+func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (string, error) {
 	tip := tipHash.String()
 	files, err := r.flat(tip)
 	if err != nil {
@@ -130,6 +164,8 @@ func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 	if err != nil {
 		return "", classifyPush(r.wrap("push", err), err)
 	}
+	// The remote's branch is now this commit: the next write starts here.
+	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), ch))
 	return ch.String(), nil
 }
 
