@@ -85,6 +85,8 @@ type Repo struct {
 	wmu sync.Mutex
 	// fetches counts fetches that transferred (or tried to); tests use it.
 	fetches int
+	// flats keeps recently flattened trees (diffs and writes reuse them).
+	flats flatCache
 }
 
 const remoteName = "origin"

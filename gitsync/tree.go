@@ -154,7 +154,16 @@ func (t *Tree) resolved() (map[string]entry, error) {
 }
 
 // buildTree writes the tree objects for files and returns the root hash.
-func (r *Repo) buildTree(files map[string]entry) (plumbing.Hash, error) {
+// Only the directories holding a changed path (changed lists the paths that
+// differ from base) are written again; every other directory is base's tree
+// as it is, so a commit costs its depth, not the size of the repository.
+func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []string) (plumbing.Hash, error) {
+	dirty := map[string]bool{"": true}
+	for _, p := range changed {
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			dirty[d] = true
+		}
+	}
 	type node struct {
 		files map[string]entry
 		dirs  map[string]*node
@@ -174,14 +183,17 @@ func (r *Repo) buildTree(files map[string]entry) (plumbing.Hash, error) {
 		}
 		n.files[parts[len(parts)-1]] = e
 	}
-	var write func(n *node) (plumbing.Hash, error)
-	write = func(n *node) (plumbing.Hash, error) {
+	var write func(n *node, dir string) (plumbing.Hash, error)
+	write = func(n *node, dir string) (plumbing.Hash, error) {
+		if h, ok := base.dirs[dir]; ok && !dirty[dir] {
+			return h, nil
+		}
 		t := &object.Tree{}
 		for name, e := range n.files {
 			t.Entries = append(t.Entries, object.TreeEntry{Name: name, Mode: e.mode, Hash: e.hash})
 		}
 		for name, c := range n.dirs {
-			h, err := write(c)
+			h, err := write(c, path.Join(dir, name))
 			if err != nil {
 				return plumbing.ZeroHash, err
 			}
@@ -194,7 +206,7 @@ func (r *Repo) buildTree(files map[string]entry) (plumbing.Hash, error) {
 		}
 		return r.repo.Storer.SetEncodedObject(obj)
 	}
-	return write(root)
+	return write(root, "")
 }
 
 func sortKey(e object.TreeEntry) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -67,11 +68,11 @@ func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 		}
 	}
 	tip := tipHash.String()
-	files, err := r.flat(tip)
+	base, err := r.flatTree(tip)
 	if err != nil {
 		return "", err
 	}
-	t := &Tree{r: r, tip: tip, files: files, data: map[string][]byte{}}
+	t := &Tree{r: r, tip: tip, files: maps.Clone(base.files), data: map[string][]byte{}}
 	r.mu.Unlock()
 	msg, err := edit(ctx, t)
 	r.mu.Lock()
@@ -82,11 +83,11 @@ func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("git write: %w", err)
 	}
-	base, _ := r.flat(tip)
-	if len(diffFlat(base, cur)) == 0 {
+	changed := diffFlat(base.files, cur)
+	if len(changed) == 0 {
 		return "", ErrNothingToCommit
 	}
-	treeHash, err := r.buildTree(cur)
+	treeHash, err := r.buildTree(cur, base, changed)
 	if err != nil {
 		return "", fmt.Errorf("git write: tree: %w", err)
 	}
