@@ -174,6 +174,12 @@ func (f *fleet) start(extra ...string) {
 	f.agent = a
 	f.t.Cleanup(func() {
 		_ = a.Stop(10 * time.Second)
+		if dir := os.Getenv("TANDEM_BENCH_PROFILE_DIR"); dir != "" {
+			// Kept beside the profiles: the phases' durations say where the time went.
+			if data, err := os.ReadFile(a.Log); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("agent-%d.log", len(f.names))), data, 0o644)
+			}
+		}
 		if f.t.Failed() {
 			f.t.Logf("agent log:\n%s", a.LogTail())
 		}
