@@ -183,11 +183,11 @@ func waitAvailable(b testing.TB, ctx context.Context, cs kubernetes.Interface, r
 	b.Helper()
 	sel := floorLabel + "=" + run
 	lw := &cache.ListWatch{
-		ListFunc: func(o metav1.ListOptions) (runtime.Object, error) {
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector = sel
 			return cs.AppsV1().Deployments("").List(ctx, o)
 		},
-		WatchFunc: func(o metav1.ListOptions) (watch.Interface, error) {
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.LabelSelector = sel
 			return cs.AppsV1().Deployments("").Watch(ctx, o)
 		},
