@@ -3,6 +3,7 @@ package gitsync
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,6 +65,16 @@ func TestWriteTreeEqualsGitsOwn(t *testing.T) {
 	}
 	if got := gitOut(t, clone, "rev-parse", w.Commit+":bundles/b08"); got != gitOut(t, clone, "rev-parse", w.Commit+"~1:bundles/b08") {
 		t.Errorf("an untouched bundle's tree changed: %s", got)
+	}
+	// The tree the write left in the cache for its commit is the one a walk finds.
+	kept := r.flats.get(w.Commit)
+	r.flats = flatCache{}
+	walked, err := r.flatTree(w.Commit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept == nil || !maps.Equal(kept.files, walked.files) || !maps.Equal(kept.dirs, walked.dirs) {
+		t.Fatalf("the write cached a tree for %s that differs from its walk:\n%+v\n%+v", w.Commit, kept, walked)
 	}
 	if out, err := rem.Git("fsck", "--strict", "--no-progress"); err != nil {
 		t.Fatalf("git fsck on the remote: %v\n%s", err, out)

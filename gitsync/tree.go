@@ -3,6 +3,7 @@ package gitsync
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -157,7 +158,10 @@ func (t *Tree) resolved() (map[string]entry, error) {
 // Only the directories holding a changed path (changed lists the paths that
 // differ from base) are written again; every other directory is base's tree
 // as it is, so a commit costs its depth, not the size of the repository.
-func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []string) (plumbing.Hash, error) {
+//
+// It returns the new tree flattened as well (files and every directory's
+// hash), so that the next write on this commit need not walk it again.
+func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []string) (plumbing.Hash, *flatTree, error) {
 	dirty := map[string]bool{"": true}
 	for _, p := range changed {
 		for d := path.Dir(p); d != "."; d = path.Dir(d) {
@@ -183,6 +187,10 @@ func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []strin
 		}
 		n.files[parts[len(parts)-1]] = e
 	}
+	dirs := maps.Clone(base.dirs)
+	for d := range dirty {
+		delete(dirs, d) // written again below, or gone
+	}
 	var write func(n *node, dir string) (plumbing.Hash, error)
 	write = func(n *node, dir string) (plumbing.Hash, error) {
 		if h, ok := base.dirs[dir]; ok && !dirty[dir] {
@@ -204,9 +212,15 @@ func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []strin
 		if err := t.Encode(obj); err != nil {
 			return plumbing.ZeroHash, err
 		}
-		return r.repo.Storer.SetEncodedObject(obj)
+		h, err := r.repo.Storer.SetEncodedObject(obj)
+		dirs[dir] = h
+		return h, err
 	}
-	return write(root, "")
+	h, err := write(root, "")
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	return h, &flatTree{files: files, dirs: dirs}, nil
 }
 
 func sortKey(e object.TreeEntry) string {

@@ -87,7 +87,7 @@ func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 	if len(changed) == 0 {
 		return "", ErrNothingToCommit
 	}
-	treeHash, err := r.buildTree(cur, base, changed)
+	treeHash, written, err := r.buildTree(cur, base, changed)
 	if err != nil {
 		return "", fmt.Errorf("git write: tree: %w", err)
 	}
@@ -131,6 +131,7 @@ func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 	if err != nil {
 		return "", classifyPush(r.wrap("push", err), err)
 	}
+	r.flats.put(ch.String(), written) // the next write starts from this commit
 	return ch.String(), nil
 }
 
