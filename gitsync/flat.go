@@ -3,11 +3,17 @@ package gitsync
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"sync"
 
+	"github.com/go-git/go-billy/v5/osfs"
+	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 )
 
 // flatTree is a commit's tree flattened: every file by path, and every
@@ -110,4 +116,19 @@ func (r *Repo) flatTree(commit string) (*flatTree, error) {
 	}
 	r.flats.put(commit, ft)
 	return ft, nil
+}
+
+// objectCacheSize bounds go-git's cache of decoded objects (its default is
+// 96 MiB, which a repository of 1,000 bundles fills, and which then stays
+// resident in an idle agent). Flattened trees are cached above it.
+const objectCacheSize = 8 * cache.MiByte
+
+// openCache opens the bare cache repository in dir with a bounded object
+// cache.
+func openCache(dir string) (*git.Repository, error) {
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		return nil, git.ErrRepositoryNotExists
+	}
+	st := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRU(objectCacheSize))
+	return git.Open(st, nil)
 }
