@@ -115,7 +115,7 @@ func twoApps(name string) map[string]string {
 // newFleet makes a remote with n bundles; files gives each bundle's app/ files.
 func newFleet(b testing.TB, n int, files func(name string) map[string]string) *fleet {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute+time.Duration(n)*2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute+time.Duration(n)*5*time.Second)
 	b.Cleanup(cancel)
 	work := b.TempDir()
 	cs, err := env.Client()
@@ -473,7 +473,7 @@ func BenchmarkFleet(b *testing.B) {
 				start := time.Now()
 				f.start()
 				stop := f.cpuProfile(fmt.Sprintf("cpu-live-%d", n))
-				f.waitLive(10*time.Minute + time.Duration(n)*time.Second)
+				f.waitLive(10*time.Minute + time.Duration(n)*4*time.Second)
 				m["all-live-s"] = time.Since(start).Seconds()
 				stop()
 				m["live-vs-floor"] = m["all-live-s"] / m["floor-live-s"]
