@@ -2,13 +2,10 @@ package gitsync
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"sort"
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
-	"github.com/go-git/go-git/v5/plumbing/object"
 )
 
 // ChangedPaths lists the paths (slash-separated, sorted) that differ between
@@ -51,36 +48,4 @@ func diffFlat(a, b map[string]entry) []string {
 type entry struct {
 	mode filemode.FileMode
 	hash plumbing.Hash
-}
-
-// flat maps every non-tree path of commit's tree to its entry.
-func (r *Repo) flat(commit string) (map[string]entry, error) {
-	m := map[string]entry{}
-	if commit == "" {
-		return m, nil
-	}
-	c, err := r.commit(commit)
-	if err != nil {
-		return nil, err
-	}
-	t, err := c.Tree()
-	if err != nil {
-		return nil, fmt.Errorf("commit %s: %w", commit, err)
-	}
-	w := object.NewTreeWalker(t, true, nil)
-	defer w.Close()
-	for {
-		name, e, err := w.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("commit %s: %w", commit, err)
-		}
-		if e.Mode == filemode.Dir {
-			continue
-		}
-		m[name] = entry{e.Mode, e.Hash}
-	}
-	return m, nil
 }

@@ -61,7 +61,7 @@ func (r *Repo) compact() error {
 		return err
 	}
 	// The open storage still lists the removed packs: reopen it.
-	repo, err := git.PlainOpen(r.opts.CacheDir)
+	repo, err := openCache(r.opts.CacheDir)
 	if err != nil {
 		return err
 	}

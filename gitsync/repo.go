@@ -85,6 +85,8 @@ type Repo struct {
 	wmu sync.Mutex
 	// fetches counts fetches that transferred (or tried to); tests use it.
 	fetches int
+	// flats keeps recently flattened trees (diffs and writes reuse them).
+	flats flatCache
 }
 
 const remoteName = "origin"
@@ -110,9 +112,11 @@ func Open(ctx context.Context, o Options) (*Repo, error) {
 	if o.CacheDir == "" {
 		return nil, errors.New("gitsync: CacheDir is required")
 	}
-	r, err := git.PlainOpen(o.CacheDir)
+	r, err := openCache(o.CacheDir)
 	if errors.Is(err, git.ErrRepositoryNotExists) {
-		r, err = git.PlainInit(o.CacheDir, true)
+		if _, err = git.PlainInit(o.CacheDir, true); err == nil {
+			r, err = openCache(o.CacheDir)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("git cache %s: %w", o.CacheDir, err)

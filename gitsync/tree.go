@@ -3,6 +3,7 @@ package gitsync
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"slices"
@@ -154,7 +155,19 @@ func (t *Tree) resolved() (map[string]entry, error) {
 }
 
 // buildTree writes the tree objects for files and returns the root hash.
-func (r *Repo) buildTree(files map[string]entry) (plumbing.Hash, error) {
+// Only the directories holding a changed path (changed lists the paths that
+// differ from base) are written again; every other directory is base's tree
+// as it is, so a commit costs its depth, not the size of the repository.
+//
+// It returns the new tree flattened as well (files and every directory's
+// hash), so that the next write on this commit need not walk it again.
+func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []string) (plumbing.Hash, *flatTree, error) {
+	dirty := map[string]bool{"": true}
+	for _, p := range changed {
+		for d := path.Dir(p); d != "."; d = path.Dir(d) {
+			dirty[d] = true
+		}
+	}
 	type node struct {
 		files map[string]entry
 		dirs  map[string]*node
@@ -174,14 +187,21 @@ func (r *Repo) buildTree(files map[string]entry) (plumbing.Hash, error) {
 		}
 		n.files[parts[len(parts)-1]] = e
 	}
-	var write func(n *node) (plumbing.Hash, error)
-	write = func(n *node) (plumbing.Hash, error) {
+	dirs := maps.Clone(base.dirs)
+	for d := range dirty {
+		delete(dirs, d) // written again below, or gone
+	}
+	var write func(n *node, dir string) (plumbing.Hash, error)
+	write = func(n *node, dir string) (plumbing.Hash, error) {
+		if h, ok := base.dirs[dir]; ok && !dirty[dir] {
+			return h, nil
+		}
 		t := &object.Tree{}
 		for name, e := range n.files {
 			t.Entries = append(t.Entries, object.TreeEntry{Name: name, Mode: e.mode, Hash: e.hash})
 		}
 		for name, c := range n.dirs {
-			h, err := write(c)
+			h, err := write(c, path.Join(dir, name))
 			if err != nil {
 				return plumbing.ZeroHash, err
 			}
@@ -192,9 +212,15 @@ func (r *Repo) buildTree(files map[string]entry) (plumbing.Hash, error) {
 		if err := t.Encode(obj); err != nil {
 			return plumbing.ZeroHash, err
 		}
-		return r.repo.Storer.SetEncodedObject(obj)
+		h, err := r.repo.Storer.SetEncodedObject(obj)
+		dirs[dir] = h
+		return h, err
 	}
-	return write(root)
+	h, err := write(root, "")
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	return h, &flatTree{files: files, dirs: dirs}, nil
 }
 
 func sortKey(e object.TreeEntry) string {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 	"time"
@@ -101,11 +102,11 @@ func (r *Repo) knownTip() (plumbing.Hash, bool) {
 // writeOn edits the tree of tipHash, commits on it and pushes.
 func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (string, error) {
 	tip := tipHash.String()
-	files, err := r.flat(tip)
+	base, err := r.flatTree(tip)
 	if err != nil {
 		return "", err
 	}
-	t := &Tree{r: r, tip: tip, files: files, data: map[string][]byte{}}
+	t := &Tree{r: r, tip: tip, files: maps.Clone(base.files), data: map[string][]byte{}}
 	r.mu.Unlock()
 	msg, err := edit(ctx, t)
 	r.mu.Lock()
@@ -116,11 +117,11 @@ func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (s
 	if err != nil {
 		return "", fmt.Errorf("git write: %w", err)
 	}
-	base, _ := r.flat(tip)
-	if len(diffFlat(base, cur)) == 0 {
+	changed := diffFlat(base.files, cur)
+	if len(changed) == 0 {
 		return "", ErrNothingToCommit
 	}
-	treeHash, err := r.buildTree(cur)
+	treeHash, written, err := r.buildTree(cur, base, changed)
 	if err != nil {
 		return "", fmt.Errorf("git write: tree: %w", err)
 	}
@@ -164,8 +165,10 @@ func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (s
 	if err != nil {
 		return "", classifyPush(r.wrap("push", err), err)
 	}
-	// The remote's branch is now this commit: the next write starts here.
+	// The remote's branch is now this commit: the next write starts here,
+	// from its flattened tree.
 	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), ch))
+	r.flats.put(ch.String(), written)
 	return ch.String(), nil
 }
 

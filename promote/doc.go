@@ -18,7 +18,8 @@
 // release is named by a ReleaseRef (commit and digest); the adapters resolve
 // it to rendered objects. The driver feeds each effect's outcome back to
 // Step, cancels a verification or soak when a newer candidate arrives,
-// gives its concurrency slot away while it only watches a soak, and reports
-// each step as a Note for logs and metrics. It decides nothing itself.
+// gives its concurrency slot away while it only watches (a verification or
+// a soak), and reports each step as a Note for logs and metrics. It decides
+// nothing itself.
 // promote imports neither applier nor gitsync nor render.
 package promote

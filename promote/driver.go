@@ -267,15 +267,25 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 	return ev, ctx.Err() == nil
 }
 
-// verify waits for the color's health; a newer candidate cancels it.
+// verify waits for the color's health; a newer candidate cancels it. The
+// wait only watches: it gives the concurrency slot to other bundles meanwhile
+// and takes one back to act on the outcome (the flip and the commit).
 func (d *Driver) verify(ctx context.Context, dec Decision) (Event, bool) {
 	start := time.Now()
-	var evidence string
-	newer, err := d.cancellable(ctx, func(ctx context.Context) error {
-		e, err := d.cluster.Verify(ctx, dec.Color, dec.Ref, d.st.Policy.HealthTimeout)
-		evidence = str(e)
-		return err
-	})
+	var (
+		evidence string
+		newer    bool
+		err      error
+	)
+	if !d.withoutSlot(ctx, func() {
+		newer, err = d.cancellable(ctx, func(ctx context.Context) error {
+			e, err := d.cluster.Verify(ctx, dec.Color, dec.Ref, d.st.Policy.HealthTimeout)
+			evidence = str(e)
+			return err
+		})
+	}) {
+		return Event{}, false
+	}
 	if newer {
 		return Event{Kind: EvCancelled}, ctx.Err() == nil
 	}
@@ -334,18 +344,17 @@ func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Even
 // the outcome.
 func (d *Driver) soak(ctx context.Context, dec Decision) (Event, bool) {
 	start := time.Now()
-	d.releaseSlot()
-	var rs check.Results
-	newer, err := d.cancellable(ctx, func(ctx context.Context) error {
-		return d.watch(ctx, dec, &rs)
-	})
-	if d.sem != nil {
-		select {
-		case d.sem <- struct{}{}:
-			d.holding = true
-		case <-ctx.Done():
-			return Event{}, false
-		}
+	var (
+		rs    check.Results
+		newer bool
+		err   error
+	)
+	if !d.withoutSlot(ctx, func() {
+		newer, err = d.cancellable(ctx, func(ctx context.Context) error {
+			return d.watch(ctx, dec, &rs)
+		})
+	}) {
+		return Event{}, false
 	}
 	if newer {
 		return Event{Kind: EvCancelled}, ctx.Err() == nil
@@ -382,6 +391,23 @@ func (d *Driver) watch(ctx context.Context, dec Decision, rs *check.Results) err
 		return cerr // a check did not pass (and cut the watch short)
 	}
 	return err
+}
+
+// withoutSlot runs wait, which only watches, without a concurrency slot,
+// then takes a slot to act on what it saw; ok is false when ctx ended first.
+func (d *Driver) withoutSlot(ctx context.Context, wait func()) (ok bool) {
+	d.releaseSlot()
+	wait()
+	if d.sem == nil {
+		return true
+	}
+	select {
+	case d.sem <- struct{}{}:
+		d.holding = true
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // releaseSlot gives back the concurrency slot this driver holds, if any.

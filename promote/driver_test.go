@@ -264,6 +264,28 @@ func TestDriverGivesItsSlotAwayDuringASoak(t *testing.T) {
 	}
 }
 
+// A verification only watches: while one bundle waits for its idle color's
+// health, another bundle sharing a single concurrency slot is released, and
+// the first still promotes only after its verification passed.
+func TestDriverGivesItsSlotAwayDuringVerification(t *testing.T) {
+	sem := make(chan struct{}, 1)
+	ca, cb := newCalls(), newCalls()
+	a := startDriver(t, liveBlue(), blueView(), revertPolicy, sem, ca)
+	verified := a.cl.blocker("v2")
+	offer(a.d, "v2")
+	ca.await(t, "verify green v2")
+
+	b := startDriver(t, liveBlue(), blueView(), revertPolicy, sem, cb)
+	offer(b.d, "w2")
+	cb.await(t, "write promoted:") // b promotes while a verifies
+	if got := strings.Join(ca.all(), "\n"); strings.Contains(got, "route") || strings.Contains(got, "write") {
+		t.Fatalf("a acted before its verification ended:\n%s", got)
+	}
+
+	verified <- nil
+	ca.await(t, "write promoted: tandem: promote shop to green (v2)")
+}
+
 // A commit that cannot be written is retried with the Git policy until it
 // lands; the flip it records is never given up.
 func TestDriverRetriesTheOutcomeCommit(t *testing.T) {

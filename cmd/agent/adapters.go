@@ -144,9 +144,37 @@ func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.Re
 		return cs, classify(c.ten.as(b, fmt.Errorf("bundle %s color %s (%s): %w", b.Name, color, path.Join(b.Dir, b.Spec.Path), err)))
 	}
 	c.mu.Lock()
-	c.applied[color] = appliedColor{ref: ref, namespace: b.Spec.Namespace, objects: cs.Objects}
+	c.applied[color] = appliedColor{ref: ref, namespace: b.Spec.Namespace, objects: withoutManagedFields(cs.Objects)}
 	c.mu.Unlock()
 	return cs, nil
+}
+
+// withoutManagedFields copies objs without metadata.managedFields, which
+// the API server returns with every apply: nested maps often larger than the
+// rest of the object, and nothing that reads the kept objects (verification)
+// looks at them. The copy is shallow: it shares everything else with objs.
+func withoutManagedFields(objs []*unstructured.Unstructured) []*unstructured.Unstructured {
+	out := make([]*unstructured.Unstructured, len(objs))
+	for i, o := range objs {
+		meta, _ := o.Object["metadata"].(map[string]any)
+		if _, ok := meta["managedFields"]; !ok {
+			out[i] = o
+			continue
+		}
+		m := make(map[string]any, len(meta))
+		for k, v := range meta {
+			if k != "managedFields" {
+				m[k] = v
+			}
+		}
+		u := &unstructured.Unstructured{Object: make(map[string]any, len(o.Object))}
+		for k, v := range o.Object {
+			u.Object[k] = v
+		}
+		u.Object["metadata"] = m
+		out[i] = u
+	}
+	return out
 }
 
 // objects are the objects of ref in color: as applied, or as rendered (a

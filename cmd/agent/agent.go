@@ -43,7 +43,7 @@ type agent struct {
 	tip     string                // last tip rendered
 	offered int                   // candidates handed to drivers in this pass
 	settled []settledBundle       // the bundles of the last full pass if all were handled; nil: none
-	sem     chan struct{}         // bounds bundles reconciled at once
+	sem     chan struct{}         // bounds bundles acting at once (not waiting on health)
 	wg      sync.WaitGroup        // drivers
 	diffs   diffCache
 	trust   *trust        // --verify-commits; nil when off (trust.go)

@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,7 +115,7 @@ func twoApps(name string) map[string]string {
 // newFleet makes a remote with n bundles; files gives each bundle's app/ files.
 func newFleet(b testing.TB, n int, files func(name string) map[string]string) *fleet {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute+time.Duration(n)*5*time.Second)
 	b.Cleanup(cancel)
 	work := b.TempDir()
 	cs, err := env.Client()
@@ -173,6 +174,12 @@ func (f *fleet) start(extra ...string) {
 	f.agent = a
 	f.t.Cleanup(func() {
 		_ = a.Stop(10 * time.Second)
+		if dir := os.Getenv("TANDEM_BENCH_PROFILE_DIR"); dir != "" {
+			// Kept beside the profiles: the phases' durations say where the time went.
+			if data, err := os.ReadFile(a.Log); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("agent-%d.log", len(f.names))), data, 0o644)
+			}
+		}
 		if f.t.Failed() {
 			f.t.Logf("agent log:\n%s", a.LogTail())
 		}
@@ -233,6 +240,43 @@ func (f *fleet) saveHeap(name string) {
 	}
 	if err != nil {
 		f.t.Fatalf("heap profile of the agent: %v", err)
+	}
+}
+
+// cpuProfile records the agent's CPU profile from now until stop is called,
+// as consecutive 10 s profiles $TANDEM_BENCH_PROFILE_DIR/name-<k>.pb.gz
+// (`go tool pprof` merges them); without that variable it does nothing. stop
+// waits for the profile under way to end.
+func (f *fleet) cpuProfile(name string) (stop func()) {
+	f.t.Helper()
+	dir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	var stopped atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for k := 0; !stopped.Load(); k++ {
+			resp, err := http.Get("http://" + f.metrics + "/debug/pprof/profile?seconds=10")
+			if err != nil { // the agent is not listening yet
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			data, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.pb.gz", name, k)), data, 0o644)
+			}
+			if err != nil {
+				f.t.Logf("cpu profile %s: %v", name, err)
+				return
+			}
+		}
+	}()
+	return func() {
+		stopped.Store(true)
+		<-done
 	}
 }
 
@@ -418,16 +462,21 @@ func (f *fleet) promoteOne(i, runs int) float64 {
 // cost of a pass over a new tip that changes no bundle, and the time to
 // promote one bundle while the others are idle.
 func BenchmarkFleet(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
+	for _, n := range fleetSizes(b) {
 		b.Run(fmt.Sprintf("bundles=%d", n), func(b *testing.B) {
 			measureOnce(b, func(b *testing.B) map[string]float64 {
 				m := map[string]float64{}
 				releaseAgent(b) // built before the clock starts
 				f := newFleet(b, n, twoApps)
+				floor := bareFloor(b, f.ctx, n, "flr"+f.ns[2:])
+				m["floor-live-s"] = floor.Seconds()
 				start := time.Now()
 				f.start()
-				f.waitLive(10 * time.Minute)
+				stop := f.cpuProfile(fmt.Sprintf("cpu-live-%d", n))
+				f.waitLive(10*time.Minute + time.Duration(n)*4*time.Second)
 				m["all-live-s"] = time.Since(start).Seconds()
+				stop()
+				m["live-vs-floor"] = m["all-live-s"] / m["floor-live-s"]
 				f.idle(idleWindow(b), m)
 				met := f.scrape()
 				if c := met[syncSameCount]; c > 0 {

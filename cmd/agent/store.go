@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -28,19 +30,19 @@ type rendered struct {
 // way: Snapshot → render → store → apply.
 type releaseStore struct {
 	mu      sync.Mutex
-	bundles map[string]map[promote.ReleaseRef]*rendered
+	bundles map[string]map[promote.ReleaseRef]*stored
 	specs   map[string]*render.Bundle // the newest bundle.yaml of each bundle
 	// inputs: bundle → commit → the files its render at that commit read
 	// (failed renders included); latest: bundle → the newest of those.
 	inputs map[string]map[string]gitsync.Paths
 	latest map[string]gitsync.Paths
-	newest map[string]*rendered // bundle → the newest render put
+	newest map[string]*stored // bundle → the newest render put
 }
 
 func newReleaseStore() *releaseStore {
-	return &releaseStore{bundles: map[string]map[promote.ReleaseRef]*rendered{}, specs: map[string]*render.Bundle{},
+	return &releaseStore{bundles: map[string]map[promote.ReleaseRef]*stored{}, specs: map[string]*render.Bundle{},
 		inputs: map[string]map[string]gitsync.Paths{}, latest: map[string]gitsync.Paths{},
-		newest: map[string]*rendered{}}
+		newest: map[string]*stored{}}
 }
 
 // setInputs records the files bundle's render at commit read.
@@ -95,15 +97,19 @@ func (s *releaseStore) forget(bundle string) {
 
 // put stores r as release ref of its bundle and makes its spec the newest.
 func (s *releaseStore) put(ref promote.ReleaseRef, r *rendered) {
+	name := r.bundle.Name
+	st := &stored{bundle: r.bundle, colors: map[string]*frozenResult{}}
+	for color, res := range r.colors {
+		st.colors[color] = freeze(res)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	name := r.bundle.Name
 	if s.bundles[name] == nil {
-		s.bundles[name] = map[promote.ReleaseRef]*rendered{}
+		s.bundles[name] = map[promote.ReleaseRef]*stored{}
 	}
-	s.bundles[name][ref] = r
+	s.bundles[name][ref] = st
 	s.specs[name] = r.bundle
-	s.newest[name] = r
+	s.newest[name] = st
 }
 
 // setSpec makes b the newest bundle.yaml of its bundle.
@@ -129,7 +135,11 @@ func (s *releaseStore) get(bundle string, ref promote.ReleaseRef, color string) 
 	if !ok || r.colors[color] == nil {
 		return nil, nil, fmt.Errorf("bundle %s: release %s (%s) has no render for color %s", bundle, contract.Short(ref.Commit), ref.Digest, color)
 	}
-	return r.bundle, r.colors[color], nil
+	res, err := r.colors[color].thaw()
+	if err != nil {
+		return nil, nil, fmt.Errorf("bundle %s: release %s (%s) color %s: %w", bundle, contract.Short(ref.Commit), ref.Digest, color, err)
+	}
+	return r.bundle, res, nil
 }
 
 // spec is the newest bundle.yaml of bundle.
@@ -181,8 +191,58 @@ func (s *releaseStore) shared(bundle string) []*unstructured.Unstructured {
 	if r == nil {
 		return nil
 	}
-	for _, res := range r.colors {
+	for _, f := range r.colors {
+		res, err := f.thaw()
+		if err != nil {
+			return nil
+		}
 		return res.Shared
 	}
 	return nil
+}
+
+// stored is a rendered release as the store keeps it.
+type stored struct {
+	bundle *render.Bundle
+	colors map[string]*frozenResult
+}
+
+// frozenResult is a render.Result kept compact: its objects as JSON, a
+// fraction of the memory of the unstructured maps (with 1,000 bundles the
+// maps were most of the agent's heap); thaw decodes a fresh copy for each
+// use. A result that cannot be encoded is kept as it is.
+type frozenResult struct {
+	res                    *render.Result // Objects, Twins and Shared are nil once frozen
+	objects, twins, shared []byte
+}
+
+func freeze(r *render.Result) *frozenResult {
+	var f frozenResult
+	var errs [3]error
+	f.objects, errs[0] = json.Marshal(r.Objects)
+	f.twins, errs[1] = json.Marshal(r.Twins)
+	f.shared, errs[2] = json.Marshal(r.Shared)
+	if errors.Join(errs[:]...) != nil {
+		return &frozenResult{res: r}
+	}
+	rest := *r
+	rest.Objects, rest.Twins, rest.Shared = nil, nil, nil
+	f.res = &rest
+	return &f
+}
+
+func (f *frozenResult) thaw() (*render.Result, error) {
+	if f.objects == nil {
+		return f.res, nil // kept as it was
+	}
+	r := *f.res
+	for _, part := range []struct {
+		data []byte
+		to   *[]*unstructured.Unstructured
+	}{{f.objects, &r.Objects}, {f.twins, &r.Twins}, {f.shared, &r.Shared}} {
+		if err := json.Unmarshal(part.data, part.to); err != nil {
+			return nil, fmt.Errorf("decode the stored render: %w", err)
+		}
+	}
+	return &r, nil
 }

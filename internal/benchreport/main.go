@@ -114,6 +114,8 @@ var figureTables = []figures{
 	{Title: "Scale: one agent, many bundles", Bench: "BenchmarkFleet",
 		Columns: []column{
 			{Metric: "all-live-s", Header: "all live from empty (s)", Digits: 1},
+			{Metric: "floor-live-s", Header: "bare apply floor, all available (s)", Digits: 1},
+			{Metric: "live-vs-floor", Header: "all live / floor", Digits: 2},
 			{Metric: "promote-one-ms", Header: "promote one, others idle (ms)"},
 			{Metric: "noop-cycle-ms", Header: "no-op cycle (ms)", Digits: 1},
 			{Metric: "head-check-ms", Header: "head check (ms)", Digits: 2},
@@ -121,7 +123,7 @@ var figureTables = []figures{
 		Ref: &reference{Header: "Flux, 100 Kustomizations all applied (s)", Metric: "all-live-s", Value: 26, Rows: []string{"bundles=100"},
 			Source: "fluxcd/flux-benchmark RESULTS.md, Flux 2.8/2.9 on a 16-core runner with a 3-node kind cluster and Deployments scaled to 0 (anchors-perf-rel.md §1.2); not this machine"},
 		Growth: &growth{Metric: "noop-cycle-ms", From: "bundles=10", To: "bundles=100", Scale: 10, What: "A no-op cycle"},
-		Note:   "N bundles of 2 apps (a Deployment of 1 replica and a Service each) in one repository, one agent, default --concurrency 4. All live: agent start to the N-th first-promotion commit, on an empty cluster (the simulated kubelet makes pods ready at once; the controller-manager runs at its default 20 QPS). Promote one: median of 3 pushes changing one bundle, push to its promotion commit. No-op cycle: the agent's pass over a new tip that changes no bundle (a README commit: head check, fetch, one tree diff against the last tip; the tree is not checked out), mean of 5, from tandem_sync_duration_seconds{tip=\"new\"}. Head check: a poll of an unchanged remote."},
+		Note:   "N bundles of 2 apps (a Deployment of 1 replica and a Service each) in one repository, one agent, default --concurrency 4 (a bundle holds a slot to render, apply, flip and commit, not while it waits for health). All live: agent start to the N-th first-promotion commit, on a cluster without the fleet's objects (the simulated kubelet makes pods ready at once; the controller-manager runs at its default 20 QPS). Floor, measured in the same run just before the agent starts: the same Namespaces, Deployments and Services (colored and stable) in namespaces of their own, each a bare server-side apply from one client (the agent's QPS, burst and apply concurrency), then one watch until every Deployment is Available; its objects stay while the agent runs. Goal: all live within 1.3x the floor (`TANDEM_BENCH_FLEET_SIZES=100,300` runs other sizes; default 1,10,100,1000). Promote one: median of 3 pushes changing one bundle, push to its promotion commit. No-op cycle: the agent's pass over a new tip that changes no bundle (a README commit: head check, fetch, one tree diff against the last tip; the tree is not checked out), mean of 5, from tandem_sync_duration_seconds{tip=\"new\"}. Head check: a poll of an unchanged remote."},
 }
 
 type result map[string]map[string]float64 // full name → metric → value

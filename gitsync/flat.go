@@ -1,0 +1,134 @@
+package gitsync
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/go-git/go-billy/v5/osfs"
+	git "github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+)
+
+// flatTree is a commit's tree flattened: every file by path, and every
+// directory's tree hash by path ("" is the root).
+type flatTree struct {
+	files map[string]entry
+	dirs  map[string]plumbing.Hash
+}
+
+// flatCacheSize bounds the flattened trees kept: the tips a sync compares and
+// the commits the writes of one wave of promotions read. A tree of 1,000
+// bundles flattens to about 1 MB.
+const flatCacheSize = 4
+
+// flatCache keeps the most recently used flattened trees. A commit's tree
+// never changes, so an entry never goes stale; it only ages out.
+type flatCache struct {
+	mu    sync.Mutex
+	trees map[string]*flatTree
+	order []string // least recently used first
+}
+
+func (c *flatCache) get(commit string) *flatTree {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ft := c.trees[commit]
+	if ft != nil {
+		c.touch(commit)
+	}
+	return ft
+}
+
+func (c *flatCache) put(commit string, ft *flatTree) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.trees == nil {
+		c.trees = map[string]*flatTree{}
+	}
+	if _, ok := c.trees[commit]; !ok && len(c.order) >= flatCacheSize {
+		delete(c.trees, c.order[0])
+		c.order = c.order[1:]
+	}
+	c.trees[commit] = ft
+	c.touch(commit)
+}
+
+// touch moves commit to the most recently used end; callers hold mu.
+func (c *flatCache) touch(commit string) {
+	for i, h := range c.order {
+		if h == commit {
+			c.order = append(c.order[:i], c.order[i+1:]...)
+			break
+		}
+	}
+	c.order = append(c.order, commit)
+}
+
+// flat maps every non-tree path of commit's tree to its entry. The map is
+// shared with the cache: callers must not modify it.
+func (r *Repo) flat(commit string) (map[string]entry, error) {
+	ft, err := r.flatTree(commit)
+	if err != nil {
+		return nil, err
+	}
+	return ft.files, nil
+}
+
+// flatTree flattens commit's tree, or returns it from the cache.
+func (r *Repo) flatTree(commit string) (*flatTree, error) {
+	if commit == "" {
+		return &flatTree{files: map[string]entry{}, dirs: map[string]plumbing.Hash{}}, nil
+	}
+	if ft := r.flats.get(commit); ft != nil {
+		return ft, nil
+	}
+	c, err := r.commit(commit)
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.Tree()
+	if err != nil {
+		return nil, fmt.Errorf("commit %s: %w", commit, err)
+	}
+	ft := &flatTree{files: map[string]entry{}, dirs: map[string]plumbing.Hash{"": t.Hash}}
+	w := object.NewTreeWalker(t, true, nil)
+	defer w.Close()
+	for {
+		name, e, err := w.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("commit %s: %w", commit, err)
+		}
+		if e.Mode == filemode.Dir {
+			ft.dirs[name] = e.Hash
+			continue
+		}
+		ft.files[name] = entry{e.Mode, e.Hash}
+	}
+	r.flats.put(commit, ft)
+	return ft, nil
+}
+
+// objectCacheSize bounds go-git's cache of decoded objects (its default is
+// 96 MiB, which a repository of 1,000 bundles fills, and which then stays
+// resident in an idle agent). Flattened trees are cached above it.
+const objectCacheSize = 8 * cache.MiByte
+
+// openCache opens the bare cache repository in dir with a bounded object
+// cache.
+func openCache(dir string) (*git.Repository, error) {
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		return nil, git.ErrRepositoryNotExists
+	}
+	st := filesystem.NewStorage(osfs.New(dir), cache.NewObjectLRU(objectCacheSize))
+	return git.Open(st, nil)
+}
