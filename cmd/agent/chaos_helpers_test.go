@@ -21,8 +21,10 @@ import (
 
 	"github.com/tandem-gitops/tandem/contract"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/tandem-gitops/tandem/promote"
@@ -173,6 +175,75 @@ func (s *scenario) invariants(l *ledger, apps ...string) string {
 	return s.invariantsIn(s.ns, l, apps...)
 }
 
+// liveWorkloadHealthy fails the test unless the Deployment name of a live
+// color runs what a user would call a healthy release: spec.replicas pods
+// of its current template (told by tandem's digest on the pod template), all
+// Ready, and no pod of another template left. The agent judges readiness
+// from the pods too (applier/readiness.go), so the Deployment's own status
+// may still lag them: after an API server restart the controller-manager
+// can take many seconds to count pods it missed. That status must then
+// follow, within statusLag.
+func (s *scenario) liveWorkloadHealthy(ns, name string) {
+	s.t.Helper()
+	const statusLag = time.Minute
+	d, err := s.cs.AppsV1().Deployments(ns).Get(s.ctx, name, metav1.GetOptions{})
+	if err != nil {
+		s.t.Fatalf("live Deployment %s: %v", name, err)
+	}
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	digest := d.Spec.Template.Annotations[contract.AnnotationDigest]
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		s.t.Fatalf("Deployment %s: selector: %v", name, err)
+	}
+	pods, err := s.cs.CoreV1().Pods(ns).List(s.ctx, metav1.ListOptions{LabelSelector: sel.String()})
+	if err != nil {
+		s.t.Fatalf("pods of Deployment %s: %v", name, err)
+	}
+	var ready int32
+	var problems []string
+	for _, p := range pods.Items {
+		switch {
+		case p.DeletionTimestamp != nil:
+			// on its way out; the EndpointSlice controller has taken it
+			// out of the Service's ready endpoints
+		case digest == "" || p.Annotations[contract.AnnotationDigest] != digest:
+			problems = append(problems, fmt.Sprintf("%s of another template (digest %q, want %q)", p.Name, p.Annotations[contract.AnnotationDigest], digest))
+		case !podIsReady(&p):
+			problems = append(problems, p.Name+" not Ready")
+		default:
+			ready++
+		}
+	}
+	if want == 0 || ready != want || len(problems) > 0 {
+		s.t.Fatalf("stable Services select Deployment %s, which has %d/%d Ready pods of its template: %v", name, ready, want, problems)
+	}
+	var st appsv1.DeploymentStatus
+	err = wait.PollUntilContextTimeout(s.ctx, 100*time.Millisecond, statusLag, true, func(ctx context.Context) (bool, error) {
+		d, err := s.cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		st = d.Status
+		return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas == want && st.ReadyReplicas == want && st.AvailableReplicas == want, nil
+	})
+	if err != nil {
+		s.t.Fatalf("stable Services select Deployment %s, whose pods are Ready but whose status did not follow within %s: replicas %d, status %+v: %v", name, statusLag, want, st, err)
+	}
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // invariantsIn is invariants for the bundle (and namespace) ns of the
 // remote; the ledger's candidates are those of that bundle.
 func (s *scenario) invariantsIn(ns string, l *ledger, apps ...string) string {
@@ -188,19 +259,7 @@ func (s *scenario) invariantsIn(ns string, l *ledger, apps ...string) string {
 		}
 	}
 	for _, a := range apps {
-		name := a + "-" + live
-		d, err := s.cs.AppsV1().Deployments(ns).Get(s.ctx, name, metav1.GetOptions{})
-		if err != nil {
-			s.t.Fatalf("live color %s: Deployment %s: %v", live, name, err)
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		st := d.Status
-		if want == 0 || st.ObservedGeneration < d.Generation || st.UpdatedReplicas != want || st.ReadyReplicas != want || st.AvailableReplicas != want {
-			s.t.Fatalf("stable Services select %s but Deployment %s is not healthy: replicas %d, status %+v", live, name, want, st)
-		}
+		s.liveWorkloadHealthy(ns, a+"-"+live)
 	}
 	file := "bundles/" + ns + "/release.yaml"
 	data := s.git(s.remote, "show", "main:"+file)

@@ -48,7 +48,12 @@ func TestOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	apps := []string{"client", "server"}
-	s := newScenario(t, "revert", "60s", app{"client", "example/client:v1"}, app{"server", "example/server:v1"})
+	// The health timeout leaves the control plane its own recovery time:
+	// after etcd comes back, kube-apiserver's etcd client can sit in gRPC
+	// reconnect backoff for most of a minute (its log goes quiet from the
+	// last failed dial until then), and the controller-manager creates no
+	// pod meanwhile. A release must not be reverted for that.
+	s := newScenario(t, "revert", "3m", app{"client", "example/client:v1"}, app{"server", "example/server:v1"})
 	s.ctx, s.cs = ctx, cs
 	l := newLedger()
 	l.candidate(s.git(s.clone, "rev-parse", "HEAD"), "promoted")
@@ -150,7 +155,7 @@ func TestOutage(t *testing.T) {
 			l.candidate(cand, "promoted")
 			restore := tc.hit(cand)
 			restore()
-			s.waitOutcome(cand, 3*time.Minute)
+			s.waitOutcome(cand, 4*time.Minute)
 			s.settledAt("after the outage")
 			live := s.invariants(l, apps...)
 			if n := countResults(s.agentCommits(), "reverted", cand); n != 0 {
