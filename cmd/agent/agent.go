@@ -166,10 +166,12 @@ func (a *agent) sync(ctx context.Context) error {
 		return nil
 	}
 	log := a.log.With().Str("commit", contract.Short(poll.Tip)).Logger()
+	coStart := time.Now()
 	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {
 		return err
 	}
+	coTook := time.Since(coStart)
 	a.prune(poll.Tip)
 	a.settled = nil
 	disc, err := render.DiscoverAll(snap.Dir, a.cfg.Root)
@@ -181,12 +183,26 @@ func (a *agent) sync(ctx context.Context) error {
 		return nil
 	}
 	a.atTip(ctx, poll.Tip, disc) // stages.go: every bundle may be an upstream
-	ok := len(disc.Broken) == 0
-	settled := []settledBundle{}
 	for _, sp := range snap.Skipped {
 		log.Error().Str("phase", "checkout").Str("path", sp.Path).Str("reason", sp.Reason).
 			Msg("tree entry not checked out (a crafted tree); a bundle that reads it fails, the others go on")
 	}
+	a.pass(ctx, snap, disc)
+	a.tip = poll.Tip
+	log.Info().Str("phase", "sync").Int("candidates", a.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
+		Dur("checkout", coTook).Dur("duration", time.Since(start)).Msg("new tip: candidates handed to their bundles")
+	a.offered = 0
+	return nil
+}
+
+// pass hands every bundle of disc its candidate at snap (starting the drivers
+// of new bundles), refuses the broken ones and removes those gone. When every
+// bundle was handled, it records them as settled: a next tip that touches
+// none of their inputs then needs no checkout.
+func (a *agent) pass(ctx context.Context, snap gitsync.Snapshot, disc render.Discovery) {
+	ok := len(disc.Broken) == 0
+	settled := []settledBundle{}
+	a.startDrivers(ctx, snap, disc.Bundles) // bundles seen for the first time, at once
 	for _, b := range disc.Bundles {
 		if !a.mine(b.Name) {
 			continue // --bundles: another agent releases it
@@ -208,11 +224,6 @@ func (a *agent) sync(ctx context.Context) error {
 	if ok {
 		a.settled = settled
 	}
-	a.tip = poll.Tip
-	log.Info().Str("phase", "sync").Int("candidates", a.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
-		Msg("new tip: candidates handed to their bundles")
-	a.offered = 0
-	return nil
 }
 
 // skippedInput is an error naming the first tree entry the checkout skipped

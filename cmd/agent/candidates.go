@@ -36,6 +36,39 @@ type bundleRun struct {
 	done  chan struct{} // closed when the driver returned
 }
 
+// startDrivers starts the drivers of the bundles seen for the first time,
+// --concurrency at a time. Starting one renders both colors, observes the
+// cluster and reads release.yaml, mostly waiting on the API server, so on a
+// fresh agent with many bundles doing them one after another made the first
+// pass, and with it the time until all are live, grow with the bundle count.
+// The pass that follows finds them running; a bundle whose driver could not
+// start is tried again there, which logs why.
+func (a *agent) startDrivers(ctx context.Context, snap gitsync.Snapshot, bundles []*render.Bundle) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, a.cfg.Concurrency)
+	seen := map[string]bool{}
+	for _, b := range bundles {
+		a.mu.Lock()
+		_, running := a.bundles[b.Name]
+		a.mu.Unlock()
+		if running || seen[b.Name] || !a.mine(b.Name) || a.skippedInput(snap, b) != nil || vetRelease(snap.Dir, b) != nil {
+			continue
+		}
+		seen[b.Name] = true
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			_, _ = a.runFor(ctx, snap, b)
+		})
+	}
+	wg.Wait()
+}
+
 // runFor returns b's driver, starting it (with recovery) on first sight.
 func (a *agent) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) (*bundleRun, error) {
 	a.track(b) // the bundle's namespace, for its events (notify.go)
@@ -219,7 +252,9 @@ func (a *agent) renderRecorded(ctx context.Context, snap gitsync.Snapshot, b *re
 func (a *agent) renderRelease(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, tip renderRun, ref promote.ReleaseRef) error {
 	dir := snap.Dir
 	if tip.err != nil || tip.ref.Digest != ref.Digest {
-		dir = filepath.Join(filepath.Dir(a.dir), "at", ref.Commit)
+		// Per bundle: drivers start concurrently (startDrivers), and two
+		// bundles recovering the same commit must not share a checkout.
+		dir = filepath.Join(filepath.Dir(a.dir), "at", b.Name+"@"+ref.Commit)
 		if _, err := a.repo.Checkout(ctx, ref.Commit, dir); err != nil {
 			return err
 		}

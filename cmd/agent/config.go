@@ -82,7 +82,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", ":8080", "address for /healthz, /readyz, /metrics and /hooks/git; empty turns the server off")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
-	fs.IntVar(&c.Concurrency, "concurrency", 4, "bundles rendering, applying, flipping or committing at once (a bundle waiting for health or soaking holds no slot)")
+	fs.IntVar(&c.Concurrency, "concurrency", 4, "bundles rendering, applying, flipping or committing at once, and new bundles starting at once (a bundle waiting for health or soaking holds no slot)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the metrics address")
 	fs.BoolVar(&c.VerifyCommits, "verify-commits", false, "deploy only commits signed by a trusted key: a candidate with an unsigned or untrusted commit that changed the bundle is held (see docs/git-auth.md)")
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
