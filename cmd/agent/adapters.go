@@ -49,6 +49,14 @@ type watchAhead struct {
 	ref   promote.ReleaseRef
 	color string
 	w     *applier.HealthWatch
+	limit *time.Timer // stops w at watchAheadLimit
+}
+
+// stop ends the watches and their time limit (whose closure would keep
+// them, and what they cached, until it fired).
+func (a *watchAhead) stop() {
+	a.limit.Stop()
+	a.w.Stop()
 }
 
 // watchAheadLimit bounds how long watches started by a Deploy wait for
@@ -287,21 +295,16 @@ func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.Rel
 // They outlive Deploy's ctx, up to watchAheadLimit; the next Deploy or
 // Verify stops them.
 func (c *bundleCluster) startWatchAhead(ctx context.Context, ap *applier.Applier, color string, ref promote.ReleaseRef, objs []*unstructured.Unstructured) {
-	w, err := ap.WatchHealth(context.WithoutCancel(ctx), objs)
-	if err != nil {
-		w = nil
-	} else {
-		time.AfterFunc(watchAheadLimit, w.Stop)
+	var ahead *watchAhead
+	if w, err := ap.WatchHealth(context.WithoutCancel(ctx), objs); err == nil {
+		ahead = &watchAhead{ref: ref, color: color, w: w, limit: time.AfterFunc(watchAheadLimit, w.Stop)}
 	}
 	c.mu.Lock()
 	old := c.ahead
-	c.ahead = nil
-	if w != nil {
-		c.ahead = &watchAhead{ref: ref, color: color, w: w}
-	}
+	c.ahead = ahead
 	c.mu.Unlock()
 	if old != nil {
-		old.w.Stop()
+		old.stop()
 	}
 }
 
@@ -316,9 +319,10 @@ func (c *bundleCluster) takeWatchAhead(ref promote.ReleaseRef, color string) *ap
 		return nil
 	}
 	if a.ref != ref || a.color != color {
-		a.w.Stop()
+		a.stop()
 		return nil
 	}
+	a.limit.Stop() // Verify's wait stops the watches when it ends
 	return a.w
 }
 
