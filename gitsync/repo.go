@@ -87,6 +87,10 @@ type Repo struct {
 	fetches int
 	// flats keeps recently flattened trees (diffs and writes reuse them).
 	flats flatCache
+	// fullPush makes writes push with go-git's PushContext, which walks the
+	// history to find what to send, instead of the thin push (benchmarks
+	// compare the two).
+	fullPush bool
 }
 
 const remoteName = "origin"
