@@ -65,6 +65,8 @@ func (r *Repo) push(ctx context.Context, local plumbing.ReferenceName, tip, comm
 			if err != nil {
 				return classifyPush(r.wrap("push", err), err)
 			}
+			r.thinPushes++
+			r.thinSent = len(objs)
 			return nil
 		}
 	}

@@ -91,6 +91,9 @@ type Repo struct {
 	// history to find what to send, instead of the thin push (benchmarks
 	// compare the two).
 	fullPush bool
+	// thinPushes counts writes pushed thin and thinSent the objects the
+	// last one sent; tests use them.
+	thinPushes, thinSent int
 }
 
 const remoteName = "origin"
