@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/tandem-gitops/tandem/testenv"
@@ -236,4 +237,47 @@ func TestFullPushFallback(t *testing.T) {
 	if r.thinPushes != 0 {
 		t.Fatalf("%d thin pushes with fullPush set", r.thinPushes)
 	}
+}
+
+// Over smart HTTP (git http-backend) a write pushes thin, and a push the
+// server refuses the credentials of is ErrAuth, as before.
+func TestThinPushOverHTTP(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rem, _ := newRemote(t)
+	var token atomic.Value
+	token.Store("good")
+	url, stop, err := rem.ServeHTTP(ctx, func(u, p string) bool { return p == token.Load().(string) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte("good\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(ctx, Options{URL: url, CacheDir: filepath.Join(t.TempDir(), "c"), Auth: Auth{TokenFile: tok}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Poll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(ctx context.Context, tr *Tree) (string, error) {
+		return "over http", tr.WriteFile("bundles/h/release.yaml", []byte("live: blue\n"))
+	}
+	token.Store("rotated")
+	if _, err := r.Write(ctx, edit); !errors.Is(err, ErrAuth) {
+		t.Fatalf("push with refused credentials = %v, want ErrAuth", err)
+	}
+	token.Store("good")
+	w, err := r.Write(ctx, edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.thinPushes != 1 {
+		t.Fatalf("thin pushes %d, want 1", r.thinPushes)
+	}
+	checkRemote(t, rem, w.Commit, map[string]string{"bundles/shop/app/a.yaml": "a: 1\n", "README": "hi\n", "bundles/h/release.yaml": "live: blue\n"})
 }
