@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tandem-gitops/tandem/testenv"
 )
@@ -115,4 +116,64 @@ func BenchmarkFetch(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkWritePush measures one Write, a promotion (one bundle's
+// release.yaml), on a repository of 1,000 bundle directories and 1,000
+// commits, pushed thin (the objects the write created) and with go-git's
+// PushContext (which walks the history to find them). The two alternate on
+// two copies of the remote, so both see the same load; full/thin is the
+// same-run ratio of their times.
+func BenchmarkWritePush(b *testing.B) {
+	ctx := context.Background()
+	dir := b.TempDir()
+	rem, err := testenv.NewRemote(filepath.Join(dir, "thin.git"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fleetHistory(b, rem.Path, 1000, 1000)
+	copyPath := filepath.Join(dir, "full.git")
+	gitCLI(b, "clone", "-q", "--bare", rem.Path, copyPath)
+	repos := map[string]*Repo{}
+	for name, url := range map[string]string{"thin": rem.Path, "full": copyPath} {
+		r, err := Open(ctx, Options{URL: url, CacheDir: filepath.Join(dir, "cache-"+name)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		r.fullPush = name == "full"
+		if _, err := r.Poll(ctx); err != nil {
+			b.Fatal(err)
+		}
+		repos[name] = r
+	}
+	took := map[string]time.Duration{}
+	write := func(name string, i int) {
+		p := fmt.Sprintf("bundles/b%04d/release.yaml", (i*37)%1000)
+		start := time.Now()
+		_, err := repos[name].Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
+			return "promote", tr.WriteFile(p, []byte(fmt.Sprintf("live: green\nrelease: bench-%d\n", i)))
+		})
+		took[name] += time.Since(start)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	// A first write flattens the tip's tree once per process; not measured.
+	write("thin", 999)
+	write("full", 999)
+	clear(took)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		write("thin", i)
+		write("full", i)
+	}
+	b.StopTimer()
+	if repos["thin"].thinPushes != b.N+1 || repos["full"].thinPushes != 0 {
+		b.Fatalf("thin pushes %d and %d, want %d and 0", repos["thin"].thinPushes, repos["full"].thinPushes, b.N+1)
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+	b.ReportMetric(ms(took["thin"]), "thin-ms/op")
+	b.ReportMetric(ms(took["full"]), "full-ms/op")
+	b.ReportMetric(float64(took["full"])/float64(took["thin"]), "full/thin")
 }

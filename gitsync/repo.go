@@ -87,6 +87,13 @@ type Repo struct {
 	fetches int
 	// flats keeps recently flattened trees (diffs and writes reuse them).
 	flats flatCache
+	// fullPush makes writes push with go-git's PushContext, which walks the
+	// history to find what to send, instead of the thin push (benchmarks
+	// compare the two).
+	fullPush bool
+	// thinPushes counts writes pushed thin and thinSent the objects the
+	// last one sent; tests use them.
+	thinPushes, thinSent int
 }
 
 const remoteName = "origin"

@@ -154,14 +154,15 @@ func (t *Tree) resolved() (map[string]entry, error) {
 	return t.files, nil
 }
 
-// buildTree writes the tree objects for files and returns the root hash.
+// buildTree writes the tree objects for files and returns the root hash and
+// the hashes of the trees it wrote (every directory holding a changed path).
 // Only the directories holding a changed path (changed lists the paths that
 // differ from base) are written again; every other directory is base's tree
 // as it is, so a commit costs its depth, not the size of the repository.
 //
 // It returns the new tree flattened as well (files and every directory's
 // hash), so that the next write on this commit need not walk it again.
-func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []string) (plumbing.Hash, *flatTree, error) {
+func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []string) (plumbing.Hash, *flatTree, []plumbing.Hash, error) {
 	dirty := map[string]bool{"": true}
 	for _, p := range changed {
 		for d := path.Dir(p); d != "."; d = path.Dir(d) {
@@ -191,6 +192,7 @@ func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []strin
 	for d := range dirty {
 		delete(dirs, d) // written again below, or gone
 	}
+	var wrote []plumbing.Hash
 	var write func(n *node, dir string) (plumbing.Hash, error)
 	write = func(n *node, dir string) (plumbing.Hash, error) {
 		if h, ok := base.dirs[dir]; ok && !dirty[dir] {
@@ -214,13 +216,14 @@ func (r *Repo) buildTree(files map[string]entry, base *flatTree, changed []strin
 		}
 		h, err := r.repo.Storer.SetEncodedObject(obj)
 		dirs[dir] = h
+		wrote = append(wrote, h)
 		return h, err
 	}
 	h, err := write(root, "")
 	if err != nil {
-		return plumbing.ZeroHash, nil, err
+		return plumbing.ZeroHash, nil, nil, err
 	}
-	return h, &flatTree{files: files, dirs: dirs}, nil
+	return h, &flatTree{files: files, dirs: dirs}, wrote, nil
 }
 
 func sortKey(e object.TreeEntry) string {

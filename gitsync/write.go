@@ -12,7 +12,6 @@ import (
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	git "github.com/go-git/go-git/v5"
-	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -121,34 +120,14 @@ func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (s
 	if len(changed) == 0 {
 		return "", ErrNothingToCommit
 	}
-	treeHash, written, err := r.buildTree(cur, base, changed)
+	treeHash, written, trees, err := r.buildTree(cur, base, changed)
 	if err != nil {
 		return "", fmt.Errorf("git write: tree: %w", err)
 	}
 	now := time.Now()
 	sig := object.Signature{Name: r.opts.Author.Name, Email: r.opts.Author.Email, When: now}
 	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: treeHash, ParentHashes: []plumbing.Hash{tipHash}}
-	if r.opts.SigningKeyFile != "" {
-		key, err := loadSigningKey(r.opts.SigningKeyFile)
-		if err != nil {
-			return "", err
-		}
-		unsigned := r.repo.Storer.NewEncodedObject()
-		if err := c.EncodeWithoutSignature(unsigned); err != nil {
-			return "", err
-		}
-		rd, _ := unsigned.Reader()
-		var sb bytes.Buffer
-		if err := openpgp.ArmoredDetachSign(&sb, key, rd, nil); err != nil {
-			return "", fmt.Errorf("signing key %s: %w", r.opts.SigningKeyFile, err)
-		}
-		c.PGPSignature = sb.String()
-	}
-	obj := r.repo.Storer.NewEncodedObject()
-	if err := c.Encode(obj); err != nil {
-		return "", err
-	}
-	ch, err := r.repo.Storer.SetEncodedObject(obj)
+	ch, err := r.storeCommit(c)
 	if err != nil {
 		return "", err
 	}
@@ -156,20 +135,39 @@ func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (s
 	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, ch)); err != nil {
 		return "", err
 	}
-	auth, err := r.auth.method()
-	if err != nil {
+	if err := r.push(ctx, local, tipHash, ch, newObjects(ch, trees, cur, changed)); err != nil {
 		return "", err
-	}
-	spec := config.RefSpec(local.String() + ":refs/heads/" + r.opts.Branch)
-	err = r.remote.PushContext(ctx, &git.PushOptions{RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: auth, Force: false})
-	if err != nil {
-		return "", classifyPush(r.wrap("push", err), err)
 	}
 	// The remote's branch is now this commit: the next write starts here,
 	// from its flattened tree.
 	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), ch))
 	r.flats.put(ch.String(), written)
 	return ch.String(), nil
+}
+
+// storeCommit signs c when a signing key is set and stores it.
+func (r *Repo) storeCommit(c *object.Commit) (plumbing.Hash, error) {
+	if r.opts.SigningKeyFile != "" {
+		key, err := loadSigningKey(r.opts.SigningKeyFile)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		unsigned := r.repo.Storer.NewEncodedObject()
+		if err := c.EncodeWithoutSignature(unsigned); err != nil {
+			return plumbing.ZeroHash, err
+		}
+		rd, _ := unsigned.Reader()
+		var sb bytes.Buffer
+		if err := openpgp.ArmoredDetachSign(&sb, key, rd, nil); err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("signing key %s: %w", r.opts.SigningKeyFile, err)
+		}
+		c.PGPSignature = sb.String()
+	}
+	obj := r.repo.Storer.NewEncodedObject()
+	if err := c.Encode(obj); err != nil {
+		return plumbing.ZeroHash, err
+	}
+	return r.repo.Storer.SetEncodedObject(obj)
 }
 
 var nonFFWordings = []string{"fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value provided",
