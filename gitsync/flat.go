@@ -21,6 +21,10 @@ import (
 type flatTree struct {
 	files map[string]entry
 	dirs  map[string]plumbing.Hash
+	// crafted: some tree read for it, or for the tree it was copied from,
+	// names an entry twice (what only a hand-crafted tree holds); a
+	// checkout of it is never incremental.
+	crafted bool
 }
 
 // flatCacheSize bounds the flattened trees kept: the tips a sync compares and
@@ -121,6 +125,7 @@ func (r *Repo) flatTree(commit string) (*flatTree, error) {
 	}
 	if len(same) > 0 {
 		copyUnder(base, ft, same)
+		ft.crafted = ft.crafted || base.crafted
 	}
 	r.flats.put(commit, ft)
 	return ft, nil
@@ -137,10 +142,15 @@ func (r *Repo) flattenDir(t *object.Tree, dir string, depth int, base, ft *flatT
 	if depth > maxTreeDepth {
 		return fmt.Errorf("tree %s: deeper than %d levels", dir, maxTreeDepth)
 	}
+	names := make(map[string]bool, len(t.Entries))
 	for _, e := range t.Entries {
 		if _, err := t.FindEntry(e.Name); err != nil { // validates the name
 			return fmt.Errorf("tree entry %q in %q: %w", e.Name, dir, err)
 		}
+		if names[e.Name] {
+			ft.crafted = true
+		}
+		names[e.Name] = true
 		name := e.Name
 		if dir != "" {
 			name = dir + "/" + e.Name

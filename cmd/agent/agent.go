@@ -38,18 +38,19 @@ type agent struct {
 	dir      string // checkouts live here, one directory per tip
 	wake     chan struct{}
 
-	mu      sync.Mutex
-	bundles map[string]*bundleRun // by bundle name
-	tip     string                // last tip rendered
-	offered int                   // candidates handed to drivers in this pass
-	settled []settledBundle       // the bundles of the last full pass if all were handled; nil: none
-	sem     chan struct{}         // bounds bundles acting at once (not waiting on health)
-	wg      sync.WaitGroup        // drivers
-	diffs   diffCache
-	trust   *trust        // --verify-commits; nil when off (trust.go)
-	vis     *visibility   // events, commit statuses, notifications; nil: off
-	checks  *check.Runner // spec.checks of every bundle (checks.go)
-	stages  *stages       // the stage gates (stages.go)
+	mu       sync.Mutex
+	bundles  map[string]*bundleRun // by bundle name
+	tip      string                // last tip rendered
+	checkout gitsync.Snapshot      // the newest tip's checkout (the others are pruned)
+	offered  int                   // candidates handed to drivers in this pass
+	settled  []settledBundle       // the bundles of the last full pass if all were handled; nil: none
+	sem      chan struct{}         // bounds bundles acting at once (not waiting on health)
+	wg       sync.WaitGroup        // drivers
+	diffs    diffCache
+	trust    *trust        // --verify-commits; nil when off (trust.go)
+	vis      *visibility   // events, commit statuses, notifications; nil: off
+	checks   *check.Runner // spec.checks of every bundle (checks.go)
+	stages   *stages       // the stage gates (stages.go)
 }
 
 func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -167,10 +168,12 @@ func (a *agent) sync(ctx context.Context) error {
 	}
 	log := a.log.With().Str("commit", contract.Short(poll.Tip)).Logger()
 	coStart := time.Now()
-	snap, err := a.repo.Checkout(ctx, poll.Tip, filepath.Join(a.dir, poll.Tip))
+	// From the last tip's checkout, writing only what changed.
+	snap, err := a.repo.CheckoutFrom(ctx, a.checkout, poll.Tip, filepath.Join(a.dir, poll.Tip))
 	if err != nil {
 		return err
 	}
+	a.checkout = snap
 	coTook := time.Since(coStart)
 	a.prune(poll.Tip)
 	a.settled = nil
