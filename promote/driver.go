@@ -204,7 +204,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		v, err := d.cluster.Observe(ctx)
 		ev = Event{Kind: EvObserved, View: v, Err: err}
 	case ActDeploy:
-		changes, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, true)
+		changes, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, DeployOptions{Shared: true, Verify: true})
 		n := Note{Phase: "apply", Color: dec.Color, Commit: d.commit(), Detail: str(changes),
 			Duration: time.Since(start), Err: err, Warn: err != nil}
 		if p, ok := changes.(interface{ PrunedCount() int }); ok {
@@ -237,7 +237,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		var err error
 		switch {
 		case dec.Restore != nil:
-			_, err = d.cluster.Deploy(ctx, dec.Color, *dec.Restore, false)
+			_, err = d.cluster.Deploy(ctx, dec.Color, *dec.Restore, DeployOptions{})
 		case dec.Color != "":
 			err = d.cluster.Scale(ctx, dec.Color, false)
 		}
@@ -247,7 +247,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		note("recover", "stable Services put back on the recorded live color", err)
 		ev = Event{Kind: EvRerouted, Err: err}
 	case ActResync:
-		_, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, true)
+		_, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, DeployOptions{Shared: true})
 		if err == nil {
 			err = d.cluster.Route(ctx, dec.Color, dec.Ref)
 		}

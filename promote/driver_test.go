@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -64,6 +65,8 @@ type fakeCluster struct {
 	view  View
 	mu    sync.Mutex
 	block map[string]chan error // by commit: the verify/watch result
+	// deploys is the options of every Deploy, in order (mu).
+	deploys []DeployOptions
 }
 
 func (f *fakeCluster) blocker(commit string) chan error {
@@ -101,8 +104,11 @@ func (f *fakeCluster) Observe(context.Context) (View, error) {
 	f.calls.add("observe")
 	return f.view, nil
 }
-func (f *fakeCluster) Deploy(_ context.Context, color string, rel ReleaseRef, shared bool) (fmt.Stringer, error) {
+func (f *fakeCluster) Deploy(_ context.Context, color string, rel ReleaseRef, o DeployOptions) (fmt.Stringer, error) {
 	f.calls.add(fmt.Sprintf("deploy %s %s", color, rel.Commit))
+	f.mu.Lock()
+	f.deploys = append(f.deploys, o)
+	f.mu.Unlock()
 	return changes("2 configured"), nil
 }
 func (f *fakeCluster) Scale(_ context.Context, color string, up bool) error {
@@ -393,5 +399,22 @@ func TestDriverSoakCheckFailureEndsTheSoak(t *testing.T) {
 		if !strings.Contains(got, w) {
 			t.Errorf("effects lack %q:\n%s", w, got)
 		}
+	}
+}
+
+// Only a Deploy that a verification follows asks the Deployer to watch
+// ahead: not the re-apply of a resync, whose watches nothing would take.
+func TestDriverSaysWhichDeploysAreVerified(t *testing.T) {
+	c := newCalls()
+	a := startDriver(t, liveBlue(), blueView(), revertPolicy, make(chan struct{}, 1), c)
+	offer(a.d, "v2")
+	c.await(t, "write promoted: tandem: promote shop to green (v2)")
+	a.d.Resync()
+	c.await(t, "route green v2")
+	a.cl.mu.Lock()
+	defer a.cl.mu.Unlock()
+	want := []DeployOptions{{Shared: true, Verify: true}, {Shared: true}}
+	if !slices.Equal(a.cl.deploys, want) {
+		t.Fatalf("deploys %+v, want %+v (the candidate's verified, the resync's not)", a.cl.deploys, want)
 	}
 }

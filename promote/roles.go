@@ -21,11 +21,23 @@ type Observer interface {
 	Observe(ctx context.Context) (View, error)
 }
 
+// DeployOptions say what a Deploy is for.
+type DeployOptions struct {
+	// Shared: apply spec.shared first.
+	Shared bool
+	// Verify: a verification of the release in the color follows, so the
+	// Deployer may start watching its health before it applies (re-applies
+	// of a live color and restores are not verified: anything started for
+	// them would only be held until it timed out).
+	Verify bool
+}
+
 // Deployer puts releases into colors.
 type Deployer interface {
-	// Deploy applies rel's render to color (spec.shared first when shared
-	// is set) and says what changed (with PrunedCount() int when it can).
-	Deploy(ctx context.Context, color string, rel ReleaseRef, shared bool) (fmt.Stringer, error)
+	// Deploy applies rel's render to color (spec.shared first when
+	// o.Shared is set) and says what changed (with PrunedCount() int when it
+	// can).
+	Deploy(ctx context.Context, color string, rel ReleaseRef, o DeployOptions) (fmt.Stringer, error)
 	// Scale takes color to zero replicas (objects kept) or back up.
 	Scale(ctx context.Context, color string, up bool) error
 }

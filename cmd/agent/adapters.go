@@ -128,9 +128,10 @@ func (c *bundleCluster) Observe(ctx context.Context) (promote.View, error) {
 	return v, nil
 }
 
-// Deploy applies the shared objects (when shared is set), then ref's render
-// for color, pruning what the color no longer has.
-func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.ReleaseRef, shared bool) (fmt.Stringer, error) {
+// Deploy applies the shared objects (when o.Shared is set), then ref's
+// render for color, pruning what the color no longer has. When a
+// verification follows (o.Verify), its health watches start first.
+func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.ReleaseRef, o promote.DeployOptions) (fmt.Stringer, error) {
 	b, res, err := c.store.get(c.bundle, ref, color)
 	if err != nil {
 		return nil, err
@@ -139,13 +140,17 @@ func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.Re
 	if err != nil {
 		return nil, err
 	}
-	if shared && len(res.Shared) > 0 {
+	if o.Shared && len(res.Shared) > 0 {
 		if _, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared, Adopt: b.Spec.Adopt}); err != nil {
 			// Name the directory the objects were rendered from.
 			return nil, classify(c.ten.as(b, fmt.Errorf("bundle %s shared objects (%s): %w", b.Name, path.Join(b.Dir, b.Spec.Shared), err)))
 		}
 	}
-	c.startWatchAhead(ctx, ap, color, ref, res.Objects)
+	if o.Verify {
+		c.startWatchAhead(ctx, ap, color, ref, res.Objects)
+	} else {
+		c.takeWatchAhead(promote.ReleaseRef{}, "") // stops any: no Verify is coming for them
+	}
 	cs, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt})
 	if err != nil {
 		c.takeWatchAhead(promote.ReleaseRef{}, "")
