@@ -3,36 +3,14 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/tandem-gitops/tandem/testenv"
 )
 
 // deployment is an app as tandem and Flux deploy it: a Deployment of
-// replicas pods running image, and its Service.
+// replicas pods running image, and its Service (the tests' manifest).
 func deployment(name, image string, replicas int) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: %[3]d
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: %[1]s
-        image: %[2]s
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector: {app: %[1]s}
-  ports:
-  - port: 8080
-`, name, image, replicas)
+	return testenv.AppManifest(name, image, replicas)
 }
 
 // kustomization lists resources.
