@@ -1,63 +1,16 @@
-package main
+package fleet
 
 import (
 	"context"
 	"errors"
-	"flag"
-	"fmt"
-	"net/http"
-	"net/url"
 	"time"
 
-	"github.com/rs/zerolog"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/promote"
 )
-
-// checkConfig is the flags of end-to-end checks (spec.checks).
-type checkConfig struct {
-	PrometheusURL       string
-	PrometheusTokenFile string
-}
-
-// register adds the flags to fs.
-func (c *checkConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus checks query (e.g. http://prometheus.monitoring:9090); without it they are inconclusive and fail the release")
-	fs.StringVar(&c.PrometheusTokenFile, "prometheus-token-file", "", "file holding a bearer token for --prometheus-url (read at every query, so a rotated token is picked up; never logged)")
-}
-
-func (c *checkConfig) validate() error {
-	if c.PrometheusURL == "" {
-		if c.PrometheusTokenFile != "" {
-			return errors.New("--prometheus-token-file is only used with --prometheus-url")
-		}
-		return nil
-	}
-	u, err := url.Parse(c.PrometheusURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("--prometheus-url: want an http(s) URL with a host")
-	}
-	if u.User != nil {
-		return fmt.Errorf("--prometheus-url: put credentials in --prometheus-token-file, not in the URL")
-	}
-	return nil
-}
-
-// newCheckRunner is the runner of every bundle's checks.
-func newCheckRunner(c checkConfig) (*check.Runner, error) {
-	r := &check.Runner{HTTP: &http.Client{Timeout: time.Minute}}
-	if c.PrometheusURL != "" {
-		p, err := check.NewPromSource(c.PrometheusURL, c.PrometheusTokenFile, nil)
-		if err != nil {
-			return nil, err
-		}
-		r.Prometheus = p
-	}
-	return r, nil
-}
 
 // jobRunner runs a bundle's check Jobs with the applier.
 type jobRunner struct {
@@ -71,8 +24,8 @@ func (j jobRunner) RunJob(ctx context.Context, name string, job *unstructured.Un
 
 // Check runs checks against color, which runs ref: its check Jobs are the
 // ones rendered for ref in that color.
-func (c *bundleCluster) Check(ctx context.Context, color string, ref promote.ReleaseRef, checks []check.Spec) (check.Results, error) {
-	b, res, err := c.store.get(c.bundle, ref, color)
+func (c *Cluster) Check(ctx context.Context, color string, ref promote.ReleaseRef, checks []check.Spec) (check.Results, error) {
+	b, res, err := c.get(ref, color)
 	if err != nil {
 		return nil, err
 	}
@@ -89,16 +42,4 @@ func (c *bundleCluster) Check(ctx context.Context, color string, ref promote.Rel
 		return rs, classify(err)
 	}
 	return rs, err
-}
-
-// logCheck adds a check run's fields to a log event.
-func logCheck(ev *zerolog.Event, r *check.Result) *zerolog.Event {
-	ev = ev.Str("check", r.Name).Str("kind", r.Kind).Str("when", r.When).Str("verdict", r.Verdict)
-	if r.Condition != "" {
-		ev = ev.Str("condition", r.Condition)
-	}
-	if len(r.Values) > 0 {
-		ev = ev.Strs("values", r.Values)
-	}
-	return ev
 }

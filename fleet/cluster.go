@@ -1,12 +1,10 @@
-package main
+package fleet
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"path"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -14,32 +12,32 @@ import (
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/check"
-	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
 // The adapters satisfy promote's interfaces.
 var (
-	_ promote.Cluster = (*bundleCluster)(nil)
-	_ promote.Git     = (*bundleGit)(nil)
+	_ promote.Cluster = (*Cluster)(nil)
+	_ promote.Git     = (*Git)(nil)
 )
 
-// bundleCluster is promote.Cluster for one bundle, on top of the applier.
+// Cluster is promote.Cluster for one bundle, on top of the applier.
 // It resolves a release reference to its render in the agent's store and
 // remembers what it applied to each color (the objects as the API server
 // returned them), so that a verification or a flip acts on exactly that.
 // Applies, waits, flips and scaling act as the bundle's ServiceAccount
 // (tenancy.applierFor); observing reads as the agent.
-type bundleCluster struct {
-	ten    *tenancy
-	store  *releaseStore
+type Cluster struct {
+	ten    *Tenancy
+	store  *Store
 	bundle string
 	checks *check.Runner // shared by every bundle; Check copies it
 
 	mu      sync.Mutex
 	applied map[string]appliedColor // by color
 	plan    *plannedFlip            // made during the newest Verify
+	cur     *decoded                // the release in flight, decoded once
 	ahead   *watchAhead             // started by the newest Deploy
 }
 
@@ -77,17 +75,55 @@ type appliedColor struct {
 	objects   []*unstructured.Unstructured
 }
 
-func newBundleCluster(ten *tenancy, store *releaseStore, bundle string, checks *check.Runner) *bundleCluster {
-	return &bundleCluster{ten: ten, store: store, bundle: bundle, checks: checks, applied: map[string]appliedColor{}}
+// NewCluster is the cluster adapter of bundle: renders come from store,
+// identities from ten, and checks run with a copy of checks.
+func NewCluster(ten *Tenancy, store *Store, bundle string, checks *check.Runner) *Cluster {
+	return &Cluster{ten: ten, store: store, bundle: bundle, checks: checks, applied: map[string]appliedColor{}}
+}
+
+// decoded is the render of the release in flight, decoded from the store
+// once: Deploy, the flip plan, Route and Check share it.
+type decoded struct {
+	ref    promote.ReleaseRef
+	color  string
+	bundle *render.Bundle
+	res    *render.Result
+}
+
+// get is ref's render for color: the one decoded for the release in
+// flight, else decoded now (and kept for the steps that follow).
+func (c *Cluster) get(ref promote.ReleaseRef, color string) (*render.Bundle, *render.Result, error) {
+	c.mu.Lock()
+	d := c.cur
+	c.mu.Unlock()
+	if d != nil && d.ref == ref && d.color == color {
+		return d.bundle, d.res, nil
+	}
+	b, res, err := c.store.Get(c.bundle, ref, color)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.mu.Lock()
+	c.cur = &decoded{ref: ref, color: color, bundle: b, res: res}
+	c.mu.Unlock()
+	return b, res, nil
+}
+
+// drop forgets the decoded render once traffic moved (the store keeps the
+// compact copy for the next flip back or resync).
+func (c *Cluster) drop() {
+	c.mu.Lock()
+	c.cur = nil
+	c.mu.Unlock()
 }
 
 // acting is the Applier that acts for the newest bundle.yaml of the bundle.
-func (c *bundleCluster) acting() (*applier.Applier, *render.Bundle, error) {
-	b := c.store.spec(c.bundle)
+func (c *Cluster) acting() (*applier.Applier, *render.Bundle, error) {
+	b := c.store.Spec(c.bundle)
 	if b == nil {
 		return nil, nil, fmt.Errorf("bundle %s: no bundle.yaml seen", c.bundle)
 	}
-	ap, err := c.ten.applierFor(b)
+	ap, err := c.ten.ApplierFor(b)
 	return ap, b, err
 }
 
@@ -101,22 +137,22 @@ func classify(err error) error {
 }
 
 // namespace is where the bundle's colors live (the newest bundle.yaml's).
-func (c *bundleCluster) namespace(color string) string {
+func (c *Cluster) namespace(color string) string {
 	c.mu.Lock()
 	a, ok := c.applied[color]
 	c.mu.Unlock()
 	if ok {
 		return a.namespace
 	}
-	if b := c.store.spec(c.bundle); b != nil {
+	if b := c.store.Spec(c.bundle); b != nil {
 		return b.Spec.Namespace
 	}
 	return ""
 }
 
 // Observe reads which color the stable twins select and what each color runs.
-func (c *bundleCluster) Observe(ctx context.Context) (promote.View, error) {
-	obs, err := c.ten.own.Observe(ctx, c.namespace(""), c.bundle)
+func (c *Cluster) Observe(ctx context.Context) (promote.View, error) {
+	obs, err := c.ten.Own().Observe(ctx, c.namespace(""), c.bundle)
 	if err != nil {
 		return promote.View{}, classify(err)
 	}
@@ -131,19 +167,19 @@ func (c *bundleCluster) Observe(ctx context.Context) (promote.View, error) {
 // Deploy applies the shared objects (when o.Shared is set), then ref's
 // render for color, pruning what the color no longer has. When a
 // verification follows (o.Verify), its health watches start first.
-func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.ReleaseRef, o promote.DeployOptions) (fmt.Stringer, error) {
-	b, res, err := c.store.get(c.bundle, ref, color)
+func (c *Cluster) Deploy(ctx context.Context, color string, ref promote.ReleaseRef, o promote.DeployOptions) (fmt.Stringer, error) {
+	b, res, err := c.get(ref, color)
 	if err != nil {
 		return nil, err
 	}
-	ap, err := c.ten.applierFor(b)
+	ap, err := c.ten.ApplierFor(b)
 	if err != nil {
 		return nil, err
 	}
 	if o.Shared && len(res.Shared) > 0 {
 		if _, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Namespace: b.Spec.Namespace, Objects: res.Shared, Adopt: b.Spec.Adopt}); err != nil {
 			// Name the directory the objects were rendered from.
-			return nil, classify(c.ten.as(b, fmt.Errorf("bundle %s shared objects (%s): %w", b.Name, path.Join(b.Dir, b.Spec.Shared), err)))
+			return nil, classify(c.ten.As(b, fmt.Errorf("bundle %s shared objects (%s): %w", b.Name, path.Join(b.Dir, b.Spec.Shared), err)))
 		}
 	}
 	if o.Verify {
@@ -154,7 +190,7 @@ func (c *bundleCluster) Deploy(ctx context.Context, color string, ref promote.Re
 	cs, err := ap.Apply(ctx, applier.Set{Bundle: b.Name, Color: color, Namespace: b.Spec.Namespace, Objects: res.Objects, Adopt: b.Spec.Adopt})
 	if err != nil {
 		c.takeWatchAhead(promote.ReleaseRef{}, "")
-		return cs, classify(c.ten.as(b, fmt.Errorf("bundle %s color %s (%s): %w", b.Name, color, path.Join(b.Dir, b.Spec.Path), err)))
+		return cs, classify(c.ten.As(b, fmt.Errorf("bundle %s color %s (%s): %w", b.Name, color, path.Join(b.Dir, b.Spec.Path), err)))
 	}
 	c.mu.Lock()
 	c.applied[color] = appliedColor{ref: ref, namespace: b.Spec.Namespace, objects: withoutManagedFields(cs.Objects)}
@@ -192,14 +228,14 @@ func withoutManagedFields(objs []*unstructured.Unstructured) []*unstructured.Uns
 
 // objects are the objects of ref in color: as applied, or as rendered (a
 // color this process has not applied, after a restart).
-func (c *bundleCluster) objects(ref promote.ReleaseRef, color string) ([]*unstructured.Unstructured, error) {
+func (c *Cluster) objects(ref promote.ReleaseRef, color string) ([]*unstructured.Unstructured, error) {
 	c.mu.Lock()
 	a, ok := c.applied[color]
 	c.mu.Unlock()
 	if ok && a.ref == ref {
 		return a.objects, nil
 	}
-	_, res, err := c.store.get(c.bundle, ref, color)
+	_, res, err := c.get(ref, color)
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +256,7 @@ func (v verified) String() string {
 }
 
 // Verify waits until every workload of the color is healthy.
-func (c *bundleCluster) Verify(ctx context.Context, color string, ref promote.ReleaseRef, timeout time.Duration) (fmt.Stringer, error) {
+func (c *Cluster) Verify(ctx context.Context, color string, ref promote.ReleaseRef, timeout time.Duration) (fmt.Stringer, error) {
 	objs, err := c.objects(ref, color)
 	if err != nil {
 		return nil, err
@@ -247,7 +283,7 @@ func (c *bundleCluster) Verify(ctx context.Context, color string, ref promote.Re
 	if err != nil {
 		var he *applier.HealthError
 		if !errors.As(err, &he) {
-			err = c.ten.as(b, err) // a forbidden watch, not the workloads' health
+			err = c.ten.As(b, err) // a forbidden watch, not the workloads' health
 		}
 		return verified{report: rep}, classify(err)
 	}
@@ -256,7 +292,7 @@ func (c *bundleCluster) Verify(ctx context.Context, color string, ref promote.Re
 
 // Watch re-checks the color's health until d has passed; a workload that
 // fails (crash loop, pull errors) or stays unready for long is a degradation.
-func (c *bundleCluster) Watch(ctx context.Context, color string, ref promote.ReleaseRef, d time.Duration) error {
+func (c *Cluster) Watch(ctx context.Context, color string, ref promote.ReleaseRef, d time.Duration) error {
 	end := time.Now().Add(d)
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
@@ -277,29 +313,34 @@ func (c *bundleCluster) Watch(ctx context.Context, color string, ref promote.Rel
 }
 
 // Route points every stable twin of the bundle at color.
-func (c *bundleCluster) Route(ctx context.Context, color string, ref promote.ReleaseRef) error {
-	b, res, err := c.store.get(c.bundle, ref, color)
+func (c *Cluster) Route(ctx context.Context, color string, ref promote.ReleaseRef) error {
+	b, res, err := c.get(ref, color)
 	if err != nil {
 		return err
 	}
 	if len(res.Twins) == 0 {
 		return nil // a bundle without Services has no traffic to move
 	}
-	ap, err := c.ten.applierFor(b)
+	ap, err := c.ten.ApplierFor(b)
 	if err != nil {
 		return err
 	}
 	if p := c.takePlan(ref, color); p != nil {
-		return classify(c.ten.as(b, ap.FlipPlanned(ctx, p)))
+		err = ap.FlipPlanned(ctx, p)
+	} else {
+		err = ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt})
 	}
-	return classify(c.ten.as(b, ap.Flip(ctx, res.Twins, color, applier.FlipOptions{Adopt: b.Spec.Adopt})))
+	if err == nil {
+		c.drop()
+	}
+	return classify(c.ten.As(b, err))
 }
 
 // startWatchAhead starts the health watches for the release about to be
 // applied to color, so that Verify finds them in sync (applier.HealthWatch).
 // They outlive Deploy's ctx, up to watchAheadLimit; the next Deploy or
 // Verify stops them.
-func (c *bundleCluster) startWatchAhead(ctx context.Context, ap *applier.Applier, color string, ref promote.ReleaseRef, objs []*unstructured.Unstructured) {
+func (c *Cluster) startWatchAhead(ctx context.Context, ap *applier.Applier, color string, ref promote.ReleaseRef, objs []*unstructured.Unstructured) {
 	var ahead *watchAhead
 	if w, err := ap.WatchHealth(context.WithoutCancel(ctx), objs); err == nil {
 		ahead = &watchAhead{ref: ref, color: color, w: w, limit: time.AfterFunc(watchAheadLimit, w.Stop)}
@@ -315,7 +356,7 @@ func (c *bundleCluster) startWatchAhead(ctx context.Context, ap *applier.Applier
 
 // takeWatchAhead returns the watches started for (ref, color), if any; any
 // others are stopped.
-func (c *bundleCluster) takeWatchAhead(ref promote.ReleaseRef, color string) *applier.HealthWatch {
+func (c *Cluster) takeWatchAhead(ref promote.ReleaseRef, color string) *applier.HealthWatch {
 	c.mu.Lock()
 	a := c.ahead
 	c.ahead = nil
@@ -335,15 +376,15 @@ func (c *bundleCluster) takeWatchAhead(ref promote.ReleaseRef, color string) *ap
 // that Route moves traffic with one round of requests once it is healthy
 // (applier.FlipPlanned). Any error leaves no plan: Route then does the
 // whole Flip and reports it.
-func (c *bundleCluster) planFlip(ctx context.Context, color string, ref promote.ReleaseRef) {
+func (c *Cluster) planFlip(ctx context.Context, color string, ref promote.ReleaseRef) {
 	c.mu.Lock()
 	c.plan = nil
 	c.mu.Unlock()
-	b, res, err := c.store.get(c.bundle, ref, color)
+	b, res, err := c.get(ref, color)
 	if err != nil || len(res.Twins) == 0 {
 		return
 	}
-	ap, err := c.ten.applierFor(b)
+	ap, err := c.ten.ApplierFor(b)
 	if err != nil {
 		return
 	}
@@ -357,7 +398,7 @@ func (c *bundleCluster) planFlip(ctx context.Context, color string, ref promote.
 }
 
 // takePlan returns and forgets the plan for (ref, color), if Verify made one.
-func (c *bundleCluster) takePlan(ref promote.ReleaseRef, color string) *applier.FlipPlan {
+func (c *Cluster) takePlan(ref promote.ReleaseRef, color string) *applier.FlipPlan {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.plan
@@ -369,67 +410,10 @@ func (c *bundleCluster) takePlan(ref promote.ReleaseRef, color string) *applier.
 }
 
 // Scale takes a color to zero replicas (objects kept) or back.
-func (c *bundleCluster) Scale(ctx context.Context, color string, up bool) error {
+func (c *Cluster) Scale(ctx context.Context, color string, up bool) error {
 	ap, b, err := c.acting()
 	if err != nil {
 		return err
 	}
-	return classify(c.ten.as(b, ap.ScaleColor(ctx, c.namespace(color), c.bundle, color, up)))
-}
-
-// bundleGit is promote.Git for one bundle, on top of gitsync.
-type bundleGit struct {
-	repo   *gitsync.Repo
-	store  *releaseStore // the bundle's directory and what each render read
-	bundle string
-}
-
-// Write commits release.yaml (and a revert's restored files) on the tip of
-// the branch; a revert is abandoned when a newer commit changed the bundle.
-func (g *bundleGit) Write(ctx context.Context, rec promote.Commit) (string, int, error) {
-	spec := g.store.spec(g.bundle)
-	if spec == nil {
-		return "", 0, fmt.Errorf("bundle %s: no bundle.yaml seen", g.bundle)
-	}
-	dir := strings.TrimSuffix(spec.Dir, "/")
-	data, err := rec.Release.Marshal()
-	if err != nil {
-		return "", 0, fmt.Errorf("%s: %w", path.Join(dir, releaseFile), err)
-	}
-	file := path.Join(dir, releaseFile)
-	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
-		msg, data := rec.Message, keepSoaked(t, file, rec.Release, spec.Spec.Colors, data) // stages.go, before a revert restores files
-		if rv := rec.Revert; rv != nil {
-			// Every input of the failing render and of the restored one:
-			// the tip then renders the live release again.
-			ps := append(gitsync.Paths{dir + "/"}, g.store.inputsAt(g.bundle, rv.Failing)...)
-			ps = append(ps, g.store.inputsAt(g.bundle, rv.From)...)
-			// release.yaml is the agent's own file: its promotion commits do not count.
-			changed, err := t.ChangedSince(rv.Failing, ps, path.Join(dir, releaseFile))
-			if err != nil {
-				return "", err
-			}
-			if changed {
-				return "", gitsync.ErrAbandon // a newer human change to the bundle wins
-			}
-			restored, err := t.Restore(ps, rv.From)
-			if err != nil {
-				return "", err
-			}
-			restored = slices.DeleteFunc(restored, func(p string) bool { return p == path.Join(dir, releaseFile) })
-			readers := map[string][]string{}
-			for _, p := range restored {
-				readers[p] = g.store.readers(p, g.bundle)
-			}
-			msg = promote.WithRestored(msg, restored, readers)
-		}
-		return msg, t.WriteFile(file, data)
-	})
-	switch {
-	case errors.Is(err, gitsync.ErrAbandon):
-		return "", 0, promote.ErrSuperseded
-	case err != nil && !errors.Is(err, gitsync.ErrNothingToCommit):
-		return "", 0, err
-	}
-	return w.Commit, w.Attempts, nil
+	return classify(c.ten.As(b, ap.ScaleColor(ctx, c.namespace(color), c.bundle, color, up)))
 }

@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"encoding/json"
@@ -17,18 +17,18 @@ import (
 	"github.com/tandem-gitops/tandem/render"
 )
 
-// rendered is one release of a bundle as the agent rendered it: the bundle
+// Rendered is one release of a bundle as the agent rendered it: the bundle
 // (spec) at that commit and its render for each color.
-type rendered struct {
-	bundle *render.Bundle
-	colors map[string]*render.Result
+type Rendered struct {
+	Bundle *render.Bundle
+	Colors map[string]*render.Result
 }
 
-// releaseStore holds the renders the drivers refer to, by bundle and
+// Store holds the renders the drivers refer to, by bundle and
 // release (commit and digest). The loop puts a render in before it names
 // the release to a driver; the cluster adapters only read. Values flow one
 // way: Snapshot → render → store → apply.
-type releaseStore struct {
+type Store struct {
 	mu      sync.Mutex
 	bundles map[string]map[promote.ReleaseRef]*stored
 	specs   map[string]*render.Bundle // the newest bundle.yaml of each bundle
@@ -39,14 +39,14 @@ type releaseStore struct {
 	newest map[string]*stored // bundle → the newest render put
 }
 
-func newReleaseStore() *releaseStore {
-	return &releaseStore{bundles: map[string]map[promote.ReleaseRef]*stored{}, specs: map[string]*render.Bundle{},
+func NewStore() *Store {
+	return &Store{bundles: map[string]map[promote.ReleaseRef]*stored{}, specs: map[string]*render.Bundle{},
 		inputs: map[string]map[string]gitsync.Paths{}, latest: map[string]gitsync.Paths{},
 		newest: map[string]*stored{}}
 }
 
-// setInputs records the files bundle's render at commit read.
-func (s *releaseStore) setInputs(bundle, commit string, in []string) {
+// SetInputs records the files bundle's render at commit read.
+func (s *Store) SetInputs(bundle, commit string, in []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inputs[bundle] == nil {
@@ -56,22 +56,22 @@ func (s *releaseStore) setInputs(bundle, commit string, in []string) {
 	s.latest[bundle] = in
 }
 
-// inputsAt is what bundle's render at commit read (nil: not known).
-func (s *releaseStore) inputsAt(bundle, commit string) gitsync.Paths {
+// InputsAt is what bundle's render at commit read (nil: not known).
+func (s *Store) InputsAt(bundle, commit string) gitsync.Paths {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.inputs[bundle][commit]
 }
 
-// latestInputs is what bundle's newest render read.
-func (s *releaseStore) latestInputs(bundle string) gitsync.Paths {
+// LatestInputs is what bundle's newest render read.
+func (s *Store) LatestInputs(bundle string) gitsync.Paths {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest[bundle]
 }
 
-// readers lists the bundles other than bundle whose newest render read p.
-func (s *releaseStore) readers(p, bundle string) []string {
+// Readers lists the bundles other than bundle whose newest render read p.
+func (s *Store) Readers(p, bundle string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
@@ -84,8 +84,8 @@ func (s *releaseStore) readers(p, bundle string) []string {
 	return out
 }
 
-// forget drops everything stored of bundle (it left the repository).
-func (s *releaseStore) forget(bundle string) {
+// Forget drops everything stored of bundle (it left the repository).
+func (s *Store) Forget(bundle string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.bundles, bundle)
@@ -95,11 +95,11 @@ func (s *releaseStore) forget(bundle string) {
 	delete(s.newest, bundle)
 }
 
-// put stores r as release ref of its bundle and makes its spec the newest.
-func (s *releaseStore) put(ref promote.ReleaseRef, r *rendered) {
-	name := r.bundle.Name
-	st := &stored{bundle: r.bundle, colors: map[string]*frozenResult{}}
-	for color, res := range r.colors {
+// Put stores r as release ref of its bundle and makes its spec the newest.
+func (s *Store) Put(ref promote.ReleaseRef, r *Rendered) {
+	name := r.Bundle.Name
+	st := &stored{bundle: r.Bundle, colors: map[string]*frozenResult{}}
+	for color, res := range r.Colors {
 		st.colors[color] = freeze(res)
 	}
 	s.mu.Lock()
@@ -108,27 +108,27 @@ func (s *releaseStore) put(ref promote.ReleaseRef, r *rendered) {
 		s.bundles[name] = map[promote.ReleaseRef]*stored{}
 	}
 	s.bundles[name][ref] = st
-	s.specs[name] = r.bundle
+	s.specs[name] = r.Bundle
 	s.newest[name] = st
 }
 
-// setSpec makes b the newest bundle.yaml of its bundle.
-func (s *releaseStore) setSpec(b *render.Bundle) {
+// SetSpec makes b the newest bundle.yaml of its bundle.
+func (s *Store) SetSpec(b *render.Bundle) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.specs[b.Name] = b
 }
 
-// has reports whether ref of bundle is stored.
-func (s *releaseStore) has(bundle string, ref promote.ReleaseRef) bool {
+// Has reports whether ref of bundle is stored.
+func (s *Store) Has(bundle string, ref promote.ReleaseRef) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, ok := s.bundles[bundle][ref]
 	return ok
 }
 
-// get returns ref's render for color.
-func (s *releaseStore) get(bundle string, ref promote.ReleaseRef, color string) (*render.Bundle, *render.Result, error) {
+// Get returns ref's render for color.
+func (s *Store) Get(bundle string, ref promote.ReleaseRef, color string) (*render.Bundle, *render.Result, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.bundles[bundle][ref]
@@ -142,15 +142,15 @@ func (s *releaseStore) get(bundle string, ref promote.ReleaseRef, color string) 
 	return r.bundle, res, nil
 }
 
-// spec is the newest bundle.yaml of bundle.
-func (s *releaseStore) spec(bundle string) *render.Bundle {
+// Spec is the newest bundle.yaml of bundle.
+func (s *Store) Spec(bundle string) *render.Bundle {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.specs[bundle]
 }
 
-// keep drops bundle's renders other than refs.
-func (s *releaseStore) keep(bundle string, refs ...promote.ReleaseRef) {
+// Keep drops bundle's renders other than refs.
+func (s *Store) Keep(bundle string, refs ...promote.ReleaseRef) {
 	want := map[promote.ReleaseRef]bool{}
 	for _, r := range refs {
 		want[r] = true
@@ -172,8 +172,8 @@ func (s *releaseStore) keep(bundle string, refs ...promote.ReleaseRef) {
 	}
 }
 
-// names lists the bundles with a stored spec.
-func (s *releaseStore) names() []string {
+// Names lists the bundles with a stored spec.
+func (s *Store) Names() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]string, 0, len(s.specs))
@@ -183,8 +183,8 @@ func (s *releaseStore) names() []string {
 	return out
 }
 
-// shared is the shared objects of bundle's newest stored render.
-func (s *releaseStore) shared(bundle string) []*unstructured.Unstructured {
+// Shared is the shared objects of bundle's newest stored render.
+func (s *Store) Shared(bundle string) []*unstructured.Unstructured {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := s.newest[bundle]

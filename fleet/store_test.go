@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
+	"github.com/tandem-gitops/tandem/testenv"
 )
 
 // The store keeps renders compact and gives back exactly what was rendered:
@@ -20,8 +21,8 @@ func TestStoreGivesBackTheRender(t *testing.T) {
 	files := map[string]string{
 		"bundles/shop/bundle.yaml":               "apiVersion: tandem.dev/v1alpha1\nkind: Bundle\nmetadata:\n  name: shop\nspec:\n  namespace: shop\n  shared: shared\n",
 		"bundles/shop/app/kustomization.yaml":    "resources:\n- client.yaml\n- server.yaml\n",
-		"bundles/shop/app/client.yaml":           appWithReplicas(app{"client", "example/client:v1"}, 3),
-		"bundles/shop/app/server.yaml":           appWithReplicas(app{"server", "example/server:v1"}, 2),
+		"bundles/shop/app/client.yaml":           testenv.AppManifest("client", "example/client:v1", 3),
+		"bundles/shop/app/server.yaml":           testenv.AppManifest("server", "example/server:v1", 2),
 		"bundles/shop/shared/kustomization.yaml": "resources:\n- ns.yaml\n",
 		"bundles/shop/shared/ns.yaml":            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n",
 	}
@@ -38,20 +39,20 @@ func TestStoreGivesBackTheRender(t *testing.T) {
 		t.Fatalf("discover: %v %v", bs, err)
 	}
 	b := bs[0]
-	a := &agent{ten: &tenancy{}, cfg: &config{}}
-	r, err := a.renderIn(context.Background(), root, "0123456789012345678901234567890123456789", b)
+	rr := &Renderer{Store: NewStore(), Tenancy: &Tenancy{}}
+	r, err := rr.RenderIn(context.Background(), root, "0123456789012345678901234567890123456789", b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{}
-	for color, res := range r.colors {
+	for color, res := range r.Colors {
 		want[color] = resultJSON(t, res)
 	}
-	s := newReleaseStore()
-	ref := promote.ReleaseRef{Commit: "0123456789012345678901234567890123456789", Digest: r.colors["blue"].Digest}
-	s.put(ref, r)
+	s := NewStore()
+	ref := promote.ReleaseRef{Commit: "0123456789012345678901234567890123456789", Digest: r.Colors["blue"].Digest}
+	s.Put(ref, r)
 	for _, color := range []string{"blue", "green"} {
-		_, got, err := s.get("shop", ref, color)
+		_, got, err := s.Get("shop", ref, color)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +63,7 @@ func TestStoreGivesBackTheRender(t *testing.T) {
 			t.Fatalf("%s: the stored render differs from the render:\n got %s\nwant %s", color, g, want[color])
 		}
 		got.Objects[0].SetName("edited")
-		_, again, _ := s.get("shop", ref, color)
+		_, again, _ := s.Get("shop", ref, color)
 		if again.Objects[0].GetName() == "edited" {
 			t.Fatalf("%s: an edit of one copy reached the store", color)
 		}

@@ -1,14 +1,12 @@
-package main
+package fleet
 
 import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 
 	"github.com/tandem-gitops/tandem/applier"
@@ -20,13 +18,13 @@ import (
 // the cluster's own components.
 var systemNamespaces = []string{"kube-system", "kube-public", "kube-node-lease"}
 
-// tenancy decides, per bundle, who acts for it and where it may act: the
+// Tenancy decides, per bundle, who acts for it and where it may act: the
 // ServiceAccount the agent impersonates for the bundle's applies, waits,
 // flips and prunes (spec.serviceAccountName, else --default-service-account,
 // else the agent's own identity), and whether its namespaces are allowed
 // (--allowed-namespaces). It builds one Applier per impersonated identity
 // and keeps it.
-type tenancy struct {
+type Tenancy struct {
 	base      *rest.Config
 	opts      applier.Options
 	own       *applier.Applier // the agent's own identity
@@ -37,16 +35,29 @@ type tenancy struct {
 	cache map[string]*applier.Applier // by impersonated user name
 }
 
-// newTenancy builds the tenancy of the agent's flags; own is the Applier of
-// the agent's own identity, built from base and opts.
-func newTenancy(base *rest.Config, opts applier.Options, own *applier.Applier, c *config) *tenancy {
-	return &tenancy{base: base, opts: opts, own: own, defaultSA: c.DefaultServiceAccount,
-		allowed: c.AllowedNamespaces.list(), cache: map[string]*applier.Applier{}}
+// TenancyOptions are the platform's rules for who acts for a bundle and where.
+type TenancyOptions struct {
+	// DefaultServiceAccount acts for bundles without spec.serviceAccountName
+	// ("": the agent's own identity).
+	DefaultServiceAccount string
+	// AllowedNamespaces are the namespaces bundles may use (nil: any but
+	// the system namespaces).
+	AllowedNamespaces []string
 }
+
+// NewTenancy builds the tenancy of o; own is the Applier of the agent's own
+// identity, built from base and opts (base nil: never impersonate).
+func NewTenancy(base *rest.Config, opts applier.Options, own *applier.Applier, o TenancyOptions) *Tenancy {
+	return &Tenancy{base: base, opts: opts, own: own, defaultSA: o.DefaultServiceAccount,
+		allowed: o.AllowedNamespaces, cache: map[string]*applier.Applier{}}
+}
+
+// Own is the Applier of the agent's own identity (observing the cluster).
+func (t *Tenancy) Own() *applier.Applier { return t.own }
 
 // serviceAccount is the ServiceAccount that acts for b and where its name
 // comes from ("" when the agent acts as itself).
-func (t *tenancy) serviceAccount(b *render.Bundle) (name, from string) {
+func (t *Tenancy) serviceAccount(b *render.Bundle) (name, from string) {
 	switch {
 	case b.Spec.ServiceAccountName != "":
 		return b.Spec.ServiceAccountName, "spec.serviceAccountName of " + b.File
@@ -56,9 +67,9 @@ func (t *tenancy) serviceAccount(b *render.Bundle) (name, from string) {
 	return "", ""
 }
 
-// actor names who acts for b, for errors: "ServiceAccount team/deployer
+// Actor names who acts for b, for errors: "ServiceAccount team/deployer
 // (spec.serviceAccountName of bundles/x/bundle.yaml)"; "" for the agent.
-func (t *tenancy) actor(b *render.Bundle) string {
+func (t *Tenancy) Actor(b *render.Bundle) string {
 	sa, from := t.serviceAccount(b)
 	if sa == "" {
 		return ""
@@ -66,9 +77,9 @@ func (t *tenancy) actor(b *render.Bundle) string {
 	return fmt.Sprintf("ServiceAccount %s/%s (%s)", b.Spec.Namespace, sa, from)
 }
 
-// applierFor is the Applier that acts for b: impersonating
+// ApplierFor is the Applier that acts for b: impersonating
 // system:serviceaccount:<spec.namespace>:<name>, or the agent's own.
-func (t *tenancy) applierFor(b *render.Bundle) (*applier.Applier, error) {
+func (t *Tenancy) ApplierFor(b *render.Bundle) (*applier.Applier, error) {
 	sa, _ := t.serviceAccount(b)
 	if sa == "" || t.base == nil {
 		return t.own, nil
@@ -89,13 +100,13 @@ func (t *tenancy) applierFor(b *render.Bundle) (*applier.Applier, error) {
 	return ap, nil
 }
 
-// as wraps err with who acted for b, when it was an impersonated
+// As wraps err with who acted for b, when it was an impersonated
 // ServiceAccount (a forbidden error then says whose rights are missing).
-func (t *tenancy) as(b *render.Bundle, err error) error {
+func (t *Tenancy) As(b *render.Bundle, err error) error {
 	if err == nil || b == nil {
 		return err
 	}
-	if who := t.actor(b); who != "" {
+	if who := t.Actor(b); who != "" {
 		return fmt.Errorf("acting as %s: %w", who, err)
 	}
 	return err
@@ -103,7 +114,7 @@ func (t *tenancy) as(b *render.Bundle, err error) error {
 
 // allowNamespace says why b may not use namespace ns (nil when it may);
 // field names where ns comes from, for the error.
-func (t *tenancy) allowNamespace(b *render.Bundle, field, ns string) error {
+func (t *Tenancy) allowNamespace(b *render.Bundle, field, ns string) error {
 	if t.allowed != nil {
 		if slices.Contains(t.allowed, ns) {
 			return nil
@@ -118,10 +129,10 @@ func (t *tenancy) allowNamespace(b *render.Bundle, field, ns string) error {
 	return nil
 }
 
-// check refuses, before anything is applied, a bundle whose namespaces are
+// Check refuses, before anything is applied, a bundle whose namespaces are
 // not allowed: spec.namespace, and the namespace of every shared object
 // (a Namespace object counts as its own name).
-func (t *tenancy) check(b *render.Bundle, res *render.Result) error {
+func (t *Tenancy) Check(b *render.Bundle, res *render.Result) error {
 	if err := t.allowNamespace(b, "spec.namespace", b.Spec.Namespace); err != nil {
 		return err
 	}
@@ -142,34 +153,4 @@ func (t *tenancy) check(b *render.Bundle, res *render.Result) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// namespaceList is the --allowed-namespaces flag: a comma-separated list,
-// repeatable.
-type namespaceList []string
-
-func (l *namespaceList) String() string { return strings.Join(*l, ",") }
-
-func (l *namespaceList) Set(v string) error {
-	for _, ns := range strings.Split(v, ",") {
-		ns = strings.TrimSpace(ns)
-		if ns == "" {
-			continue
-		}
-		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
-			return fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
-		}
-		*l = append(*l, ns)
-	}
-	return nil
-}
-
-// list is the sorted list of allowed namespaces; nil when the flag was not given.
-func (l namespaceList) list() []string {
-	if l == nil {
-		return nil
-	}
-	out := slices.Clone(l)
-	sort.Strings(out)
-	return slices.Compact(out)
 }

@@ -1,29 +1,38 @@
-package main
+package fleet
 
 import (
 	"context"
 	"fmt"
-	"net/mail"
-	"path"
 	"strings"
 	"sync"
 
-	"github.com/tandem-gitops/tandem/contract"
-
+	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
-// trust is --verify-commits: a candidate is released only when every commit
+// TrustOptions configure signature verification (--verify-commits).
+type TrustOptions struct {
+	// TrustedKeys and AgentKeyFile are gitsync.VerifyOptions'.
+	TrustedKeys  []string
+	AgentKeyFile string
+	// Author is the agent's commit identity, "Name <email>".
+	Author string
+}
+
+// Trust is --verify-commits: a candidate is released only when every commit
 // that changed the bundle's inputs since the last accepted commit carries a
-// trusted signature (see docs/git-auth.md, "Verifying commits").
-type trust struct {
-	v *gitsync.Verifier
-	// agentKey: the agent signs its commits (--git-signing-key-file) and
-	// they are recognised by that signature alone.
+// trusted signature (see docs/git-auth.md, "Verifying commits"). A nil
+// *Trust is verification off.
+type Trust struct {
+	v    *gitsync.Verifier
+	repo *gitsync.Repo
+	own  *applier.Applier // observes the cluster for a bundle's starting point
+	// agentKey: the agent signs its commits and they are recognised by
+	// that signature alone.
 	agentKey bool
-	author   string // "Name <email>" of the agent's commits
+	author   string
 
 	mu sync.Mutex
 	// base is, per bundle, the last commit whose inputs were accepted: the
@@ -31,30 +40,27 @@ type trust struct {
 	// A held candidate does not move it, so an unsigned change stays
 	// refused until a commit undoes it.
 	base map[string]string
-	// counted are the refused commits already counted in the metric.
+	// counted are the refused commits already reported.
 	counted map[string]map[string]bool
 }
 
-// newTrust returns nil when --verify-commits is off.
-func newTrust(c *config) (*trust, error) {
-	if !c.VerifyCommits {
-		return nil, nil
-	}
-	v, err := gitsync.NewVerifier(gitsync.VerifyOptions{TrustedKeys: c.TrustedKeys, AgentKeyFile: c.SigningKeyFile})
+// NewTrust returns the verification of o on repo.
+func NewTrust(o TrustOptions, repo *gitsync.Repo, own *applier.Applier) (*Trust, error) {
+	v, err := gitsync.NewVerifier(gitsync.VerifyOptions{TrustedKeys: o.TrustedKeys, AgentKeyFile: o.AgentKeyFile})
 	if err != nil {
 		return nil, fmt.Errorf("--verify-commits: %w", err)
 	}
-	author, err := mail.ParseAddress(c.GitAuthor)
-	if err != nil {
-		return nil, fmt.Errorf("--git-author %q: %w", c.GitAuthor, err)
-	}
-	return &trust{v: v, agentKey: c.SigningKeyFile != "", author: author.Name + " <" + author.Address + ">",
+	return &Trust{v: v, repo: repo, own: own, agentKey: o.AgentKeyFile != "", author: o.Author,
 		base: map[string]string{}, counted: map[string]map[string]bool{}}, nil
 }
 
+// AgentSigns reports whether the agent's commits carry its signature (else
+// they are told by author and trailers, which anyone who can push can copy).
+func (t *Trust) AgentSigns() bool { return t != nil && t.agentKey }
+
 // exempt excuses the agent's own commits by author and trailers; only when
 // the agent signs nothing (with a signing key, its signature is the proof).
-func (t *trust) exempt() func(gitsync.Commit) bool {
+func (t *Trust) exempt() func(gitsync.Commit) bool {
 	if t.agentKey {
 		return nil
 	}
@@ -63,62 +69,46 @@ func (t *trust) exempt() func(gitsync.Commit) bool {
 	}
 }
 
-// touches reports whether a path is one of b's inputs other than its
-// release.yaml: what a signature must vouch for.
-func (a *agent) touches(b *render.Bundle) func(string) bool {
-	in, release := a.inputsOf(b), path.Join(b.Dir, releaseFile)
-	return func(p string) bool { return p != release && in.Match(p) }
-}
-
-// signedByAgent reports whether commit carries the agent's signature; true
+// SignedByAgent reports whether commit carries the agent's signature; true
 // for every commit when verification is off or the agent signs nothing
 // (then author and trailers identify its commits, as without verification).
-func (a *agent) signedByAgent(ctx context.Context, commit string) bool {
-	if a.trust == nil || !a.trust.agentKey {
+func (t *Trust) SignedByAgent(ctx context.Context, commit string) bool {
+	if t == nil || !t.agentKey {
 		return true
 	}
-	s, err := a.repo.VerifyCommit(ctx, commit, a.trust.v)
+	s, err := t.repo.VerifyCommit(ctx, commit, t.v)
 	return err == nil && s.Agent
 }
 
-// vetted is b's candidate at snap. With --verify-commits, a candidate whose
-// range holds a commit without a trusted signature is not rendered: it
-// carries the refusal, and the driver holds it. ok is false when the check
-// could not run (the cluster did not answer); nothing is offered then.
-func (a *agent) vetted(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, run *bundleRun) (promote.Candidate, bool) {
-	t := a.trust
-	if t == nil {
-		return a.candidate(ctx, snap, b, run.seen, run), true
-	}
-	log := a.log.With().Str("bundle", b.Name).Str("commit", contract.Short(snap.Commit)).Str("phase", "trust").Logger()
-	base, err := t.baseOf(ctx, a, b)
+// Finding is what Check found for a candidate.
+type Finding struct {
+	// Untrusted is the hold's reason ("": every commit is trusted).
+	Untrusted string
+	// Refused are the commits without a trusted signature; Fresh counts
+	// those not reported before.
+	Refused []*gitsync.Refusal
+	Fresh   int
+	// Err: the signatures could not be checked (the candidate is held).
+	Err error
+}
+
+// Check verifies the commits between b's last accepted commit and tip that
+// touch its inputs. The error is for a starting point that could not be
+// read (the cluster did not answer): nothing is decided then.
+func (t *Trust) Check(ctx context.Context, b *render.Bundle, in Inputs, tip string) (Finding, error) {
+	base, err := t.baseOf(ctx, b)
 	if err != nil {
-		log.Error().Err(err).Msg("cannot tell which commits to check; nothing is released until the next commit")
-		return promote.Candidate{}, false
+		return Finding{}, err
 	}
-	refs, err := a.repo.Unverified(ctx, base, snap.Commit, a.touches(b), t.v, t.exempt())
-	var reason string
+	refs, err := t.repo.Unverified(ctx, base, tip, in.Match, t.v, t.exempt())
 	switch {
 	case err != nil:
-		reason = "not deployed: cannot check commit signatures: " + err.Error()
-		log.Error().Err(err).Msg("cannot check commit signatures; the candidate is held")
+		return Finding{Err: err, Untrusted: "not deployed: cannot check commit signatures: " + err.Error()}, nil
 	case len(refs) > 0:
-		reason = refusedReason(refs)
-		fresh := t.count(b.Name, refs)
-		a.m.untrusted.WithLabelValues(b.Name).Add(float64(fresh))
-		for _, r := range refs {
-			ev := log.Warn().Str("refused", contract.Short(r.Commit)).Str("reason", r.Reason)
-			if r.Signer != "" {
-				ev = ev.Str("signer", r.Signer)
-			}
-			ev.Msg("commit lacks a trusted signature; the candidate is held")
-		}
-	default:
-		t.accept(b.Name, snap.Commit)
-		return a.candidate(ctx, snap, b, run.seen, run), true
+		return Finding{Untrusted: refusedReason(refs), Refused: refs, Fresh: t.count(b.Name, refs)}, nil
 	}
-	return promote.Candidate{Commit: snap.Commit, Subject: a.subject(ctx, run.seen, snap.Commit),
-		Policy: policyOf(b), Untrusted: reason}, true
+	t.accept(b.Name, tip)
+	return Finding{}, nil
 }
 
 // refusedReason is the hold's reason for release.yaml and the hold commit.
@@ -139,34 +129,33 @@ func refusedReason(refs []*gitsync.Refusal) string {
 	return fmt.Sprintf("not deployed: %d %s a trusted signature: %s", len(refs), noun, strings.Join(parts, "; "))
 }
 
-// seedTrust makes the release the cluster's live color runs the bundle's
-// starting point, when the driver starts and none is known yet.
-func (a *agent) seedTrust(bundle string, v promote.View) {
-	if a.trust == nil {
+// Seed makes the release the cluster's live color runs the bundle's
+// starting point, when its driver starts and none is known yet.
+func (t *Trust) Seed(bundle string, v promote.View) {
+	if t == nil {
 		return
 	}
-	a.trust.mu.Lock()
-	defer a.trust.mu.Unlock()
-	if _, ok := a.trust.base[bundle]; !ok {
-		a.trust.base[bundle] = ""
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.base[bundle]; !ok {
+		t.base[bundle] = ""
 		if v.Live != "" {
-			a.trust.base[bundle] = v.Colors[v.Live].Commit
+			t.base[bundle] = v.Colors[v.Live].Commit
 		}
 	}
 }
 
 // baseOf is the commit from which b's range is checked: the last accepted
-// one, else what the cluster's live color runs (seeded when the driver
-// started; "" before a first deploy: the whole history of the bundle's
-// inputs is checked).
-func (t *trust) baseOf(ctx context.Context, a *agent, b *render.Bundle) (string, error) {
+// one, else what the cluster's live color runs ("" before a first deploy:
+// the whole history of the bundle's inputs is checked).
+func (t *Trust) baseOf(ctx context.Context, b *render.Bundle) (string, error) {
 	t.mu.Lock()
 	base, ok := t.base[b.Name]
 	t.mu.Unlock()
 	if ok {
 		return base, nil
 	}
-	obs, err := a.ap.Observe(ctx, b.Spec.Namespace, b.Name)
+	obs, err := t.own.Observe(ctx, b.Spec.Namespace, b.Name)
 	if err != nil {
 		return "", fmt.Errorf("bundle %s: observe cluster: %w", b.Name, err)
 	}
@@ -180,7 +169,7 @@ func (t *trust) baseOf(ctx context.Context, a *agent, b *render.Bundle) (string,
 }
 
 // accept moves b's base to commit, whose range was trusted.
-func (t *trust) accept(bundle, commit string) {
+func (t *Trust) accept(bundle, commit string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.base[bundle] = commit
@@ -188,7 +177,7 @@ func (t *trust) accept(bundle, commit string) {
 }
 
 // count remembers refused commits and returns how many are new.
-func (t *trust) count(bundle string, refs []*gitsync.Refusal) int {
+func (t *Trust) count(bundle string, refs []*gitsync.Refusal) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.counted[bundle] == nil {
@@ -202,4 +191,20 @@ func (t *trust) count(bundle string, refs []*gitsync.Refusal) int {
 		}
 	}
 	return n
+}
+
+// UntrustedApproval says why an approval commit does not count under
+// --verify-commits ("" when it counts, or verification is off).
+func (t *Trust) UntrustedApproval(ctx context.Context, c gitsync.Commit) string {
+	if t == nil {
+		return ""
+	}
+	s, err := t.repo.VerifyCommit(ctx, c.Hash, t.v)
+	switch {
+	case err != nil:
+		return "no trusted signature: " + err.Error()
+	case s.Agent:
+		return "signed by the agent's own key"
+	}
+	return ""
 }

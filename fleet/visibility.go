@@ -1,17 +1,13 @@
-package main
+package fleet
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/rs/zerolog"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -21,94 +17,16 @@ import (
 	"github.com/tandem-gitops/tandem/render"
 )
 
-// visConfig is what `tandem-agent run` is told about events, commit
-// statuses and notifications.
-type visConfig struct {
-	Events          bool
-	NotifyURLs      []string
-	NotifyURLFile   string
-	NotifyFormat    string
-	NotifySecret    string
-	StatusProvider  string
-	StatusURL       string
-	StatusRepo      string
-	StatusTokenFile string
-	StatusTarget    string
-}
-
-// register adds the flags to fs.
-func (v *visConfig) register(fs *flag.FlagSet) {
-	fs.BoolVar(&v.Events, "events", true, "record Kubernetes Events for each release step in the bundle's namespace")
-	fs.Func("notify-url", "POST one JSON document per outcome (promoted, reverted, held, flipped-back) to this URL; repeatable", func(s string) error {
-		v.NotifyURLs = append(v.NotifyURLs, s)
-		return nil
-	})
-	fs.StringVar(&v.NotifyURLFile, "notify-url-file", "", "file with more --notify-url URLs, one a line (for URLs that hold a token, such as Slack's; read at start)")
-	fs.StringVar(&v.NotifyFormat, "notify-format", "json", "body of --notify-url requests: json, or slack (Slack and Mattermost incoming webhooks)")
-	fs.StringVar(&v.NotifySecret, "notify-secret-file", "", "file holding a key to sign --notify-url bodies (header X-Tandem-Signature-256: sha256=HMAC); reloaded when it changes")
-	fs.StringVar(&v.StatusProvider, "commit-status", "", "set commit statuses on each candidate's source commit: github, gitlab or gitea (Forgejo too)")
-	fs.StringVar(&v.StatusURL, "commit-status-url", "", "API base URL (default https://api.github.com or https://gitlab.com; e.g. https://ghe.example.com/api/v3; required for gitea)")
-	fs.StringVar(&v.StatusRepo, "commit-status-repo", "", "owner/repo (github, gitea) or project id or path (gitlab) of the tracked repository")
-	fs.StringVar(&v.StatusTokenFile, "commit-status-token-file", "", "file holding the API token for commit statuses (reloaded when it changes; never logged)")
-	fs.StringVar(&v.StatusTarget, "commit-status-target-url", "", "link shown with each commit status (a dashboard or runbook; optional)")
-}
-
-// notifyOptions is the notify.Options of the flags (destinations only).
-func (v *visConfig) notifyOptions() (notify.Options, error) {
-	var o notify.Options
-	urls := v.NotifyURLs
-	if v.NotifyURLFile != "" {
-		data, err := os.ReadFile(v.NotifyURLFile)
-		if err != nil {
-			return o, fmt.Errorf("--notify-url-file: %w", err)
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
-				urls = append(urls, line)
-			}
-		}
-	}
-	for _, u := range urls {
-		o.Webhooks = append(o.Webhooks, notify.Webhook{URL: u, Format: v.NotifyFormat, SecretFile: v.NotifySecret})
-	}
-	if v.StatusProvider != "" {
-		o.Status = &notify.StatusOptions{Provider: v.StatusProvider, BaseURL: v.StatusURL, Repo: v.StatusRepo,
-			TokenFile: v.StatusTokenFile, TargetURL: v.StatusTarget}
-	}
-	return o, nil
-}
-
-// validate checks the flags (and that the files they name can be read).
-func (v *visConfig) validate() error {
-	var errs []error
-	if v.NotifyFormat != notify.FormatJSON && v.NotifyFormat != notify.FormatSlack {
-		errs = append(errs, fmt.Errorf("--notify-format %q: want json or slack", v.NotifyFormat))
-	}
-	if v.StatusProvider == "" && (v.StatusURL != "" || v.StatusRepo != "" || v.StatusTokenFile != "" || v.StatusTarget != "") {
-		errs = append(errs, errors.New("--commit-status-* flags need --commit-status github, gitlab or gitea"))
-	}
-	if len(errs) == 0 {
-		o, err := v.notifyOptions()
-		if err == nil {
-			_, err = notify.New(o)
-		}
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// visibility turns the drivers' notes into what users see outside the
+// Visibility turns the drivers' notes into what users see outside the
 // logs: Kubernetes Events, commit statuses and notifications. It follows
 // each bundle's release from its notes (candidate, evidence, reason) so
 // every outcome carries its source commit and why.
-type visibility struct {
-	log    zerolog.Logger
-	events *eventer
-	notify *notify.Notifier
-	sent   *prometheus.CounterVec
-	cancel context.CancelFunc // stops the notifier
+type Visibility struct {
+	onResult func(notify.Result)
+	events   *eventer
+	notify   *notify.Notifier
+	sent     *prometheus.CounterVec
+	cancel   context.CancelFunc // stops the notifier
 
 	mu      sync.Mutex
 	bundles map[string]*release // by bundle
@@ -126,29 +44,37 @@ type release struct {
 	color     string // the last color a note of this release named
 }
 
-// newVisibility starts the event recorder and the notifier of c until ctx
-// ends or stop is called.
-func newVisibility(ctx context.Context, c *visConfig, cfg *rest.Config, m *metrics, log zerolog.Logger) (*visibility, error) {
-	v := &visibility{log: log, bundles: map[string]*release{},
+// VisibilityOptions say what users see outside the logs.
+type VisibilityOptions struct {
+	// Events: record Kubernetes Events for each release step.
+	Events bool
+	// Notify are the notifications and commit statuses (none when empty).
+	Notify notify.Options
+	// OnResult, when set, hears what became of each notification or status
+	// (after it is counted).
+	OnResult func(notify.Result)
+}
+
+// NewVisibility starts the event recorder and the notifier of o until ctx
+// ends or Stop is called; reg takes its metric.
+func NewVisibility(ctx context.Context, o VisibilityOptions, cfg *rest.Config, reg prometheus.Registerer) (*Visibility, error) {
+	v := &Visibility{onResult: o.OnResult, bundles: map[string]*release{},
 		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_notifications_total",
 			Help: "Notifications and commit statuses by kind (webhook, commit-status) and outcome (delivered, failed, dropped).",
 		}, []string{"kind", "outcome"})}
-	m.reg.MustRegister(v.sent)
-	if c.Events {
+	reg.MustRegister(v.sent)
+	if o.Events {
 		cs, err := kubernetes.NewForConfig(cfg)
 		if err != nil {
 			return nil, fmt.Errorf("events: %w", err)
 		}
 		v.events = newEventer(cs)
 	}
-	o, err := c.notifyOptions()
-	if err != nil {
-		return nil, err
-	}
-	if len(o.Webhooks) > 0 || o.Status != nil {
-		o.OnResult = v.delivered
-		n, err := notify.New(o)
+	no := o.Notify
+	if len(no.Webhooks) > 0 || no.Status != nil {
+		no.OnResult = v.delivered
+		n, err := notify.New(no)
 		if err != nil {
 			return nil, err
 		}
@@ -163,9 +89,9 @@ func newVisibility(ctx context.Context, c *visConfig, cfg *rest.Config, m *metri
 // and statuses still queued (a revert's, say, made just before SIGTERM).
 const drainTimeout = 5 * time.Second
 
-// stop gives queued notifications drainTimeout, then ends the notifier
+// Stop gives queued notifications drainTimeout, then ends the notifier
 // (what is still queued is dropped, and counted) and the event recorder.
-func (v *visibility) stop() {
+func (v *Visibility) Stop() {
 	if v == nil {
 		return
 	}
@@ -179,32 +105,22 @@ func (v *visibility) stop() {
 	v.events.stop()
 }
 
-// delivered logs and counts what became of a notification or status.
-func (v *visibility) delivered(r notify.Result) {
+// delivered counts what became of a notification or status.
+func (v *Visibility) delivered(r notify.Result) {
 	v.sent.WithLabelValues(r.Kind, r.Outcome).Inc()
-	ev := v.log.Debug()
-	if r.Outcome != notify.Delivered {
-		ev = v.log.Warn().Err(r.Err)
+	if v.onResult != nil {
+		v.onResult(r)
 	}
-	ev.Str("phase", "notify").Str("kind", r.Kind).Str("target", r.Target).Str("subject", r.Subject).
-		Str("outcome", r.Outcome).Int("attempts", r.Attempts).Msg("notification " + r.Outcome)
 }
 
-// track remembers the namespace of b (its events go there).
-func (a *agent) track(b *render.Bundle) {
-	if a.vis == nil {
+// Track remembers the namespace of b (its events go there).
+func (v *Visibility) Track(b *render.Bundle) {
+	if v == nil {
 		return
 	}
-	a.vis.mu.Lock()
-	defer a.vis.mu.Unlock()
-	a.vis.rel(b.Name).namespace = b.Spec.Namespace
-}
-
-// observe is called by the notifier for every note of a bundle's driver.
-func (a *agent) observe(bundle string, n promote.Note) {
-	if a.vis != nil {
-		a.vis.observe(bundle, n)
-	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.rel(b.Name).namespace = b.Spec.Namespace
 }
 
 // eventColor is the color whose inventory an event goes to: the step's, or
@@ -219,7 +135,7 @@ func (r *release) eventColor(color string) string {
 	return ""
 }
 
-func (v *visibility) rel(bundle string) *release {
+func (v *Visibility) rel(bundle string) *release {
 	r := v.bundles[bundle]
 	if r == nil {
 		r = &release{}
@@ -228,8 +144,12 @@ func (v *visibility) rel(bundle string) *release {
 	return r
 }
 
-// observe turns one note into events, statuses and notifications.
-func (v *visibility) observe(bundle string, n promote.Note) {
+// Observe turns one note of bundle's driver into events, statuses and
+// notifications.
+func (v *Visibility) Observe(bundle string, n promote.Note) {
+	if v == nil {
+		return
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	r := v.rel(bundle)
@@ -248,16 +168,16 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 		}
 	}
 	switch n.Phase {
-	case "candidate":
+	case promote.NoteCandidate:
 		if r.inflight && r.candidate != n.Commit {
 			v.status(r.candidate, bundle, notify.StateCanceled, "superseded by "+contract.Short(n.Commit)+" before it was verified")
 		}
 		*r = release{namespace: r.namespace, live: r.live, candidate: n.Commit, inflight: true}
 		v.status(n.Commit, bundle, notify.StatePending, "tandem is applying and verifying this commit")
-	case "idle":
+	case promote.NoteIdle:
 		v.status(n.Commit, bundle, notify.StateSuccess, "already live: this commit renders what runs")
 		r.inflight = false
-	case "apply":
+	case promote.NoteApply:
 		announce()
 		switch {
 		case n.Err == nil:
@@ -268,7 +188,7 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 		case !transient:
 			event(n.Color, true, reasonApplyFailed, "applying %s to %s failed: %v", contract.Short(n.Commit), n.Color, n.Err)
 		}
-	case "verify":
+	case promote.NoteVerify:
 		announce()
 		switch {
 		case n.Err == nil && n.Reason == promote.ReasonCancelled:
@@ -282,7 +202,7 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 			r.reason = n.Err.Error()
 			event(n.Color, true, reasonVerifyFailed, "%s failed on %s: %v", contract.Short(n.Commit), n.Color, n.Err)
 		}
-	case "flip":
+	case promote.NoteFlip:
 		announce()
 		if n.Err == nil {
 			msg := "stable Services now select " + n.Color
@@ -291,12 +211,12 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 			}
 			event(n.Color, false, reasonSwitched, "%s", msg)
 		}
-	case "soak":
+	case promote.NoteSoak:
 		if n.Err != nil && !transient {
 			r.reason = n.Err.Error()
 			event(n.Color, true, reasonDegraded, "%s degraded during the soak: %v", n.Color, n.Err)
 		}
-	case "flip-back":
+	case promote.NoteFlipBack:
 		if n.Err == nil {
 			from := r.live
 			event(n.Color, true, reasonFlippedBack, "traffic flipped back to %s: %s degraded after the flip: %s", n.Color, from, r.reason)
@@ -304,7 +224,7 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 				SourceCommit: r.candidate, Reason: r.reason})
 			r.live = n.Color
 		}
-	case "fail":
+	case promote.NoteFail:
 		if n.Err == nil {
 			if n.Commit != "" {
 				r.candidate = n.Commit
@@ -312,16 +232,16 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 			r.reason = n.Detail
 			event(n.Color, true, reasonReleaseFailed, "release of %s failed on %s: %s", contract.Short(n.Commit), n.Color, n.Detail)
 		}
-	case "commit":
-		if n.Err != nil || n.Result == "" {
-			return
+	case promote.NoteCommit:
+		if n.Err != nil || n.Result == "" || n.Result == promote.ResultSoaked {
+			return // a soak record is no outcome of a release
 		}
 		v.committed(bundle, r, n)
-	case "scale-down":
+	case promote.NoteScaleDown:
 		if n.Err == nil {
 			event(n.Color, false, reasonScaledDown, "previous color %s scaled to zero (objects kept)", n.Color)
 		}
-	case "recover":
+	case promote.NoteRecover:
 		if n.Err == nil && n.Detail != "" {
 			event(n.Color, true, reasonRecovering, "%s", n.Detail)
 		}
@@ -330,7 +250,7 @@ func (v *visibility) observe(bundle string, n promote.Note) {
 
 // committed reports an outcome that reached Git (or that a newer commit
 // made moot): an event, the source commit's final status and a notification.
-func (v *visibility) committed(bundle string, r *release, n promote.Note) {
+func (v *Visibility) committed(bundle string, r *release, n promote.Note) {
 	o := notify.Outcome{Bundle: bundle, Result: n.Result, Color: n.Color, Live: n.Live, AgentCommit: n.Commit}
 	recorded := "recorded in " + contract.Short(n.Commit)
 	if n.Commit == "" {
@@ -364,13 +284,13 @@ func (v *visibility) committed(bundle string, r *release, n promote.Note) {
 	r.inflight, r.announced, r.evidence, r.reason = false, false, "", ""
 }
 
-func (v *visibility) status(commit, bundle string, st notify.State, desc string) {
+func (v *Visibility) status(commit, bundle string, st notify.State, desc string) {
 	if v.notify != nil && commit != "" {
 		v.notify.SetStatus(notify.Status{Commit: commit, Bundle: bundle, State: st, Description: desc})
 	}
 }
 
-func (v *visibility) outcome(o notify.Outcome) {
+func (v *Visibility) outcome(o notify.Outcome) {
 	if v.notify != nil {
 		v.notify.Notify(o)
 	}

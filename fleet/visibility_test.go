@@ -1,4 +1,4 @@
-package main
+package fleet
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/rs/zerolog"
-
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tandem-gitops/tandem/notify"
 	"github.com/tandem-gitops/tandem/promote"
+	"github.com/tandem-gitops/tandem/testenv"
 )
 
 // TestOutcomesFromNotes feeds a visibility the notes a driver writes for a
@@ -20,7 +20,7 @@ import (
 // and one that renders what is live, and checks the notifications and
 // commit statuses real local servers receive.
 func TestOutcomesFromNotes(t *testing.T) {
-	hooks, github := newRecorder(t, 200), newRecorder(t, 201)
+	hooks, github := testenv.NewRecorder(t, 200), testenv.NewRecorder(t, 201)
 	token := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(token, []byte("tok"), 0o600); err != nil {
 		t.Fatal(err)
@@ -31,16 +31,15 @@ func TestOutcomesFromNotes(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	c := &visConfig{NotifyURLFile: urls, NotifyFormat: "json",
-		StatusProvider: "github", StatusURL: github.URL, StatusRepo: "acme/shop", StatusTokenFile: token}
-	if err := c.validate(); err != nil {
-		t.Fatal(err)
-	}
-	v, err := newVisibility(ctx, c, nil, newMetrics(), zerolog.Nop())
+	o := VisibilityOptions{Notify: notify.Options{
+		Webhooks: []notify.Webhook{{URL: hooks.URL, Format: notify.FormatJSON}},
+		Status:   &notify.StatusOptions{Provider: "github", BaseURL: github.URL, Repo: "acme/shop", TokenFile: token},
+	}}
+	v, err := NewVisibility(ctx, o, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer v.stop()
+	defer v.Stop()
 	for _, n := range []promote.Note{
 		// c2: promoted to green, degrades in the soak, flipped back and reverted.
 		{Phase: "candidate", Commit: "c2"},
@@ -60,13 +59,13 @@ func TestOutcomesFromNotes(t *testing.T) {
 		{Phase: "candidate", Commit: "c4"},
 		{Phase: "idle", Commit: "c4", Detail: "nothing to release: the candidate renders what is live"},
 	} {
-		v.observe("shop", n)
+		v.Observe("shop", n)
 	}
 
 	var got []string
 	for range 3 {
 		var o notify.Outcome
-		if err := json.Unmarshal(hooks.next(t, "notification").Body, &o); err != nil {
+		if err := json.Unmarshal(hooks.Next(t, "notification").Body, &o); err != nil {
 			t.Fatal(err)
 		}
 		got = append(got, strings.Join([]string{o.Result, o.SourceCommit, o.AgentCommit, o.Color, o.Live, o.Reason}, "|"))
@@ -82,7 +81,7 @@ func TestOutcomesFromNotes(t *testing.T) {
 
 	got = nil
 	for range 7 {
-		req := github.next(t, "commit status")
+		req := github.Next(t, "commit status")
 		var b map[string]string
 		if err := json.Unmarshal(req.Body, &b); err != nil {
 			t.Fatal(err)

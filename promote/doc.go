@@ -12,14 +12,23 @@
 // release.yaml and the cluster's View into the state to resume from. Both are
 // tested by tables covering every rule of the contract's lifecycle.
 //
+// Admit is the other decision: whether a new tip of the branch is offered to
+// a bundle's driver (offer, skip, hold, wait, refuse, remove), from facts
+// the agent gathers; it asks for costly facts (signatures, stage gates) only
+// when its verdict depends on them, and never acts. Decide is the stage gate
+// it waits on. Both are table-tested.
+//
 // Driver performs the decisions for one bundle through small role
-// interfaces this package declares (Observer, Deployer, Verifier, Router,
-// and Git), which cmd/agent implements on top of applier and gitsync. A
+// interfaces this package declares (Observer, Deployer, Verifier, Checker,
+// Router, and Git), which package fleet implements on top of applier and
+// gitsync. Every write of release.yaml (promotion, revert, hold, and the
+// record of a finished soak) is an ActRecord decision carried out by the
+// one Git role. A
 // release is named by a ReleaseRef (commit and digest); the adapters resolve
 // it to rendered objects. The driver feeds each effect's outcome back to
 // Step, cancels a verification or soak when a newer candidate arrives,
 // gives its concurrency slot away while it only watches (a verification or
-// a soak), and reports each step as a Note for logs and metrics. It decides
-// nothing itself.
+// a soak), and reports each step as a Note (a typed NotePhase and
+// NoteReason) for logs and metrics. It decides nothing itself.
 // promote imports neither applier nor gitsync nor render.
 package promote

@@ -123,7 +123,7 @@ func (d *Driver) release(ctx context.Context, c Candidate) {
 	case <-ctx.Done():
 		return
 	}
-	d.notify(Note{Phase: "candidate", Commit: c.Commit, Detail: c.Digest})
+	d.notify(Note{Phase: NoteCandidate, Commit: c.Commit, Detail: c.Digest})
 	d.run(ctx, Event{Kind: EvCandidate, Candidate: &c})
 }
 
@@ -187,14 +187,14 @@ func (d *Driver) commit() string {
 // when ctx ended.
 func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 	start := time.Now()
-	note := func(phase, detail string, err error) {
+	note := func(phase NotePhase, detail string, err error) {
 		d.notify(Note{Phase: phase, Color: dec.Color, Commit: d.commit(), Detail: detail,
 			Duration: time.Since(start), Err: err, Warn: err != nil})
 	}
 	switch dec.Action {
 	case ActRetry:
 		if dec.Redo.Action != ActRecord && dec.Redo.Action != ActObserve {
-			note("retry", string(dec.Redo.Action), nil)
+			note(NoteRetry, string(dec.Redo.Action), nil)
 		}
 		if !d.sleep(ctx, wait.Jitter(dec.After, dec.Jitter)) {
 			return ev, false
@@ -205,7 +205,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		ev = Event{Kind: EvObserved, View: v, Err: err}
 	case ActDeploy:
 		changes, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, DeployOptions{Shared: true, Verify: true})
-		n := Note{Phase: "apply", Color: dec.Color, Commit: d.commit(), Detail: str(changes),
+		n := Note{Phase: NoteApply, Color: dec.Color, Commit: d.commit(), Detail: str(changes),
 			Duration: time.Since(start), Err: err, Warn: err != nil}
 		if p, ok := changes.(interface{ PrunedCount() int }); ok {
 			n.Pruned = p.PrunedCount()
@@ -218,7 +218,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		return d.check(ctx, dec)
 	case ActFlip:
 		err := d.cluster.Route(ctx, dec.Color, dec.Ref)
-		n := Note{Phase: "flip", Color: dec.Color, Commit: d.commit(), Detail: "stable Services switched",
+		n := Note{Phase: NoteFlip, Color: dec.Color, Commit: d.commit(), Detail: "stable Services switched",
 			Duration: time.Since(start), Err: err, Warn: err != nil}
 		if dec.Warm {
 			n.Detail, n.Reason = "warm flip-back: the previous color already runs this release", ReasonWarmFlip
@@ -231,7 +231,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		return d.soak(ctx, dec)
 	case ActFlipBack:
 		err := d.cluster.Route(ctx, dec.Color, dec.Ref)
-		note("flip-back", "", err)
+		note(NoteFlipBack, "", err)
 		ev = Event{Kind: EvFlippedBack, Err: err}
 	case ActFail:
 		var err error
@@ -244,14 +244,14 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		ev = Event{Kind: EvTakenOut, Err: err}
 	case ActReroute:
 		err := d.cluster.Route(ctx, dec.Color, dec.Ref)
-		note("recover", "stable Services put back on the recorded live color", err)
+		note(NoteRecover, "stable Services put back on the recorded live color", err)
 		ev = Event{Kind: EvRerouted, Err: err}
 	case ActResync:
 		_, err := d.cluster.Deploy(ctx, dec.Color, dec.Ref, DeployOptions{Shared: true})
 		if err == nil {
 			err = d.cluster.Route(ctx, dec.Color, dec.Ref)
 		}
-		note("resync", "", err)
+		note(NoteResync, "", err)
 		ev = Event{Kind: EvDeployed, Err: err}
 	case ActScale:
 		err := d.cluster.Scale(ctx, dec.Color, false)
@@ -259,7 +259,7 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		if err != nil {
 			detail = "will retry"
 		}
-		note("scale-down", detail, err)
+		note(NoteScaleDown, detail, err)
 		ev = Event{Kind: EvScaled, Err: err}
 	default:
 		return ev, false
@@ -289,7 +289,7 @@ func (d *Driver) verify(ctx context.Context, dec Decision) (Event, bool) {
 	if newer {
 		return Event{Kind: EvCancelled}, ctx.Err() == nil
 	}
-	d.notify(Note{Phase: "verify", Color: dec.Color, Commit: d.commit(), Detail: evidence,
+	d.notify(Note{Phase: NoteVerify, Color: dec.Color, Commit: d.commit(), Detail: evidence,
 		Duration: time.Since(start), Err: err, Warn: err != nil})
 	return Event{Kind: EvVerified, Err: err, Evidence: evidence}, ctx.Err() == nil
 }
@@ -313,7 +313,7 @@ func (d *Driver) check(ctx context.Context, dec Decision) (Event, bool) {
 func (d *Driver) noteChecks(rs check.Results) {
 	for i := range rs {
 		r := rs[i]
-		d.notify(Note{Phase: "check", Color: r.Color, Commit: d.commit(), Detail: r.Line(), Duration: r.Duration,
+		d.notify(Note{Phase: NoteCheck, Color: r.Color, Commit: d.commit(), Detail: r.Line(), Duration: r.Duration,
 			Warn: r.Verdict != check.Passed, Check: &r})
 	}
 }
@@ -327,14 +327,14 @@ func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Even
 		if live != "" {
 			liveCommit = dec.Commit.Release.Colors[live].Commit
 		}
-		d.notify(Note{Phase: "commit", Color: dec.Color, Commit: written, Result: dec.Result, Attempts: attempts,
+		d.notify(Note{Phase: NoteCommit, Color: dec.Color, Commit: written, Result: dec.Result, Attempts: attempts,
 			Duration: time.Since(start), Live: live, LiveCommit: liveCommit})
 		if dec.Result == ResultPromoted {
-			d.notify(Note{Phase: "promote", Color: dec.Color, Commit: d.commit()})
+			d.notify(Note{Phase: NotePromote, Color: dec.Color, Commit: d.commit()})
 		}
 	case errors.Is(err, ErrSuperseded):
 	default:
-		d.notify(Note{Phase: "commit", Result: dec.Result, Err: err, Warn: true, Detail: "cannot write the outcome to Git; retrying"})
+		d.notify(Note{Phase: NoteCommit, Result: dec.Result, Err: err, Warn: true, Detail: "cannot write the outcome to Git; retrying"})
 	}
 	return Event{Kind: EvRecorded, Err: err}
 }
@@ -360,7 +360,7 @@ func (d *Driver) soak(ctx context.Context, dec Decision) (Event, bool) {
 		return Event{Kind: EvCancelled}, ctx.Err() == nil
 	}
 	d.noteChecks(rs)
-	d.notify(Note{Phase: "soak", Color: dec.Color, Commit: d.commit(), Duration: time.Since(start), Err: err, Warn: err != nil})
+	d.notify(Note{Phase: NoteSoak, Color: dec.Color, Commit: d.commit(), Duration: time.Since(start), Err: err, Warn: err != nil})
 	return Event{Kind: EvSoaked, Err: err, Checks: rs}, ctx.Err() == nil
 }
 

@@ -261,7 +261,7 @@ func TestDriverGivesItsSlotAwayDuringASoak(t *testing.T) {
 
 	a.cl.blocker("watch v2") <- nil // the soak ends well
 	for n := range a.notes {
-		if n.Phase == "soak" {
+		if n.Phase == NoteSoak {
 			if n.Err != nil {
 				t.Fatalf("soak note: %+v", n)
 			}

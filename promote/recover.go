@@ -32,7 +32,7 @@ func (c ColorView) Runs(digest string) bool {
 // and the time now. It converges after a crash at any moment:
 //
 //   - the stable twins select the recorded live color: resume (and finish a
-//     soak that was cut short);
+//     soak that was cut short, or record one that ended unrecorded);
 //   - they select another color whose workloads are healthy: the flip
 //     happened before the crash, so commit that promotion;
 //   - they are mixed, or select an unhealthy color: put them back on the
@@ -66,10 +66,15 @@ func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decisi
 			s.Candidate = &Candidate{Commit: s.LiveCommit, Digest: s.LiveDigest, Policy: s.Policy}
 			return s, Decision{Action: ActSoak, Color: s.Live, Ref: s.liveRef(), After: promoted.Add(s.Policy.Soak).Sub(now)}
 		}
+		if promoted != nil && !Soaked(rel, s.Policy.Soak) && !now.Before(promoted.Add(s.Policy.Soak)) {
+			// The soak ended before the restart but was not recorded:
+			// record it now (soaked decides whether anyone waits for it).
+			return soaked(s, now)
+		}
 		return settled(s, now)
 	}
 	cv := v.Colors[v.Live]
-	if !v.Mixed && cv.Healthy && cv.Commit != "" {
+	if _, ok := flipHappened(rel, v); ok {
 		// The flip happened, the commit did not: record it now.
 		s.Candidate = &Candidate{Commit: cv.Commit, Digest: cv.Digest, Policy: s.Policy}
 		s.Target = v.Live
@@ -78,17 +83,17 @@ func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decisi
 		evidence := fmt.Sprintf("recovered after a restart: the flip had happened; %s %d/%d ready", v.Live, cv.Ready, cv.Replicas)
 		s, d := record(s, Decision{Color: s.Live, Result: ResultPromoted,
 			Message: PromoteMessage(s.Bundle, s.Live, cv.Commit, evidence)}, now, nil)
-		d.Say = &Note{Phase: "recover", Color: s.Live, Commit: s.LiveCommit, Warn: true,
+		d.Say = &Note{Phase: NoteRecover, Color: s.Live, Commit: s.LiveCommit, Warn: true,
 			Detail: "the stable Services select a color release.yaml does not record: committing that promotion"}
 		return s, d
 	}
 	if s.Live == "" {
 		// Nothing recorded and nothing healthy selected: wait for a candidate.
 		reason := "the stable Services select an unhealthy or mixed color and release.yaml records none"
-		return s, Decision{Action: ActNone, Reason: reason, Say: &Note{Phase: "recover", Detail: reason, Warn: true}}
+		return s, Decision{Action: ActNone, Reason: reason, Say: &Note{Phase: NoteRecover, Detail: reason, Warn: true}}
 	}
 	reason := "the stable Services are mixed or select an unhealthy color; putting them back on " + s.Live
 	s.Phase = PhaseRerouting
 	return s, Decision{Action: ActReroute, Color: s.Live, Ref: s.liveRef(), Reason: reason,
-		Say: &Note{Phase: "recover", Color: s.Live, Detail: reason, Warn: true}}
+		Say: &Note{Phase: NoteRecover, Color: s.Live, Detail: reason, Warn: true}}
 }

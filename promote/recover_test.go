@@ -23,6 +23,17 @@ func TestRecover(t *testing.T) {
 	base := State{Bundle: "shop", Colors: colorsBG, Policy: Policy{OnFailure: OnFailureRevert, ScaleDownAfter: 10 * time.Minute}}
 	withSoak := base
 	withSoak.Policy.Soak = time.Minute
+	recordSoak := withSoak
+	recordSoak.Policy.RecordSoak = true
+	longAgo := now.Add(-time.Hour)
+	relSoakOver := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green", Colors: map[string]ColorRelease{
+		"green": {Commit: "v2", Digest: "sha256:2", State: StateLive, PromotedAt: &longAgo},
+		"blue":  {Commit: "v1", Digest: "sha256:1", State: StatePrevious},
+	}}
+	relSoakRecorded := &Release{APIVersion: contract.APIVersion, Kind: KindRelease, Bundle: "shop", Live: "green", Colors: map[string]ColorRelease{
+		"green": {Commit: "v2", Digest: "sha256:2", State: StateLive, PromotedAt: &longAgo, SoakedAt: &promoted},
+		"blue":  {Commit: "v1", Digest: "sha256:1", State: StatePrevious},
+	}}
 	for _, tc := range []struct {
 		name   string
 		base   State
@@ -79,6 +90,22 @@ func TestRecover(t *testing.T) {
 					t.Error("no reason given")
 				}
 			}},
+		{"soak over before a restart, not recorded, a bundle waits for it: record it", recordSoak, relSoakOver,
+			View{Live: "green", Colors: map[string]ColorView{"green": healthy("v2", "sha256:2"), "blue": healthy("v1", "sha256:1")}},
+			ActRecord, "green", func(t *testing.T, s State, d Decision) {
+				if d.Result != ResultSoaked || d.Commit.Release.Colors["green"].SoakedAt == nil {
+					t.Fatalf("recovered soak record: %+v", d)
+				}
+				if _, next := Step(s, Event{Kind: EvRecorded, At: now}); next.Action != ActNone || next.ScaleDown != "blue" {
+					t.Errorf("after the recovered soak record: %+v", next)
+				}
+			}},
+		{"soak over before a restart, nobody waits for it: nothing to record", withSoak, relSoakOver,
+			View{Live: "green", Colors: map[string]ColorView{"green": healthy("v2", "sha256:2"), "blue": healthy("v1", "sha256:1")}},
+			ActNone, "", nil},
+		{"soak over and already recorded: nothing to record", recordSoak, relSoakRecorded,
+			View{Live: "green", Colors: map[string]ColorView{"green": healthy("v2", "sha256:2"), "blue": healthy("v1", "sha256:1")}},
+			ActNone, "", nil},
 		{"killed during the soak: watch for the rest of it", withSoak, rel,
 			View{Live: "green", Colors: map[string]ColorView{"green": healthy("v2", "sha256:2"), "blue": healthy("v1", "sha256:1")}},
 			ActSoak, "green", func(t *testing.T, s State, d Decision) {

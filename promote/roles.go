@@ -99,7 +99,7 @@ var ErrSuperseded = errors.New("a newer commit changed the bundle")
 
 // Note is one step of a release, for logs and metrics.
 type Note struct {
-	Phase    string // candidate, idle, apply, verify, check, flip, promote, soak, flip-back, fail, commit, recover, scale-down, resync, retry
+	Phase    NotePhase
 	Color    string
 	Commit   string
 	Result   string // for commit notes: promoted, reverted, held
@@ -120,6 +120,33 @@ type Note struct {
 	Reason NoteReason
 }
 
+// NotePhase is the step of a release a Note reports.
+type NotePhase string
+
+// Note phases: every step the driver reports. Consumers switch on these
+// constants, never on text.
+const (
+	NoteCandidate NotePhase = "candidate"  // a new candidate was taken (Detail: its digest)
+	NoteIdle      NotePhase = "idle"       // nothing to release: the candidate renders what is live
+	NoteApply     NotePhase = "apply"      // a color was applied (Detail: what changed)
+	NoteVerify    NotePhase = "verify"     // a color's health is known (Detail: evidence)
+	NoteCheck     NotePhase = "check"      // one check ran (Check)
+	NoteFlip      NotePhase = "flip"       // the stable Services select Color
+	NotePromote   NotePhase = "promote"    // the promotion is recorded
+	NoteSoak      NotePhase = "soak"       // the soak ended (Err: it degraded; Reason: cut short)
+	NoteFlipBack  NotePhase = "flip-back"  // traffic went back to the previous color
+	NoteFail      NotePhase = "fail"       // the release failed (Detail: why)
+	NoteCommit    NotePhase = "commit"     // an outcome reached Git (Result, Commit)
+	NoteRecover   NotePhase = "recover"    // recovery after a restart did something
+	NoteScaleDown NotePhase = "scale-down" // the previous color was scaled to zero
+	NoteResync    NotePhase = "resync"     // the live color was re-applied (drift)
+	NoteRetry     NotePhase = "retry"      // a transient error; the decision is retried
+)
+
+// NotePhases lists every note phase, in the order of a release.
+var NotePhases = []NotePhase{NoteCandidate, NoteIdle, NoteApply, NoteVerify, NoteCheck, NoteFlip, NotePromote,
+	NoteSoak, NoteFlipBack, NoteFail, NoteCommit, NoteRecover, NoteScaleDown, NoteResync, NoteRetry}
+
 // NoteReason is the typed meaning of a note (Note.Reason).
 type NoteReason string
 
@@ -131,4 +158,8 @@ const (
 	ReasonNotWarm NoteReason = "not-warm"
 	// ReasonWarmFlip: the flip is a warm flip-back to a color that already runs the release.
 	ReasonWarmFlip NoteReason = "warm-flip"
+	// ReasonSoakCut: a newer commit ended a soak early; the promotion stands.
+	ReasonSoakCut NoteReason = "soak-cut"
+	// ReasonSuperseded: a newer commit changed the bundle; no revert was written over it.
+	ReasonSuperseded NoteReason = "superseded"
 )

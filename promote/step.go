@@ -65,6 +65,10 @@ type Policy struct {
 	// Checks are spec.checks: verify checks run before the flip, soak
 	// checks during the soak.
 	Checks []check.Spec
+	// RecordSoak: another bundle lists this one in spec.after, so the end
+	// of a healthy soak is recorded in release.yaml (soakedAt) for the
+	// agents of those bundles to read.
+	RecordSoak bool
 }
 
 // checks are the policy's checks that run at when.
@@ -313,7 +317,7 @@ func step(s State, e Event) (State, Decision) {
 	case EvSoaked:
 		s.Checks = append(slices.Clip(s.Checks), e.Checks...)
 		if e.Err == nil {
-			return settled(s, e.At)
+			return soaked(s, e.At)
 		}
 		s.Phase, s.Evidence = PhaseFlippingBack, e.Err.Error()
 		return s, Decision{Action: ActFlipBack, Color: s.Previous, Ref: s.prevRef()}
@@ -356,7 +360,7 @@ func candidate(s State, c *Candidate) (State, Decision) {
 	s.Policy = c.Policy
 	if c.RenderErr == nil && c.Digest != "" && c.Digest == s.LiveDigest {
 		s.Phase = PhaseIdle
-		return s, Decision{Action: ActNone, Say: &Note{Phase: "idle", Commit: c.Commit,
+		return s, Decision{Action: ActNone, Say: &Note{Phase: NoteIdle, Commit: c.Commit,
 			Detail: "nothing to release: the candidate renders what is live"}}
 	}
 	s.Candidate, s.Target, s.Warm, s.Displaced, s.Evidence, s.Checks = c, s.Idle(), false, nil, "", nil
@@ -383,7 +387,7 @@ func confirmWarm(s State, v View) (State, Decision) {
 	}
 	s.PreviousWarm, s.Warm = false, false
 	s, d := deploy(s)
-	d.Say = &Note{Phase: "verify", Color: s.Target, Reason: ReasonNotWarm, Detail: s.Target + " does not run this release any more; deploying it instead"}
+	d.Say = &Note{Phase: NoteVerify, Color: s.Target, Reason: ReasonNotWarm, Detail: s.Target + " does not run this release any more; deploying it instead"}
 	return s, d
 }
 
@@ -442,9 +446,14 @@ func recorded(s State, e Event) (State, Decision) {
 	}
 	var d Decision
 	if e.Err != nil { // superseded: a newer commit changed the bundle
-		d.Say = &Note{Phase: "commit", Result: s.Pending.Result, Detail: "a newer commit changed the bundle; no revert written over it"}
+		d.Say = &Note{Phase: NoteCommit, Result: s.Pending.Result, Reason: ReasonSuperseded,
+			Detail: "a newer commit changed the bundle; no revert written over it"}
 	}
-	if s.Pending.Result != ResultPromoted {
+	switch s.Pending.Result {
+	case ResultSoaked:
+		return settled(s, e.At)
+	case ResultPromoted:
+	default:
 		s.Phase = PhaseIdle
 		d.Action = ActNone
 		return s, d
@@ -454,6 +463,32 @@ func recorded(s State, e Event) (State, Decision) {
 		return s, Decision{Action: ActSoak, Color: s.Live, Ref: s.liveRef(), After: s.Policy.Soak, Checks: s.Policy.checks(check.WhenSoak)}
 	}
 	return settled(s, e.At)
+}
+
+// soaked follows a soak that ended healthy: when bundles after this one
+// wait for it (Policy.RecordSoak), release.yaml records soakedAt first;
+// then the promotion settles.
+func soaked(s State, at time.Time) (State, Decision) {
+	rel := s.Release
+	if !s.Policy.RecordSoak || rel == nil || rel.Live != s.Live || s.Live == "" {
+		return settled(s, at)
+	}
+	live, ok := rel.Colors[s.Live]
+	if !ok || live.Commit != s.LiveCommit || live.SoakedAt != nil {
+		return settled(s, at)
+	}
+	next := *rel
+	next.Colors = make(map[string]ColorRelease, len(rel.Colors))
+	for c, cr := range rel.Colors {
+		next.Colors[c] = cr
+	}
+	when := at.UTC().Truncate(time.Second)
+	live.SoakedAt = &when
+	next.Colors[s.Live] = live
+	s.Phase = PhaseRecording
+	msg := SoakedMessage(s.Bundle, s.Live, s.LiveCommit)
+	return s, Decision{Action: ActRecord, Color: s.Live, Result: ResultSoaked, Message: msg,
+		Commit: &Commit{Result: ResultSoaked, Message: msg, Release: &next}}
 }
 
 // settled ends a promotion: the previous color scales down at ScaleDownAt.
@@ -479,11 +514,11 @@ func settled(s State, at time.Time) (State, Decision) {
 func cancelled(s State, at time.Time) (State, Decision) {
 	if s.Phase == PhaseSoaking {
 		s, d := settled(s, at)
-		d.Say = &Note{Phase: "soak", Color: s.Live, Detail: "a newer commit arrived; soak ended early"}
+		d.Say = &Note{Phase: NoteSoak, Color: s.Live, Reason: ReasonSoakCut, Detail: "a newer commit arrived; soak ended early"}
 		return s, d
 	}
 	s.Phase = PhaseIdle
-	return s, Decision{Action: ActNone, Say: &Note{Phase: "verify", Color: s.Target, Reason: ReasonCancelled, Detail: "a newer commit arrived; verification cancelled"}}
+	return s, Decision{Action: ActNone, Say: &Note{Phase: NoteVerify, Color: s.Target, Reason: ReasonCancelled, Detail: "a newer commit arrived; verification cancelled"}}
 }
 
 // scaleDownDue scales the previous color down if it is still warm.
@@ -560,7 +595,7 @@ func flippedBack(s State, e Event) (State, Decision) {
 // (or could not be taken out: a restore that failed is no warm copy).
 func takenOut(s State, e Event) (State, Decision) {
 	o := s.Outcome
-	say := &Note{Phase: "fail", Color: o.Color, Commit: o.Failing, Detail: o.Reason, Warn: true}
+	say := &Note{Phase: NoteFail, Color: o.Color, Commit: o.Failing, Detail: o.Reason, Warn: true}
 	if e.Err != nil {
 		if o.Restore != nil {
 			s.PreviousWarm = false

@@ -82,6 +82,9 @@ func TestStep(t *testing.T) {
 	greenWarmBlue := State{Bundle: "shop", Colors: colorsBG, Live: "green", LiveCommit: "v2", LiveDigest: "sha256:2",
 		Previous: "blue", PrevCommit: "v1", PrevDigest: "sha256:1", PreviousWarm: true}
 	soak := Policy{OnFailure: OnFailureRevert, Soak: time.Minute, ScaleDownAfter: 10 * time.Minute}
+	recordSoak := soak
+	recordSoak.RecordSoak = true
+	soakEnd := time.Date(2026, 11, 23, 10, 5, 0, 0, time.UTC)
 	checked := soak
 	checked.Checks = []check.Spec{{Name: "smoke", When: check.WhenVerify, Job: &check.Job{}},
 		{Name: "errors", When: check.WhenSoak, Prometheus: &check.Prometheus{}}}
@@ -279,6 +282,48 @@ func TestStep(t *testing.T) {
 				}
 			}},
 		}},
+		{"soak passes with a bundle after this one: record soakedAt, then settle", blueLive, []tstep{
+			{candWith("v2", "sha256:2", recordSoak), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{ev(EvRecorded), ActSoak, "green", nil},
+			{Event{Kind: EvSoaked, At: soakEnd}, ActRecord, "green", all(result(ResultSoaked), trailers(TrailerSource, "v2"),
+				func(t *testing.T, s State, d Decision) {
+					c := d.Commit
+					if c == nil || c.Result != ResultSoaked || c.Revert != nil || c.Release.Live != "green" {
+						t.Fatalf("soak record: %+v", c)
+					}
+					at := c.Release.Colors["green"].SoakedAt
+					if at == nil || !at.Equal(soakEnd) || c.Release.Colors["green"].Commit != "v2" || c.Release.Colors["blue"].State != StatePrevious {
+						t.Errorf("release.yaml after the soak: %+v", c.Release.Colors)
+					}
+					if s.Release.Colors["green"].SoakedAt != nil {
+						t.Error("Step changed the recorded release before the commit landed")
+					}
+				})},
+			{ev(EvRecorded), ActNone, "", func(t *testing.T, s State, d Decision) {
+				if d.ScaleDown != "blue" || !Soaked(s.Release, time.Minute) {
+					t.Errorf("after the soak record: scale down %q, soaked %v", d.ScaleDown, Soaked(s.Release, time.Minute))
+				}
+				// A later record of the same live release keeps soakedAt.
+				if r := Record(s.Release, s, soakEnd.Add(time.Hour), nil); r.Colors["green"].SoakedAt == nil {
+					t.Errorf("a later record dropped soakedAt: %+v", r.Colors["green"])
+				}
+			}},
+		}},
+		{"a soak cut short by a newer commit records nothing", blueLive, []tstep{
+			{candWith("v2", "sha256:2", recordSoak), ActDeploy, "green", nil},
+			{ev(EvDeployed), ActVerify, "green", nil},
+			{ev(EvVerified), ActFlip, "green", nil},
+			{ev(EvFlipped), ActRecord, "green", nil},
+			{ev(EvRecorded), ActSoak, "green", nil},
+			{ev(EvCancelled), ActNone, "", func(t *testing.T, _ State, d Decision) {
+				if d.Say == nil || d.Say.Reason != ReasonSoakCut {
+					t.Errorf("cut soak note: %+v", d.Say)
+				}
+			}},
+		}},
 		{"soak fails: flip back to the warm previous color, then revert", blueLive, []tstep{
 			{candWith("v2", "sha256:2", soak), ActDeploy, "green", nil},
 			{ev(EvDeployed), ActVerify, "green", nil},
@@ -423,7 +468,7 @@ func TestStepAroundARelease(t *testing.T) {
 			}},
 			{Event{Kind: EvTakenOut, At: at}, ActRecord, "green", func(t *testing.T, s State, d Decision) {
 				f := d.Commit.Release.LastFailure
-				if f == nil || f.Commit != "v2" || f.Reason != "server-green: ImagePullBackOff" || !f.At.Equal(at) || d.Say == nil || d.Say.Phase != "fail" {
+				if f == nil || f.Commit != "v2" || f.Reason != "server-green: ImagePullBackOff" || !f.At.Equal(at) || d.Say == nil || d.Say.Phase != NoteFail {
 					t.Errorf("failure record: %+v say %+v", f, d.Say)
 				}
 			}},

@@ -2,77 +2,71 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"net/http"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/tandem-gitops/tandem/check"
-	"github.com/tandem-gitops/tandem/contract"
-
+	"github.com/rs/zerolog"
 	"k8s.io/apimachinery/pkg/util/wait"
 
-	"github.com/rs/zerolog"
-
-	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/check"
+	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/fleet"
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/render"
 )
 
-// agent is the loop: sync → render → (per bundle) apply → verify → promote.
-// The per-bundle part runs in a driver goroutine per bundle (bundle.go); the loop
-// only notices new tips, renders candidates and hands them over.
+// agent is the loop: sync → admit → render → (per bundle) apply → verify →
+// promote. The per-bundle part runs in a driver goroutine per bundle
+// (promote.Driver); the loop notices new tips, gathers each bundle's facts,
+// asks promote.Admit what to do and does it (admit.go).
 type agent struct {
-	cfg      *config
-	repo     *gitsync.Repo
-	ap       *applier.Applier // the agent's own identity (observing the cluster)
-	ten      *tenancy         // who acts for each bundle, and where (tenancy.go)
-	releases *releaseStore    // renders the drivers refer to
-	m        *metrics
-	log      zerolog.Logger
-	dir      string // checkouts live here, one directory per tip
-	wake     chan struct{}
+	cfg     *config
+	repo    *gitsync.Repo
+	m       *metrics
+	log     zerolog.Logger
+	dir     string // checkouts live here, one directory per tip
+	wake    chan struct{}
+	drivers *drivers     // the bundles' drivers (drivers.go)
+	admit   *admission   // what each bundle does with a tip (admit.go)
+	gates   *gates       // stage gates at the newest tip (stages.go)
+	trail   *fleet.Trail // what the branch says between commits (package fleet)
 
-	mu       sync.Mutex
-	bundles  map[string]*bundleRun // by bundle name
-	tip      string                // last tip rendered
-	checkout gitsync.Snapshot      // the newest tip's checkout (the others are pruned)
-	offered  int                   // candidates handed to drivers in this pass
-	settled  []settledBundle       // the bundles of the last full pass if all were handled; nil: none
-	sem      chan struct{}         // bounds bundles acting at once (not waiting on health)
-	wg       sync.WaitGroup        // drivers
-	diffs    diffCache
-	trust    *trust        // --verify-commits; nil when off (trust.go)
-	vis      *visibility   // events, commit statuses, notifications; nil: off
-	checks   *check.Runner // spec.checks of every bundle (checks.go)
-	stages   *stages       // the stage gates (stages.go)
+	tip      string           // last tip handled
+	checkout gitsync.Snapshot // the newest tip's checkout (the others are pruned)
+	settled  []settledBundle  // the bundles of the last full pass if all were handled; nil: none
 }
 
-func newAgent(c *config, repo *gitsync.Repo, ap *applier.Applier, m *metrics, dir string, log zerolog.Logger) *agent {
-	a := &agent{
-		cfg: c, repo: repo, m: m, log: log, dir: dir,
-		wake:    make(chan struct{}, 1),
-		bundles: map[string]*bundleRun{},
-		sem:     make(chan struct{}, c.Concurrency),
-	}
-	a.ap, a.releases, a.stages = ap, newReleaseStore(), newStages(m)
-	a.checks = &check.Runner{} // run replaces it with the flags' runner
-	a.ten = &tenancy{own: ap}  // run.go sets the flags' tenancy
-	return a
+// fleetParts are the adapters the loop hands its drivers (package fleet).
+type fleetParts struct {
+	store  *fleet.Store
+	render *fleet.Renderer
+	ten    *fleet.Tenancy
+	trust  *fleet.Trust      // --verify-commits; nil when off
+	vis    *fleet.Visibility // events, commit statuses, notifications; nil: off
+	checks *check.Runner     // spec.checks of every bundle
 }
 
-// resync asks every driver to re-apply its live color.
-func (a *agent) resync(context.Context) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, run := range a.bundles {
-		run.driver.Resync()
+func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir string, log zerolog.Logger) *agent {
+	if parts.store == nil {
+		parts.store = fleet.NewStore()
 	}
+	if parts.checks == nil {
+		parts.checks = &check.Runner{}
+	}
+	parts.render = &fleet.Renderer{Store: parts.store, Tenancy: parts.ten, Repo: repo,
+		Scratch: filepath.Join(filepath.Dir(dir), "at"), AllowRemoteBases: c.AllowRemoteBases}
+	g := newGates(c, repo, parts, m, log)
+	t := fleet.NewTrail(repo, parts.store, parts.trust, c.identity)
+	d := &drivers{cfg: c, repo: repo, parts: parts, trail: t, gates: g, m: m, log: log,
+		sem: make(chan struct{}, c.Concurrency), bundles: map[string]*bundleRun{}}
+	return &agent{cfg: c, repo: repo, m: m, log: log, dir: dir, wake: make(chan struct{}, 1),
+		drivers: d, gates: g, trail: t,
+		admit: &admission{cfg: c, drivers: d, trail: t, gates: g, trust: parts.trust, m: m, log: log}}
 }
 
 // poke wakes the loop now (webhook, file watch).
@@ -121,14 +115,14 @@ func (a *agent) run(ctx context.Context, ready func()) {
 		case <-ctx.Done():
 		case <-a.wake:
 		case <-resync.C:
-			a.resync(ctx)
+			a.drivers.resync()
 		case <-time.After(next):
 		}
 		if ctx.Err() != nil {
 			break
 		}
 	}
-	a.wg.Wait()
+	a.drivers.wg.Wait()
 }
 
 // syncBackoff spaces failed syncs: the interval, doubling up to 5 minutes.
@@ -137,7 +131,7 @@ func syncBackoff(interval time.Duration) wait.Backoff {
 }
 
 // sync is one pass: a cheap head check; on a new tip, checkout, discover the
-// bundles and hand every bundle whose files changed a rendered candidate.
+// bundles and admit the tip for each of them.
 func (a *agent) sync(ctx context.Context) error {
 	start := time.Now()
 	poll, err := a.repo.Poll(ctx)
@@ -153,15 +147,17 @@ func (a *agent) sync(ctx context.Context) error {
 	defer func() { a.m.sync.WithLabelValues("new").Observe(time.Since(start).Seconds()) }()
 	if a.settled != nil && a.touchesNoBundle(ctx, poll.Tip) {
 		// Nothing for any bundle (a README, another tool's files, the
-		// agent's own release.yaml commits): what offer would do for each
-		// bundle, without checking out the whole tree.
-		a.mu.Lock()
+		// agent's own release.yaml commits): what admission would say for
+		// each bundle, without checking out the whole tree.
+		settled := map[string]bool{}
 		for _, sb := range a.settled {
-			if run, ok := a.bundles[sb.name]; ok {
+			settled[sb.name] = true
+		}
+		a.drivers.each(func(run *bundleRun) {
+			if settled[run.name] {
 				run.seen = poll.Tip
 			}
-		}
-		a.mu.Unlock()
+		})
 		a.tip = poll.Tip
 		a.log.Info().Str("phase", "sync").Str("commit", contract.Short(poll.Tip)).Int("candidates", 0).Msg("new tip: no bundle input changed")
 		return nil
@@ -185,84 +181,68 @@ func (a *agent) sync(ctx context.Context) error {
 		a.tip = poll.Tip
 		return nil
 	}
-	a.atTip(ctx, poll.Tip, disc) // stages.go: every bundle may be an upstream
+	a.gates.atTip(poll.Tip, disc) // every bundle may be an upstream
 	for _, sp := range snap.Skipped {
 		log.Error().Str("phase", "checkout").Str("path", sp.Path).Str("reason", sp.Reason).
 			Msg("tree entry not checked out (a crafted tree); a bundle that reads it fails, the others go on")
 	}
 	a.pass(ctx, snap, disc)
 	a.tip = poll.Tip
-	log.Info().Str("phase", "sync").Int("candidates", a.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
+	log.Info().Str("phase", "sync").Int("candidates", a.admit.offered).Int("bundles", len(disc.Bundles)).Int("refused", len(disc.Broken)).
 		Dur("checkout", coTook).Dur("duration", time.Since(start)).Msg("new tip: candidates handed to their bundles")
-	a.offered = 0
+	a.admit.offered = 0
 	return nil
 }
 
-// pass hands every bundle of disc its candidate at snap (starting the drivers
-// of new bundles), refuses the broken ones and removes those gone. When every
-// bundle was handled, it records them as settled: a next tip that touches
-// none of their inputs then needs no checkout.
+// pass admits snap for every bundle of disc (starting the drivers of new
+// bundles), the broken ones and those gone. When every bundle was handled,
+// it records them as settled: a next tip that touches none of their inputs
+// then needs no checkout.
 func (a *agent) pass(ctx context.Context, snap gitsync.Snapshot, disc render.Discovery) {
 	ok := len(disc.Broken) == 0
 	settled := []settledBundle{}
-	a.startDrivers(ctx, snap, disc.Bundles) // bundles seen for the first time, at once
+	a.drivers.start(ctx, snap, disc.Bundles) // bundles seen for the first time, at once
 	for _, b := range disc.Bundles {
-		if !a.mine(b.Name) {
+		if !a.gates.mine(b.Name) {
 			continue // --bundles: another agent releases it
 		}
-		if err := a.skippedInput(snap, b); err != nil {
-			a.refuse(ctx, snap, render.Broken{File: b.File, Dir: b.Dir, Err: err})
+		if !a.admit.bundle(ctx, snap, b) {
 			ok = false
 			continue
 		}
-		ok = a.offer(ctx, snap, b) && ok
-		settled = append(settled, settledBundle{name: b.Name, dir: strings.TrimSuffix(b.Dir, "/"), inputs: a.inputsOf(b)})
+		settled = append(settled, settledBundle{name: b.Name, inputs: a.trail.InputsOf(b)})
 	}
 	for _, br := range disc.Broken {
-		if a.mineBroken(br) {
-			a.refuse(ctx, snap, br)
-		}
+		a.admit.broken(ctx, snap, br)
 	}
-	a.removeGone(ctx, disc)
+	a.drivers.removeGone(ctx, disc)
 	if ok {
 		a.settled = settled
 	}
 }
 
-// skippedInput is an error naming the first tree entry the checkout skipped
-// that is one of b's inputs (nil when none is).
-func (a *agent) skippedInput(snap gitsync.Snapshot, b *render.Bundle) error {
-	in := a.inputsOf(b)
-	for _, sp := range snap.Skipped {
-		if in.Match(sp.Path) {
-			return fmt.Errorf("%s: cannot check out %w", b.File, sp)
-		}
-	}
-	return nil
-}
-
 // settledBundle is a bundle of the last full pass.
 type settledBundle struct {
-	name, dir string
-	inputs    gitsync.Paths
+	name   string
+	inputs fleet.Inputs
 }
 
 // touchesNoBundle reports whether tip differs from the last tip only in
-// paths that concern no bundle: outside every bundle directory of the last
-// full pass, or a bundle's release.yaml, and no bundle.yaml anywhere. After a
-// full pass in which every bundle was handled, each bundle has seen the last
-// tip, so such a tip is no candidate for any of them. Any error: full pass.
+// paths that concern no bundle: no input of any bundle of the last full
+// pass, and no bundle.yaml anywhere. After a full pass in which every
+// bundle was handled, each bundle has seen the last tip, so such a tip is no
+// candidate for any of them. Any error: full pass.
 func (a *agent) touchesNoBundle(ctx context.Context, tip string) bool {
-	paths, err := a.changedPaths(ctx, a.tip, tip)
+	paths, err := a.trail.ChangedPaths(ctx, a.tip, tip)
 	if err != nil {
 		return false
 	}
 	for _, p := range paths {
-		if path.Base(p) == "bundle.yaml" {
+		if path.Base(p) == render.BundleFile {
 			return false
 		}
 		for _, sb := range a.settled {
-			if sb.inputs.Match(p) && p != sb.dir+"/"+releaseFile {
+			if sb.inputs.Match(p) {
 				return false
 			}
 		}

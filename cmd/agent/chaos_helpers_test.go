@@ -366,45 +366,14 @@ func transientErrors(t *testing.T, base, dep string) float64 {
 // returned func reports how many Service versions were seen and the
 // violations.
 func (s *scenario) guardSelectors(ns string) func() (seen int, empty []string) {
-	ctx, cancel := context.WithCancel(s.ctx)
-	var mu sync.Mutex
-	var n int
 	var bad []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		opts := metav1.ListOptions{LabelSelector: "tandem.dev/bundle=" + ns + ",!tandem.dev/color"}
-		for ctx.Err() == nil {
-			w, err := s.cs.CoreV1().Services(ns).Watch(ctx, opts)
-			if err != nil {
-				time.Sleep(100 * time.Millisecond)
-				continue
+	stop := testenv.WatchServices(s.ctx, s.cs, ns, metav1.ListOptions{LabelSelector: testenv.StableSelector(ns)},
+		func(t watch.EventType, svc *corev1.Service) {
+			if t != watch.Deleted && svc.Spec.Selector["tandem.dev/color"] == "" {
+				bad = append(bad, fmt.Sprintf("%s %s/%s selector %v", t, ns, svc.Name, svc.Spec.Selector))
 			}
-			for ev := range w.ResultChan() {
-				svc, ok := ev.Object.(*corev1.Service)
-				if !ok {
-					opts.ResourceVersion = "" // expired: start over from now
-					continue
-				}
-				mu.Lock()
-				n++
-				if ev.Type != watch.Deleted && svc.Spec.Selector["tandem.dev/color"] == "" {
-					bad = append(bad, fmt.Sprintf("%s %s/%s selector %v", ev.Type, ns, svc.Name, svc.Spec.Selector))
-				}
-				opts.ResourceVersion = svc.ResourceVersion
-				mu.Unlock()
-			}
-			w.Stop()
-			time.Sleep(50 * time.Millisecond)
-		}
-	}()
-	return func() (int, []string) {
-		cancel()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return n, bad
-	}
+		})
+	return func() (int, []string) { return stop(), bad }
 }
 
 // settledAt waits until the agent has processed the tip of main (its sync

@@ -53,35 +53,19 @@ spec:
 // watchColors records every color each stable Service of ns selects from
 // now on; the returned func stops and returns them.
 func (s *scenario) watchColors(ns string) func() map[string][]string {
-	ctx, cancel := context.WithCancel(s.ctx)
 	seen := map[string][]string{}
-	var mu sync.Mutex
-	w, err := s.cs.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{LabelSelector: "tandem.dev/bundle=" + ns + ",!tandem.dev/color"})
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			svc, ok := ev.Object.(*corev1.Service)
-			if !ok || ev.Type == watch.Deleted {
-				continue
+	stop := testenv.WatchServices(s.ctx, s.cs, ns, metav1.ListOptions{LabelSelector: testenv.StableSelector(ns)},
+		func(t watch.EventType, svc *corev1.Service) {
+			if t == watch.Deleted {
+				return
 			}
-			mu.Lock()
 			c := svc.Spec.Selector["tandem.dev/color"]
 			if l := seen[svc.Name]; len(l) == 0 || l[len(l)-1] != c {
 				seen[svc.Name] = append(l, c)
 			}
-			mu.Unlock()
-		}
-	}()
+		})
 	return func() map[string][]string {
-		cancel()
-		w.Stop()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
+		stop()
 		return seen
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -17,33 +19,36 @@ import (
 
 // config is everything `tandem-agent run` is told on its command line.
 type config struct {
-	Repo             string
-	Branch           string
-	Root             string
-	Interval         time.Duration
-	ResyncInterval   time.Duration
-	WorkDir          string
-	SSHKeyFile       string
-	KnownHostsFile   string
-	GitUsername      string
-	GitPasswordFile  string
-	GitTokenFile     string
-	SigningKeyFile   string
-	WebhookSecret    string
-	GitAuthor        string
-	AllowRemoteBases bool
-	AllowEmpty       bool
-	Kubeconfig       string
-	LeaderElect      bool
-	LeaderNamespace  string
-	LeaderID         string
-	MetricsAddr      string
-	LogFormat        string
-	LogLevel         string
-	Concurrency      int
-	Pprof            bool
-	VerifyCommits    bool
-	TrustedKeys      stringList
+	Repo            string
+	Branch          string
+	Root            string
+	Interval        time.Duration
+	ResyncInterval  time.Duration
+	WorkDir         string
+	SSHKeyFile      string
+	KnownHostsFile  string
+	GitUsername     string
+	GitPasswordFile string
+	GitTokenFile    string
+	SigningKeyFile  string
+	WebhookSecret   string
+	GitAuthor       string
+	// The parts of GitAuthor, parsed once; identity is "Name <email>" as
+	// gitsync.Commit.Author spells it.
+	authorName, authorEmail, identity string
+	AllowRemoteBases                  bool
+	AllowEmpty                        bool
+	Kubeconfig                        string
+	LeaderElect                       bool
+	LeaderNamespace                   string
+	LeaderID                          string
+	MetricsAddr                       string
+	LogFormat                         string
+	LogLevel                          string
+	Concurrency                       int
+	Pprof                             bool
+	VerifyCommits                     bool
+	TrustedKeys                       stringList
 	// DefaultServiceAccount acts for bundles without spec.serviceAccountName.
 	DefaultServiceAccount string
 	// AllowedNamespaces, when given, are the only namespaces bundles may use.
@@ -122,8 +127,11 @@ func (c *config) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("--concurrency must be at least 1"))
 	}
-	if _, err := mail.ParseAddress(c.GitAuthor); err != nil {
+	if addr, err := mail.ParseAddress(c.GitAuthor); err != nil {
 		errs = append(errs, fmt.Errorf("--git-author %q: want \"Name <email>\": %v", c.GitAuthor, err))
+	} else {
+		c.authorName, c.authorEmail = addr.Name, addr.Address
+		c.identity = addr.Name + " <" + addr.Address + ">"
 	}
 	if filepath.IsAbs(c.Root) || c.Root == ".." || len(c.Root) > 2 && c.Root[:3] == "../" {
 		errs = append(errs, fmt.Errorf("--root %q must be a relative path inside the repository", c.Root))
@@ -164,4 +172,34 @@ func (c *config) workDir() (string, error) {
 		return "", fmt.Errorf("--workdir %s: %w", dir, err)
 	}
 	return dir, nil
+}
+
+// namespaceList is the --allowed-namespaces flag: a comma-separated list,
+// repeatable.
+type namespaceList []string
+
+func (l *namespaceList) String() string { return strings.Join(*l, ",") }
+
+func (l *namespaceList) Set(v string) error {
+	for _, ns := range strings.Split(v, ",") {
+		ns = strings.TrimSpace(ns)
+		if ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("%q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		*l = append(*l, ns)
+	}
+	return nil
+}
+
+// list is the sorted list of allowed namespaces; nil when the flag was not given.
+func (l namespaceList) list() []string {
+	if l == nil {
+		return nil
+	}
+	out := slices.Clone(l)
+	sort.Strings(out)
+	return slices.Compact(out)
 }

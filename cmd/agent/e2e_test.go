@@ -103,35 +103,7 @@ spec:
 func appManifest(a app) string { return appWithReplicas(a, 2) }
 
 // appWithReplicas is an app's Deployment of n replicas and its Service.
-func appWithReplicas(a app, n int) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[1]s
-spec:
-  replicas: %[3]d
-  selector:
-    matchLabels: {app: %[1]s}
-  template:
-    metadata:
-      labels: {app: %[1]s}
-    spec:
-      containers:
-      - name: %[1]s
-        image: %[2]s
-        env:
-        - {name: PEER, value: "http://server-${TANDEM_COLOR}:8080"}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: %[1]s
-spec:
-  selector: {app: %[1]s}
-  ports:
-  - port: 8080
-`, a.name, a.image, n)
-}
+func appWithReplicas(a app, n int) string { return testenv.AppManifest(a.name, a.image, n) }
 
 func uniqueName(testing.TB) string {
 	return fmt.Sprintf("e2e-%d", time.Now().UnixNano()%1_000_000_000)

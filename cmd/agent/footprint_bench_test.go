@@ -94,7 +94,7 @@ func releaseAgent(b testing.TB) string {
 
 // fleet is one repository holding n bundles under bundles/<prefix>/ and one
 // agent watching them all.
-type fleet struct {
+type benchFleet struct {
 	*scenario
 	names   []string
 	metrics string // host:port of the agent's /metrics and /debug/pprof
@@ -113,7 +113,7 @@ func twoApps(name string) map[string]string {
 }
 
 // newFleet makes a remote with n bundles; files gives each bundle's app/ files.
-func newFleet(b testing.TB, n int, files func(name string) map[string]string) *fleet {
+func newFleet(b testing.TB, n int, files func(name string) map[string]string) *benchFleet {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute+time.Duration(n)*5*time.Second)
 	b.Cleanup(cancel)
@@ -128,7 +128,7 @@ func newFleet(b testing.TB, n int, files func(name string) map[string]string) *f
 	s.git(".", "init", "--quiet", "--bare", "-b", "main", s.remote)
 	s.git(s.remote, "config", "receive.denyNonFastForwards", "true")
 	s.git(".", "clone", "--quiet", s.remote, s.clone)
-	f := &fleet{scenario: s}
+	f := &benchFleet{scenario: s}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("%s-%d", s.ns, i)
 		f.names = append(f.names, name)
@@ -156,7 +156,7 @@ spec:
 
 // start runs the agent on every bundle of the fleet, with pprof on so that a
 // benchmark can force a GC before reading the heap.
-func (f *fleet) start(extra ...string) {
+func (f *benchFleet) start(extra ...string) {
 	f.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -187,7 +187,7 @@ func (f *fleet) start(extra ...string) {
 }
 
 // waitLive waits until every bundle has its first promotion commit.
-func (f *fleet) waitLive(timeout time.Duration) {
+func (f *benchFleet) waitLive(timeout time.Duration) {
 	f.t.Helper()
 	if _, err := testenv.WaitAgentCommits(f.ctx, f.remote, "main", len(f.names), timeout); err != nil {
 		f.t.Fatalf("%v\nagent log:\n%s", err, f.agent.LogTail())
@@ -195,7 +195,7 @@ func (f *fleet) waitLive(timeout time.Duration) {
 }
 
 // scrape reads the agent's /metrics: "name{labels}" → value.
-func (f *fleet) scrape() map[string]float64 {
+func (f *benchFleet) scrape() map[string]float64 {
 	f.t.Helper()
 	resp, err := http.Get("http://" + f.metrics + "/metrics")
 	if err != nil {
@@ -223,7 +223,7 @@ func (f *fleet) scrape() map[string]float64 {
 
 // saveHeap writes the agent's heap profile to $TANDEM_BENCH_PROFILE_DIR/name
 // when that is set (for `go tool pprof -base`); otherwise it does nothing.
-func (f *fleet) saveHeap(name string) {
+func (f *benchFleet) saveHeap(name string) {
 	f.t.Helper()
 	dir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
 	if dir == "" {
@@ -247,7 +247,7 @@ func (f *fleet) saveHeap(name string) {
 // as consecutive 10 s profiles $TANDEM_BENCH_PROFILE_DIR/name-<k>.pb.gz
 // (`go tool pprof` merges them); without that variable it does nothing. stop
 // waits for the profile under way to end.
-func (f *fleet) cpuProfile(name string) (stop func()) {
+func (f *benchFleet) cpuProfile(name string) (stop func()) {
 	f.t.Helper()
 	dir := os.Getenv("TANDEM_BENCH_PROFILE_DIR")
 	if dir == "" {
@@ -282,7 +282,7 @@ func (f *fleet) cpuProfile(name string) (stop func()) {
 
 // gc makes the agent collect garbage (pprof's heap handler with gc=1), so
 // that heap figures taken before and after compare live data, not GC timing.
-func (f *fleet) gc() {
+func (f *benchFleet) gc() {
 	f.t.Helper()
 	resp, err := http.Get("http://" + f.metrics + "/debug/pprof/heap?gc=1")
 	if err != nil {
@@ -303,7 +303,7 @@ const (
 
 // settle waits until the agent has stopped reacting to new tips (its own
 // promotion commits) for quiet.
-func (f *fleet) settle(quiet time.Duration) {
+func (f *benchFleet) settle(quiet time.Duration) {
 	f.t.Helper()
 	last, since := -1.0, time.Now()
 	deadline := time.Now().Add(5 * time.Minute)
@@ -362,7 +362,7 @@ func readProc(b testing.TB, pid int) procStat {
 
 // idle samples the settled agent for window (after a warm-up): mean RSS,
 // CPU in millicores, the lifetime peak (VmHWM) and the Go heap in use.
-func (f *fleet) idle(window time.Duration, m map[string]float64) {
+func (f *benchFleet) idle(window time.Duration, m map[string]float64) {
 	f.t.Helper()
 	f.settle(3 * time.Second)
 	time.Sleep(5 * time.Second) // warm-up
@@ -408,7 +408,7 @@ func mean(xs []float64) float64 {
 // noopCycles pushes k commits that touch no bundle (README only) and returns
 // the mean duration of the agent's pass over each new tip: fetch, checkout,
 // discovery and one diff per bundle, no render.
-func (f *fleet) noopCycles(k int) float64 {
+func (f *benchFleet) noopCycles(k int) float64 {
 	f.t.Helper()
 	f.git(f.clone, "pull", "--quiet", "--rebase", "origin", "main")
 	before := f.scrape()
@@ -430,7 +430,7 @@ func (f *fleet) noopCycles(k int) float64 {
 
 // promoteOne changes bundle i's images and returns the median time, over
 // runs, from `git push` to the agent's promotion commit for that bundle.
-func (f *fleet) promoteOne(i, runs int) float64 {
+func (f *benchFleet) promoteOne(i, runs int) float64 {
 	f.t.Helper()
 	name := f.names[i]
 	var ms []float64

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tandem-gitops/tandem/fleet"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -41,7 +42,7 @@ func TestHostileReleaseFile(t *testing.T) {
 		{"colors-wrong-type", "apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: shop\ncolors: blue\n", "", false, "colors"},
 		{"bad-timestamp", goodRelease + "lastFailure: {commit: 1, reason: x, at: yesterday}\n", "", false, "release.yaml"},
 		{"binary-garbage", "\x00\xff\xfe", "", false, "release.yaml"},
-		{"oversized", goodRelease + "# " + strings.Repeat("x", maxReleaseBytes) + "\n", "", false, "larger than the"},
+		{"oversized", goodRelease + "# " + strings.Repeat("x", fleet.MaxReleaseBytes) + "\n", "", false, "larger than the"},
 		{"symlink-dev-zero", "", "/dev/zero", false, "must be a regular file"},
 		{"symlink-outside", "", outside, false, "must be a regular file"},
 		{"directory", "", "", true, "must be a regular file"},
@@ -60,9 +61,9 @@ func TestHostileReleaseFile(t *testing.T) {
 			}
 			b := &render.Bundle{Name: "shop", Dir: "bundles/shop", File: "bundles/shop/bundle.yaml", Spec: render.Spec{Colors: [2]string{"blue", "green"}}}
 			// As the agent does: vet the file, then parse it.
-			err := vetRelease(dir, b)
+			err := fleet.VetRelease(dir, b)
 			if err == nil {
-				_, err = readRelease(dir, b)
+				_, err = fleet.ReadRelease(dir, b)
 			}
 			if err == nil {
 				t.Fatalf("accepted, want an error containing %q", tc.want)
@@ -78,10 +79,10 @@ func TestHostileReleaseFile(t *testing.T) {
 	must(t, os.MkdirAll(filepath.Join(dir, "bundles", "shop"), 0o755))
 	must(t, os.WriteFile(filepath.Join(dir, "bundles", "shop", "release.yaml"), []byte(goodRelease), 0o644))
 	b := &render.Bundle{Name: "shop", Dir: "bundles/shop", Spec: render.Spec{Colors: [2]string{"blue", "green"}}}
-	if err := vetRelease(dir, b); err != nil {
+	if err := fleet.VetRelease(dir, b); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := readRelease(dir, b); err != nil {
+	if _, err := fleet.ReadRelease(dir, b); err != nil {
 		t.Fatal(err)
 	}
 }

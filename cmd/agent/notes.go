@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/fleet"
 
 	"github.com/rs/zerolog"
 
@@ -11,41 +12,43 @@ import (
 )
 
 // phaseMessages are the log messages of the driver's notes.
-var phaseMessages = map[string]string{
-	"candidate":  "new candidate",
-	"idle":       "nothing to release",
-	"apply":      "applied",
-	"verify":     "verified",
-	"check":      "check run",
-	"flip":       "stable Services switched",
-	"promote":    "promoted",
-	"soak":       "soak over",
-	"flip-back":  "stable Services switched back",
-	"fail":       "release failed",
-	"commit":     "wrote the outcome to Git",
-	"recover":    "recovering after a restart",
-	"scale-down": "previous color scaled down",
-	"resync":     "live color re-applied",
-	"retry":      "transient error; retrying, not failing the release",
+var phaseMessages = map[promote.NotePhase]string{
+	promote.NoteCandidate: "new candidate",
+	promote.NoteIdle:      "nothing to release",
+	promote.NoteApply:     "applied",
+	promote.NoteVerify:    "verified",
+	promote.NoteCheck:     "check run",
+	promote.NoteFlip:      "stable Services switched",
+	promote.NotePromote:   "promoted",
+	promote.NoteSoak:      "soak over",
+	promote.NoteFlipBack:  "stable Services switched back",
+	promote.NoteFail:      "release failed",
+	promote.NoteCommit:    "wrote the outcome to Git",
+	promote.NoteRecover:   "recovering after a restart",
+	promote.NoteScaleDown: "previous color scaled down",
+	promote.NoteResync:    "live color re-applied",
+	promote.NoteRetry:     "transient error; retrying, not failing the release",
 }
 
 // notifier logs the driver's notes (one JSON event per step, with bundle,
-// commit, color and phase) and turns them into metrics.
-func (a *agent) notifier(bundle string) func(promote.Note) {
-	log := a.log.With().Str("bundle", bundle).Logger()
+// commit, color and phase), turns them into metrics and hands them to vis
+// (events, commit statuses, notifications). Notes only report: nothing
+// here acts on a release.
+func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle string) func(promote.Note) {
+	log = log.With().Str("bundle", bundle).Logger()
 	return func(n promote.Note) {
 		var ev *zerolog.Event
 		switch {
-		case n.Err != nil && !errors.Is(n.Err, promote.ErrTransient) && n.Phase != "verify" && n.Phase != "apply" && n.Phase != "soak":
+		case n.Err != nil && !errors.Is(n.Err, promote.ErrTransient) && n.Phase != promote.NoteVerify && n.Phase != promote.NoteApply && n.Phase != promote.NoteSoak:
 			ev = log.Error()
 		case n.Warn:
 			ev = log.Warn()
-		case n.Phase == "resync":
+		case n.Phase == promote.NoteResync:
 			ev = log.Debug()
 		default:
 			ev = log.Info()
 		}
-		ev = ev.Str("phase", n.Phase)
+		ev = ev.Str("phase", string(n.Phase))
 		if n.Color != "" {
 			ev = ev.Str("color", n.Color)
 		}
@@ -70,31 +73,33 @@ func (a *agent) notifier(bundle string) func(promote.Note) {
 		if n.Check != nil {
 			ev = logCheck(ev, n.Check)
 		}
-		ev.Msg(phaseMessages[n.Phase])
+		msg := phaseMessages[n.Phase]
+		if n.Phase == promote.NoteCommit && n.Result == promote.ResultSoaked {
+			msg = "soak recorded in release.yaml for the bundles after this one"
+		}
+		ev.Msg(msg)
 
 		switch n.Phase {
-		case "apply", "verify", "flip", "soak":
+		case promote.NoteApply, promote.NoteVerify, promote.NoteFlip, promote.NoteSoak:
 			if n.Err == nil || !errors.Is(n.Err, promote.ErrTransient) {
-				a.m.observePhase(bundle, n.Phase, n.Duration)
+				m.observePhase(bundle, string(n.Phase), n.Duration)
 			}
-		case "check":
-			a.m.observeCheck(bundle, n.Check)
-		case "retry":
-			a.m.transient.WithLabelValues("cluster").Inc()
-		case "commit":
+		case promote.NoteCheck:
+			m.observeCheck(bundle, n.Check)
+		case promote.NoteRetry:
+			m.transient.WithLabelValues("cluster").Inc()
+		case promote.NoteCommit:
 			switch {
 			case n.Err != nil:
-				a.m.transient.WithLabelValues("git").Inc()
-			case n.Commit != "":
-				a.m.observePhase(bundle, "commit", n.Duration)
-				a.m.results.WithLabelValues(bundle, n.Result).Inc()
+				m.transient.WithLabelValues("git").Inc()
+			case n.Commit != "" && n.Result != promote.ResultSoaked:
+				m.observePhase(bundle, "commit", n.Duration)
+				m.results.WithLabelValues(bundle, n.Result).Inc()
 			}
 		}
 		if n.Live != "" {
-			a.m.setLive(bundle, n.Live, contract.Short(n.LiveCommit))
+			m.setLive(bundle, n.Live, contract.Short(n.LiveCommit))
 		}
-		a.observe(bundle, n) // events, commit statuses, notifications (notify.go)
-		// stages.go: a finished soak is recorded for downstream bundles
-		a.stageNote(bundle, n)
+		vis.Observe(bundle, n) // events, commit statuses, notifications
 	}
 }

@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"io"
-	"net/mail"
 	"os"
 	"path/filepath"
 
 	"github.com/tandem-gitops/tandem/applier"
+	"github.com/tandem-gitops/tandem/fleet"
 	"github.com/tandem-gitops/tandem/gitsync"
+	"github.com/tandem-gitops/tandem/notify"
 )
 
 // runAgent is `tandem-agent run`: flags → config → wiring, then the loop.
@@ -26,7 +27,6 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	author, _ := mail.ParseAddress(c.GitAuthor) // validated by parseRunFlags
 
 	repo, err := gitsync.Open(ctx, gitsync.Options{
 		URL:      c.Repo,
@@ -36,20 +36,13 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 			SSHKeyFile: c.SSHKeyFile, KnownHostsFile: c.KnownHostsFile,
 			Username: c.GitUsername, PasswordFile: c.GitPasswordFile, TokenFile: c.GitTokenFile,
 		},
-		Author:         gitsync.Signature{Name: author.Name, Email: author.Address},
+		Author:         gitsync.Signature{Name: c.authorName, Email: c.authorEmail},
 		SigningKeyFile: c.SigningKeyFile,
 	})
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	tr, err := newTrust(c)
-	if err != nil {
-		return err
-	}
-	if tr != nil && !tr.agentKey {
-		log.Warn().Msg("--verify-commits without --git-signing-key-file: the agent's own commits are recognised by author and trailers, which anyone who can push can copy")
-	}
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err
@@ -64,16 +57,37 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	a := newAgent(c, repo, cluster, m, filepath.Join(work, "checkouts"), log)
-	a.ten = newTenancy(restCfg, apOpts, cluster, c)
-	a.trust = tr
-	if a.checks, err = newCheckRunner(c.Checks); err != nil {
+	parts := fleetParts{store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster,
+		fleet.TenancyOptions{DefaultServiceAccount: c.DefaultServiceAccount, AllowedNamespaces: c.AllowedNamespaces.list()})}
+	if c.VerifyCommits {
+		if parts.trust, err = fleet.NewTrust(fleet.TrustOptions{TrustedKeys: c.TrustedKeys, AgentKeyFile: c.SigningKeyFile,
+			Author: c.identity}, repo, cluster); err != nil {
+			return err
+		}
+		if !parts.trust.AgentSigns() {
+			log.Warn().Msg("--verify-commits without --git-signing-key-file: the agent's own commits are recognised by author and trailers, which anyone who can push can copy")
+		}
+	}
+	if parts.checks, err = newCheckRunner(c.Checks); err != nil {
 		return err
 	}
-	if a.vis, err = newVisibility(ctx, &c.Vis, restCfg, m, log); err != nil {
+	vo, err := c.Vis.options()
+	if err != nil {
 		return err
 	}
-	defer a.vis.stop()
+	vo.OnResult = func(r notify.Result) {
+		ev := log.Debug()
+		if r.Outcome != notify.Delivered {
+			ev = log.Warn().Err(r.Err)
+		}
+		ev.Str("phase", "notify").Str("kind", r.Kind).Str("target", r.Target).Str("subject", r.Subject).
+			Str("outcome", r.Outcome).Int("attempts", r.Attempts).Msg("notification " + r.Outcome)
+	}
+	if parts.vis, err = fleet.NewVisibility(ctx, vo, restCfg, m.reg); err != nil {
+		return err
+	}
+	defer parts.vis.Stop()
+	a := newAgent(c, repo, parts, m, filepath.Join(work, "checkouts"), log)
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
 	if c.MetricsAddr != "" {
 		go func() {

@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"path"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/fleet"
 	"github.com/tandem-gitops/tandem/gitsync"
-	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
 )
 
@@ -36,19 +33,19 @@ func stageStatus(ctx context.Context, w io.Writer, dir string, bundles []*render
 	if err != nil {
 		return fmt.Errorf("stage gates: %w", err)
 	}
-	g := &gateReader{git: local, dir: dir, commit: local.Head(), all: all, author: author,
-		inputs: func(ctx context.Context, b *render.Bundle) (gitsync.Paths, error) {
-			return inputsAt(ctx, dir, local.Head(), b, false)
+	g := &fleet.GateReader{Git: local, Dir: dir, Commit: local.Head(), All: all, Author: author,
+		Inputs: func(ctx context.Context, b *render.Bundle) (gitsync.Paths, error) {
+			return fleet.RenderInputs(ctx, dir, local.Head(), b, false)
 		},
-		untrusted: func(context.Context, gitsync.Commit) string { return "" },
-		ignored:   func(gitsync.Commit, string) {},
+		Untrusted: func(context.Context, gitsync.Commit) string { return "" },
+		Ignored:   func(gitsync.Commit, string) {},
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUNDLE\tSTAGE GATE")
 	var errs []string
 	for _, b := range staged {
-		line, err := g.status(ctx, b)
+		line, err := g.Status(ctx, b)
 		if err != nil {
 			line, errs = "cannot read: "+err.Error(), append(errs, err.Error())
 		}
@@ -61,35 +58,4 @@ func stageStatus(ctx context.Context, w io.Writer, dir string, bundles []*render
 		return fmt.Errorf("stage gates: %s", strings.Join(errs, "; "))
 	}
 	return nil
-}
-
-// status is b's line: nothing to release, or the gate of HEAD.
-func (g *gateReader) status(ctx context.Context, b *render.Bundle) (string, error) {
-	live, err := liveCommit(g.dir, b)
-	if err != nil {
-		return "", err
-	}
-	in, err := g.inputs(ctx, b)
-	if err != nil {
-		return "", err
-	}
-	in = append(gitsync.Paths{strings.TrimSuffix(b.Dir, "/") + "/"}, in...)
-	if live != "" {
-		changed, err := g.git.ChangedPaths(ctx, live, g.commit)
-		if err != nil {
-			return "", err
-		}
-		release := path.Join(b.Dir, releaseFile)
-		if !slices.ContainsFunc(changed, func(p string) bool { return p != release && in.Match(p) }) {
-			return "nothing to release: " + contract.Short(live) + " is live", nil
-		}
-	}
-	gi, err := g.read(ctx, b)
-	if err != nil {
-		return "", err
-	}
-	if gate := promote.Decide(gi); gate.Wait {
-		return gate.String(), nil
-	}
-	return "open: the agent releases " + contract.Short(g.commit), nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/mail"
 
+	"github.com/tandem-gitops/tandem/fleet"
 	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/promote"
 	"github.com/tandem-gitops/tandem/render"
@@ -38,7 +39,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var rels []promote.Release
 	var errs []error
 	for _, b := range bundles {
-		rel, err := readRelease(positional[0], b)
+		rel, err := fleet.ReadRelease(positional[0], b)
 		switch {
 		case err != nil:
 			errs = append(errs, err)

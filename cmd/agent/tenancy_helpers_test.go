@@ -5,17 +5,15 @@ package main
 // one stable Service's selector.
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"sort"
 	"strings"
-	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/tandem-gitops/tandem/testenv"
 )
@@ -65,47 +63,14 @@ func (s *scenario) watchSelector(ns, name string) func() (seen int, changes []st
 		s.t.Fatal(err)
 	}
 	want := svc.Spec.Selector
-	ctx, cancel := context.WithCancel(s.ctx)
-	var mu sync.Mutex
-	var n int
 	var bad []string
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: svc.ResourceVersion}
-		for ctx.Err() == nil {
-			w, err := s.cs.CoreV1().Services(ns).Watch(ctx, opts)
-			if err != nil {
-				select {
-				case <-ctx.Done():
-				case <-time.After(100 * time.Millisecond):
-				}
-				continue
-			}
-			for ev := range w.ResultChan() {
-				got, ok := ev.Object.(*corev1.Service)
-				if !ok {
-					opts.ResourceVersion = "" // expired: go on from now
-					continue
-				}
-				mu.Lock()
-				n++
-				if !maps.Equal(got.Spec.Selector, want) {
-					bad = append(bad, fmt.Sprintf("%s: selector %v, was %v", ev.Type, got.Spec.Selector, want))
-				}
-				opts.ResourceVersion = got.ResourceVersion
-				mu.Unlock()
-			}
-			w.Stop()
+	opts := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String(), ResourceVersion: svc.ResourceVersion}
+	stop := testenv.WatchServices(s.ctx, s.cs, ns, opts, func(t watch.EventType, got *corev1.Service) {
+		if !maps.Equal(got.Spec.Selector, want) {
+			bad = append(bad, fmt.Sprintf("%s: selector %v, was %v", t, got.Spec.Selector, want))
 		}
-	}()
-	return func() (int, []string) {
-		cancel()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		return n, bad
-	}
+	})
+	return func() (int, []string) { return stop(), bad }
 }
 
 // applied lists the Deployments, Services and ConfigMaps (other than

@@ -6,13 +6,10 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,62 +20,8 @@ import (
 
 	"github.com/tandem-gitops/tandem/contract"
 	"github.com/tandem-gitops/tandem/notify"
+	"github.com/tandem-gitops/tandem/testenv"
 )
-
-// hookRequest is one request a recorder received.
-type hookRequest struct {
-	Method, Path string
-	Header       http.Header
-	Body         []byte
-}
-
-// recorder is a local HTTP server standing in for a webhook receiver or a
-// Git host's API. code is its answer; 0 hangs until the client gives up.
-type recorder struct {
-	*httptest.Server
-	code int
-	mu   sync.Mutex
-	reqs []hookRequest
-	got  chan hookRequest
-}
-
-func newRecorder(t *testing.T, code int) *recorder {
-	t.Helper()
-	r := &recorder{code: code, got: make(chan hookRequest, 100)}
-	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		hr := hookRequest{Method: req.Method, Path: req.URL.Path, Header: req.Header.Clone(), Body: body}
-		r.mu.Lock()
-		r.reqs = append(r.reqs, hr)
-		r.mu.Unlock()
-		r.got <- hr
-		if r.code == 0 {
-			<-req.Context().Done()
-			return
-		}
-		w.WriteHeader(r.code)
-	}))
-	t.Cleanup(r.Close)
-	return r
-}
-
-// next waits for the next request.
-func (r *recorder) next(t *testing.T, what string) hookRequest {
-	t.Helper()
-	select {
-	case req := <-r.got:
-		return req
-	case <-time.After(3 * time.Minute):
-		t.Fatalf("no %s within 3 minutes", what)
-		return hookRequest{}
-	}
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.reqs)
-}
 
 // bundleEvents lists the Events the agent recorded in ns, oldest first.
 func (s *scenario) bundleEvents() []corev1.Event {
@@ -128,8 +71,8 @@ func (s *scenario) waitEventReason(reason string) corev1.Event {
 // the release is not delayed, retries are bounded and no secret is logged.
 func TestWhereUsersLook(t *testing.T) {
 	s := newScenario(t, "revert", "60s", app{"client", "example/client:v1"}, app{"server", "example/server:v1"})
-	hooks, failing, hanging, forbidden := newRecorder(t, 204), newRecorder(t, 500), newRecorder(t, 0), newRecorder(t, 403)
-	github := newRecorder(t, 201)
+	hooks, failing, hanging, forbidden := testenv.NewRecorder(t, 204), testenv.NewRecorder(t, 500), testenv.NewRecorder(t, 0), testenv.NewRecorder(t, 403)
+	github := testenv.NewRecorder(t, 201)
 	const token, secret = "ghp_tandemTESTtoken0123456789", "hook-secret-4711"
 	tokenFile := filepath.Join(s.work, "token")
 	secretFile := filepath.Join(s.work, "hmac")
@@ -150,7 +93,7 @@ func TestWhereUsersLook(t *testing.T) {
 	bad := s.push("client v2")
 	reverted := s.waitCommits(2)[0]
 	want(t, reverted, "reverted")
-	if hanging.count() == 0 {
+	if hanging.Count() == 0 {
 		t.Error("the hanging receiver got no request")
 	}
 
@@ -159,7 +102,7 @@ func TestWhereUsersLook(t *testing.T) {
 	type status struct{ sha, state, desc string }
 	var statuses []status
 	for range 4 {
-		req := github.next(t, "commit status")
+		req := github.Next(t, "commit status")
 		var body map[string]string
 		if err := json.Unmarshal(req.Body, &body); err != nil {
 			t.Fatalf("status body %s: %v", req.Body, err)
@@ -186,7 +129,7 @@ func TestWhereUsersLook(t *testing.T) {
 	// Notifications: one signed JSON document per outcome.
 	var docs []notify.Outcome
 	for range 2 {
-		req := hooks.next(t, "notification")
+		req := hooks.Next(t, "notification")
 		if req.Path != "/tandem" || req.Header.Get(notify.SignatureHeader) != notify.Sign([]byte(secret), req.Body) {
 			t.Errorf("notification %s with signature %q", req.Path, req.Header.Get(notify.SignatureHeader))
 		}
@@ -248,10 +191,10 @@ func TestWhereUsersLook(t *testing.T) {
 	s.waitEvent("the 500 receiver given up", 2*time.Minute, func(e logEvent) bool {
 		return e["phase"] == "notify" && e["outcome"] == "failed" && e["attempts"] == float64(5)
 	})
-	if n := forbidden.count(); n != 2 {
+	if n := forbidden.Count(); n != 2 {
 		t.Errorf("the 403 receiver got %d requests, want 2 (one per outcome, no retries)", n)
 	}
-	if n := failing.count(); n < 5 || n > 10 {
+	if n := failing.Count(); n < 5 || n > 10 {
 		t.Errorf("the 500 receiver got %d requests, want 5 per outcome at most", n)
 	}
 	if v, _ := metric(scrape(t, s), "tandem_notifications_total", "kind=webhook", "outcome=failed"); v < 3 {
@@ -298,7 +241,7 @@ func TestSoakFailureIsSeen(t *testing.T) {
 	spec := strings.Replace(s.read("bundles/"+s.ns+"/bundle.yaml"), "scaleDownAfter: never", "scaleDownAfter: never\n  soak: 40s", 1)
 	s.write("bundles/"+s.ns+"/bundle.yaml", spec)
 	s.push("soak for 40s")
-	hooks := newRecorder(t, 200)
+	hooks := testenv.NewRecorder(t, 200)
 	s.start("--notify-url", hooks.URL, "--notify-format", "json")
 	want(t, s.waitCommits(1)[0], "promoted")
 	s.setImage("server", "example/server:v2")
@@ -314,7 +257,7 @@ func TestSoakFailureIsSeen(t *testing.T) {
 	var results []string
 	for range 4 {
 		var o notify.Outcome
-		if err := json.Unmarshal(hooks.next(t, "notification").Body, &o); err != nil {
+		if err := json.Unmarshal(hooks.Next(t, "notification").Body, &o); err != nil {
 			t.Fatal(err)
 		}
 		results = append(results, o.Result)

@@ -1,0 +1,124 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/gitsync"
+	"github.com/tandem-gitops/tandem/promote"
+	"github.com/tandem-gitops/tandem/render"
+)
+
+// Renderer renders bundles into the Store: a candidate at the tip, and on a
+// driver's start the releases release.yaml and the cluster say each color
+// runs. Renders are checked against the tenancy before anything can be
+// applied.
+type Renderer struct {
+	Store   *Store
+	Tenancy *Tenancy
+	// Repo checks out recorded releases whose inputs differ from the tip's.
+	Repo *gitsync.Repo
+	// Scratch is a directory for those checkouts.
+	Scratch          string
+	AllowRemoteBases bool
+}
+
+// Run is one render of a bundle at a commit: the release it names in the
+// Store, or why it failed.
+type Run struct {
+	Ref promote.ReleaseRef
+	Err error
+}
+
+// Render renders b at snap for both colors (kustomize runs once) and keeps
+// the result in the Store, with the files the render read (also when it
+// failed) and b as the bundle's newest bundle.yaml.
+func (r *Renderer) Render(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) Run {
+	r.Store.SetSpec(b) // the newest bundle.yaml, even when its render fails
+	out, err := r.RenderIn(ctx, snap.Dir, snap.Commit, b)
+	var re *render.Error
+	switch {
+	case err == nil:
+		r.Store.SetInputs(b.Name, snap.Commit, out.Colors[b.Spec.Colors[0]].Inputs)
+	case errors.As(err, &re):
+		r.Store.SetInputs(b.Name, snap.Commit, re.Inputs)
+	}
+	if err != nil {
+		return Run{Err: err}
+	}
+	ref := promote.ReleaseRef{Commit: snap.Commit, Digest: out.Colors[b.Spec.Colors[0]].Digest}
+	r.Store.Put(ref, out)
+	return Run{Ref: ref}
+}
+
+// RenderIn renders b in the checkout dir for both colors, stamped with commit.
+func (r *Renderer) RenderIn(ctx context.Context, dir, commit string, b *render.Bundle) (*Rendered, error) {
+	results, err := render.RenderColors(ctx, b, render.Options{RepoRoot: dir, Commit: commit, AllowRemoteBases: r.AllowRemoteBases},
+		b.Spec.Colors[0], b.Spec.Colors[1])
+	if err == nil {
+		err = r.Tenancy.Check(b, results[0])
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := &Rendered{Bundle: b, Colors: map[string]*render.Result{}}
+	for _, res := range results {
+		out.Colors[res.Color] = res
+	}
+	return out, nil
+}
+
+// Recorded stores the releases release.yaml and the cluster say the colors
+// run, for a driver's recovery (resync, flip back, soak). A release whose
+// inputs equal the tip's is rendered from the tip's checkout; others are
+// checked out at their commit. What cannot be rendered is returned, one
+// error per release: acting on it later fails with a clear error.
+func (r *Renderer) Recorded(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, tip Run, rel *promote.Release, v promote.View) []error {
+	var refs []promote.ReleaseRef
+	if rel != nil {
+		for _, cr := range rel.Colors {
+			refs = append(refs, promote.ReleaseRef{Commit: cr.Commit, Digest: cr.Digest})
+		}
+	}
+	for _, cv := range v.Colors {
+		refs = append(refs, promote.ReleaseRef{Commit: cv.Commit, Digest: cv.Digest})
+	}
+	var errs []error
+	for _, ref := range refs {
+		if ref.Commit == "" || ref.Digest == "" || r.Store.Has(b.Name, ref) {
+			continue
+		}
+		if err := r.release(ctx, snap, b, tip, ref); err != nil {
+			errs = append(errs, fmt.Errorf("bundle %s release %s: %w", b.Name, contract.Short(ref.Commit), err))
+		}
+	}
+	return errs
+}
+
+// release renders ref: from the tip's checkout when the tip renders the
+// same digest, else from a checkout of ref's commit.
+func (r *Renderer) release(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, tip Run, ref promote.ReleaseRef) error {
+	dir := snap.Dir
+	if tip.Err != nil || tip.Ref.Digest != ref.Digest {
+		// Per bundle: drivers start concurrently, and two bundles
+		// recovering the same commit must not share a checkout.
+		dir = filepath.Join(r.Scratch, b.Name+"@"+ref.Commit)
+		if _, err := r.Repo.Checkout(ctx, ref.Commit, dir); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	out, err := r.RenderIn(ctx, dir, ref.Commit, b)
+	if err != nil {
+		return err
+	}
+	if got := out.Colors[b.Spec.Colors[0]].Digest; got != ref.Digest {
+		return fmt.Errorf("bundle %s: %s renders %s now, not the recorded %s", b.Name, contract.Short(ref.Commit), got, ref.Digest)
+	}
+	r.Store.Put(ref, out)
+	return nil
+}
