@@ -21,5 +21,14 @@
 // gives its concurrency slot away while it only watches (a verification or
 // a soak), and reports each step as a Note for logs and metrics. It decides
 // nothing itself.
-// promote imports neither applier nor gitsync nor render.
+//
+// Files: step.go (Step, State, Event, Decision), recover.go (Recover),
+// retry.go (the retry policies), driver.go (Driver), roles.go (the role
+// interfaces), release.go (release.yaml: ParseRelease, Record), message.go
+// (commit messages and the Tandem-* trailers), gate.go (the stage gate of
+// spec.after and spec.approval: Decide, Soaked, Tandem-Approve trailers,
+// the soaked record) and status.go (the table of `tandem-agent status`).
+//
+// promote imports neither applier nor gitsync nor render, and does no I/O
+// of its own: every effect goes through a role.
 package promote
