@@ -91,6 +91,10 @@ lint: $(STATICCHECK) ## go vet, gofmt check and staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(STATICCHECK) ./...
 
+.PHONY: schema
+schema: ## Regenerate docs/bundle.schema.json from the bundle.yaml Go types (go generate ./render)
+	$(GO) generate ./render
+
 .PHONY: fmt
 fmt: ## Format the Go code
 	gofmt -w $$(git ls-files '*.go')

@@ -1,7 +1,3 @@
-// Package check runs a bundle's end-to-end checks (spec.checks of
-// bundle.yaml): a Job of the bundle, HTTP requests from the agent, or a
-// PromQL query, each judged passed, failed or inconclusive. A check that
-// measured nothing is never a pass.
 package check
 
 import (

@@ -1,10 +1,3 @@
-// Package contract holds the names of tandem's user contract
-// (CONTRACT.md §1, §3, §6) that several packages write or read: the file API
-// version, the labels and annotations on objects and the field managers.
-// render writes them, applier reads and writes them, promote and cmd/agent
-// use the API version; none of them imports another for a name. Its only
-// code is Short, the commit abbreviation of every message, and the field
-// manager names. It imports nothing.
 package contract
 
 // Short is the 7-character abbreviation of a commit hash, as in git log --oneline.

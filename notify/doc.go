@@ -9,4 +9,10 @@
 // delivery, failure and drop is reported as a typed Result to a callback,
 // so the caller can log and count it. The package does not log, does not
 // read the environment, and never puts a token or secret in an error.
+//
+// Files: notify.go (Notifier: New, Start, Notify, SetStatus, the queues,
+// workers and retries), webhook.go (the JSON and Slack bodies, and Sign, the
+// HMAC of X-Tandem-Signature-256) and status.go (the commit-status requests
+// of GitHub, GitLab and Gitea). It knows nothing of Git, the cluster or the
+// release lifecycle: it delivers what it is given.
 package notify

@@ -23,12 +23,21 @@
 // Router, and Git), which package fleet implements on top of applier and
 // gitsync. Every write of release.yaml (promotion, revert, hold, and the
 // record of a finished soak) is an ActRecord decision carried out by the
-// one Git role. A
-// release is named by a ReleaseRef (commit and digest); the adapters resolve
-// it to rendered objects. The driver feeds each effect's outcome back to
+// one Git role. A release is named by a ReleaseRef (commit and digest); the
+// adapters resolve it to rendered objects. The driver feeds each effect's outcome back to
 // Step, cancels a verification or soak when a newer candidate arrives,
 // gives its concurrency slot away while it only watches (a verification or
 // a soak), and reports each step as a Note (a typed NotePhase and
 // NoteReason) for logs and metrics. It decides nothing itself.
-// promote imports neither applier nor gitsync nor render.
+//
+// Files: step.go (Step, State, Event, Decision), recover.go (Recover),
+// admit.go (Admit, Facts, Verdict, Baseline), retry.go (the retry
+// policies), driver.go (Driver), roles.go (the role interfaces and Note),
+// release.go (release.yaml: ParseRelease, Record), message.go (commit
+// messages and the Tandem-* trailers), gate.go (the stage gate of
+// spec.after and spec.approval: Decide, Soaked, Tandem-Approve trailers,
+// the soaked record) and status.go (the table of `tandem-agent status`).
+//
+// promote imports neither applier nor gitsync nor render, and does no I/O
+// of its own: every effect goes through a role.
 package promote

@@ -17,7 +17,17 @@
 // (a base outside the bundle too), so the agent knows which commits change
 // what a bundle renders; DiscoverAll reports broken bundles apart.
 //
+// Files: bundle.go (bundle.yaml parsed strictly, and the bundles of a
+// repository discovered, broken ones apart), checks.go (spec.checks and the
+// Jobs of job checks), stages.go (spec.after and spec.approval, unknown
+// upstreams and cycles), render.go (Render and RenderColors), overlay.go
+// (the color level), kustconfig.go (kustomize's default field specs, which
+// kustomize keeps internal), fs.go (the filesystem confined to the
+// repository root, which records every file read) and schema.go
+// (BundleSchema, the JSON schema of bundle.yaml in docs/bundle.schema.json;
+// `go generate ./render` rewrites it).
+//
 // It is pure: a directory and parameters in, objects and a digest out. It
-// never talks to a cluster or to Git, and it never reads outside the
-// repository root.
+// never talks to a cluster or to Git, never reads outside the repository
+// root, never runs plugins, and loads remote bases only when told to.
 package render

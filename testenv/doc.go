@@ -41,4 +41,16 @@
 // NewRemote (git.go) makes a bare repository that refuses non-fast-forward
 // updates and deletions, can be served over HTTP by `git http-backend`, and
 // can be told to reject pushes with a hook.
+//
+// # Other files
+//
+// env.go (Start, Stop, the Env), binaries.go (where the binaries are found),
+// process.go (process groups), testing.go (RunTests for TestMain, and a
+// namespace per test), agentproc.go (a tandem-agent process and its
+// commits' Tandem-* trailers), prometheus.go (a real Prometheus for
+// prometheus checks), signing.go (throw-away GnuPG homes and keys for the
+// signed-commit tests) and stages.yaml (the kwok stages above). The command
+// testenv/cmd/testenv runs a control plane by hand (`testenv up`).
+//
+// It is for tests and the demo only: the agent never imports it.
 package testenv

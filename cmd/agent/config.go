@@ -72,7 +72,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.WorkDir, "workdir", "", "where the local clone and checkouts live (default: a directory under the system temp dir)")
 	fs.StringVar(&c.SSHKeyFile, "git-ssh-key-file", "", "SSH private key file for ssh:// and scp-style remotes (reloaded when it changes)")
 	fs.StringVar(&c.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH remotes (no trust on first use)")
-	fs.StringVar(&c.GitUsername, "git-username", "", "user name for HTTPS basic auth (default \"git\" with a token)")
+	fs.StringVar(&c.GitUsername, "git-username", "", "user name for HTTPS basic auth (default \"x-access-token\" with a token or password file)")
 	fs.StringVar(&c.GitPasswordFile, "git-password-file", "", "file holding the HTTPS password (reloaded when it changes)")
 	fs.StringVar(&c.GitTokenFile, "git-token-file", "", "file holding an HTTPS access token (reloaded when it changes)")
 	fs.StringVar(&c.SigningKeyFile, "git-signing-key-file", "", "armored OpenPGP private key to sign the agent's commits (optional)")
