@@ -23,7 +23,7 @@ import (
 // chart's RBAC for the resource, not the Gateway API's validation. The real
 // CRDs (sigs.k8s.io/gateway-api) are large and would add a module for this.
 const httpRouteCRD = `{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
-"metadata":{"name":"httproutes.gateway.networking.k8s.io"},
+"metadata":{"name":"httproutes.gateway.networking.k8s.io","annotations":{"api-approved.kubernetes.io":"https://github.com/kubernetes-sigs/gateway-api/pull/891"}},
 "spec":{"group":"gateway.networking.k8s.io","scope":"Namespaced",
 "names":{"plural":"httproutes","singular":"httproute","kind":"HTTPRoute","listKind":"HTTPRouteList"},
 "versions":[{"name":"v1","served":true,"storage":true,
