@@ -166,6 +166,25 @@ bench-peers: build testenv peers ## Measure tandem beside Flux and Argo Rollouts
 		-toolchains "Flux source-controller and kustomize-controller $(FLUX_VERSION) (built with $$($(GO) env GOVERSION)), Argo Rollouts $(ROLLOUTS_VERSION) (built with $(ROLLOUTS_TOOLCHAIN), which its go.mod needs)"
 	@echo "updated docs/benchmarks.md"
 
+# The container image, built without a container engine by internal/image
+# (go-containerregistry): one static binary per platform, the CA bundle of
+# Debian's ca-certificates, user 65532, entrypoint the agent; written as an OCI
+# image layout in bin/image and its index digest in bin/image.digest. Its tag
+# is the chart's appVersion, which is the chart's default image.tag.
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+APP_VERSION  := $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/agent/Chart.yaml)
+IMAGE_REPO   ?= ghcr.io/tandem-gitops/tandem-agent
+IMAGE        ?= $(IMAGE_REPO):$(APP_VERSION)
+
 .PHONY: image
-image: ## Build the container image (needs a Docker engine; none runs on the build machines)
-	docker build -t tandem-agent:$(VERSION) .
+image: ## Build the multi-arch OCI image into bin/image (no Docker needed); prints its index digest
+	@set -e; bins=(); for p in $(IMAGE_PLATFORMS); do arch=$${p#*/}; \
+		echo "build $$p"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o bin/linux_$$arch/tandem-agent ./cmd/agent; \
+		bins+=(--binary $$p=bin/linux_$$arch/tandem-agent); done; \
+	$(GO) run ./internal/image/cmd build --out bin/image --version $(APP_VERSION) "$${bins[@]}"
+
+.PHONY: image-push
+image-push: image ## Push bin/image to IMAGE (default ghcr.io/tandem-gitops/tandem-agent:<appVersion>); credentials from ~/.docker/config.json
+	$(GO) run ./internal/image/cmd push --layout bin/image $(if $(IMAGE_INSECURE),--insecure) $(IMAGE)

@@ -21,7 +21,8 @@ import (
 
 // TestAgentWithChartServiceAccount runs the real agent binary with a token
 // of the chart's own ServiceAccount (namespaced RBAC, leader election on):
-// it promotes a bundle in its allowed namespace, and a bundle aimed at a
+// it promotes a bundle in its allowed namespace (whose spec.shared declares
+// that Namespace, with a label: rbac.manageNamespaces), and a bundle aimed at a
 // namespace outside rbac.namespaces is refused with a clear error and
 // nothing applied there.
 func TestAgentWithChartServiceAccount(t *testing.T) {
@@ -83,6 +84,9 @@ spec:
   ports: [{port: 80}]
 `
 	}
+	files["bundles/ok/bundle.yaml"] += "  shared: shared\n"
+	files["bundles/ok/shared/kustomization.yaml"] = "resources:\n- namespace.yaml\n"
+	files["bundles/ok/shared/namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + allowed + "\n  labels: {team: shop}\n"
 	if _, err := remote.Seed(files, "two bundles"); err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +113,11 @@ spec:
 	twin, err := cs.CoreV1().Services(allowed).Get(ctx, "web", metav1.GetOptions{})
 	if err != nil || twin.Spec.Selector["tandem.dev/color"] != "blue" {
 		t.Fatalf("stable Service web in %s: %v %v", allowed, err, twin.Spec.Selector)
+	}
+	if n, err := cs.CoreV1().Namespaces().Get(ctx, allowed, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	} else if n.Labels["team"] != "shop" {
+		t.Fatalf("Namespace %s from spec.shared: labels %v, want team=shop", allowed, n.Labels)
 	}
 	// The other bundle is refused, loudly, and nothing lands in its namespace.
 	deadline := time.Now().Add(30 * time.Second)

@@ -100,6 +100,10 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 		{"logFormat unknown", "logFormat=xml"},
 		{"concurrency string", "concurrency=many"},
 		{"interval not a duration", "git.interval=often"},
+		{"typo in git.token", "git.tokne.secretName=tok"},
+		{"typo at the top", "replicaCoutn=2"},
+		{"typo in rbac", "rbac.namespace=shop"},
+		{"namespace not a DNS label", "rbac.namespaces={Shop_1}"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if out, err := helm(t, "template", "x", ".", "--set", "git.url=https://e/r.git", "--set-string", c.set); err == nil {
@@ -112,9 +116,22 @@ func TestSchemaRejectsWrongValues(t *testing.T) {
 			t.Fatalf("helm template accepted a missing git.url:\n%s", out)
 		}
 	})
-	t.Run("namespaced without namespaces", func(t *testing.T) {
-		if out, err := helm(t, "template", "x", ".", "--set", "git.url=https://e/r.git", "--set", "rbac.scope=namespaced"); err == nil {
-			t.Fatalf("helm template accepted namespaced scope with no namespaces:\n%s", out)
+	t.Run("rbac.namespaces outside tenancy.allowedNamespaces", func(t *testing.T) {
+		out, err := helm(t, "template", "x", ".", "--set", "git.url=https://e/r.git", "--set", "rbac.namespaces={a,b}", "--set", "tenancy.allowedNamespaces={a}")
+		if err == nil || !strings.Contains(out, "tenancy.allowedNamespaces") {
+			t.Fatalf("helm template granted rights outside tenancy.allowedNamespaces (err %v):\n%s", err, out)
+		}
+	})
+	t.Run("impersonation of any name", func(t *testing.T) {
+		out, err := helm(t, "template", "x", ".", "--set", "git.url=https://e/r.git", "--set", "tenancy.impersonation.enabled=true")
+		if err == nil || !strings.Contains(out, "serviceAccountNames") {
+			t.Fatalf("helm template granted impersonation of any ServiceAccount name (err %v):\n%s", err, out)
+		}
+	})
+	t.Run("more replicas without leader election", func(t *testing.T) {
+		out, err := helm(t, "template", "x", ".", "--set", "git.url=https://e/r.git", "--set", "replicaCount=2", "--set", "leaderElection.enabled=false")
+		if err == nil || !strings.Contains(out, "leaderElection.enabled") {
+			t.Fatalf("helm template accepted 2 replicas without leader election (err %v):\n%s", err, out)
 		}
 	})
 }
@@ -156,22 +173,31 @@ func TestRenderDefaults(t *testing.T) {
 	if p, _, _ := unstructured.NestedString(c, "readinessProbe", "httpGet", "path"); p != "/readyz" {
 		t.Errorf("readiness path %q", p)
 	}
-	gomem := false
-	for _, e := range c["env"].([]any) {
-		e := e.(map[string]any)
-		if e["name"] == "GOMEMLIMIT" {
-			r, _, _ := unstructured.NestedString(e, "valueFrom", "resourceFieldRef", "resource")
-			gomem = r == "limits.memory"
-		}
+	// 90% of the 512Mi limit, in bytes.
+	if v := envValue(c, "GOMEMLIMIT"); v != fmt.Sprint(512*1024*1024*9/10) {
+		t.Errorf("GOMEMLIMIT = %q, want 90%% of 512Mi: %v", v, c["env"])
 	}
-	if !gomem {
-		t.Errorf("GOMEMLIMIT not set from limits.memory: %v", c["env"])
+	if img := c["image"]; img != "ghcr.io/tandem-gitops/tandem-agent:"+appVersion(t) {
+		t.Errorf("image %v does not follow the chart's appVersion %s", img, appVersion(t))
 	}
 	if _, ok, _ := unstructured.NestedString(c, "resources", "limits", "memory"); !ok {
 		t.Errorf("no memory limit")
 	}
-	if len(find(objs, "ClusterRole")) != 1 || len(find(objs, "ClusterRoleBinding")) != 1 || len(find(objs, "Service")) != 1 || len(find(objs, "ServiceAccount")) != 1 {
-		t.Errorf("default render lacks ClusterRole/Binding, Service or ServiceAccount")
+	// Least privilege by default: a Role in the release namespace, and a
+	// ClusterRole only for that one Namespace object (and listing names).
+	if len(find(objs, "Service")) != 1 || len(find(objs, "ServiceAccount")) != 1 {
+		t.Errorf("default render lacks the Service or ServiceAccount")
+	}
+	crs := find(objs, "ClusterRole")
+	if len(crs) != 1 || crs[0].GetName() != "tandem-tandem-agent-tandem-system-namespaces" {
+		t.Errorf("default ClusterRoles: %v, want only the namespaces one", names(crs))
+	}
+	roles := map[string]bool{}
+	for _, r := range find(objs, "Role") {
+		roles[r.GetNamespace()+"/"+r.GetName()] = true
+	}
+	if !roles["tandem-system/tandem-tandem-agent"] || len(roles) != 2 {
+		t.Errorf("default Roles %v, want the agent's and its leader Role in tandem-system", roles)
 	}
 	if len(find(objs, "ServiceMonitor")) != 0 {
 		t.Errorf("ServiceMonitor rendered by default")
@@ -248,6 +274,40 @@ func TestCommitStatusNeedsRepoAndToken(t *testing.T) {
 			t.Errorf("helm template %v succeeded:\n%s", sets, out)
 		}
 	}
+}
+
+func names(objs []*unstructured.Unstructured) []string {
+	var r []string
+	for _, o := range objs {
+		r = append(r, o.GetKind()+" "+o.GetNamespace()+"/"+o.GetName())
+	}
+	return r
+}
+
+func envValue(c map[string]any, name string) string {
+	env, _ := c["env"].([]any)
+	for _, e := range env {
+		if e := e.(map[string]any); e["name"] == name {
+			v, _ := e["value"].(string)
+			return v
+		}
+	}
+	return ""
+}
+
+func appVersion(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile("Chart.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		AppVersion string `json:"appVersion"`
+	}
+	if err := yaml.Unmarshal(data, &c); err != nil || c.AppVersion == "" {
+		t.Fatalf("Chart.yaml appVersion: %q, %v", c.AppVersion, err)
+	}
+	return c.AppVersion
 }
 
 func toStrings(v any) []string {
@@ -424,11 +484,14 @@ func TestNamespacedRBACOnControlPlane(t *testing.T) {
 	}
 }
 
+// TestClusterRBACOnControlPlane: rbac.scope cluster lets the agent apply
+// workloads in any namespace, but Secrets and ServiceAccounts only in
+// rbac.namespaces, and Namespaces never created.
 func TestClusterRBACOnControlPlane(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	agentNS, target := env.Namespace(t), env.Namespace(t)
-	objs := render(t, agentNS, "git.url=https://example.com/r.git", "fullnameOverride=tandem-"+agentNS)
+	objs := render(t, agentNS, "git.url=https://example.com/r.git", "fullnameOverride=tandem-"+agentNS, "rbac.scope=cluster")
 	admin, err := dynamic.NewForConfig(env.Config)
 	if err != nil {
 		t.Fatal(err)
@@ -436,7 +499,9 @@ func TestClusterRBACOnControlPlane(t *testing.T) {
 	apply(ctx, t, admin, objs)
 	t.Cleanup(func() {
 		for _, k := range []string{"ClusterRole", "ClusterRoleBinding"} {
-			_ = admin.Resource(gvrs[k]).Delete(context.Background(), "tandem-"+agentNS, metav1.DeleteOptions{})
+			for _, n := range []string{"tandem-" + agentNS + "-" + agentNS, "tandem-" + agentNS + "-" + agentNS + "-namespaces"} {
+				_ = admin.Resource(gvrs[k]).Delete(context.Background(), n, metav1.DeleteOptions{})
+			}
 		}
 	})
 	cs, err := kubernetes.NewForConfig(env.Config)
@@ -451,13 +516,17 @@ func TestClusterRBACOnControlPlane(t *testing.T) {
 		ns, group, resource, verb string
 		want                      bool
 	}{
-		{"", "", "namespaces", "create", true},
+		{"", "", "namespaces", "create", false},
 		{"", "", "namespaces", "delete", false},
 		{target, "", "services", "patch", true},
+		{target, "networking.k8s.io", "ingresses", "create", true},
 		{target, "", "pods", "delete", false},
+		{"", "", "secrets", "list", false},
+		{target, "", "secrets", "get", false},
+		{target, "", "serviceaccounts", "create", false},
+		{agentNS, "", "secrets", "create", true}, // rbac.namespaces defaults to the release namespace
 		{"", "rbac.authorization.k8s.io", "clusterroles", "create", false},
 		{target, "", "nodes", "get", false},
-		{target, "networking.k8s.io", "ingresses", "create", false},
 	} {
 		if got := can(ctx, t, sa, c.ns, c.group, c.resource, c.verb); got != c.want {
 			t.Errorf("can %s %s/%s in %q = %v, want %v", c.verb, c.group, c.resource, c.ns, got, c.want)
