@@ -23,19 +23,19 @@ const maxRetryAfter = 5 * time.Minute
 // (and the body matches), failed otherwise; inconclusive when no answer
 // came (refused, timed out) or the target asked to slow down (429). The
 // error refuses the check's target before any request.
-func (r *Runner) httpProbe(h *HTTP, v Vars) (probe, error) {
+func (r *Runner) httpProbe(h *HTTP, v Vars) (probe, *http.Client, error) {
 	client, err := r.httpClient()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	target := v.Expand(h.URL)
 	if !r.AllowLocalTargets {
 		u, err := url.Parse(target)
 		if err != nil {
-			return nil, errors.New(redact.Text(err.Error()))
+			return nil, client, errors.New(redact.Text(err.Error()))
 		}
 		if err := refusedHost(u.Hostname()); err != nil {
-			return nil, err
+			return nil, client, err
 		}
 	}
 	return func(ctx context.Context) measurement {
@@ -72,7 +72,7 @@ func (r *Runner) httpProbe(h *HTTP, v Vars) (probe, error) {
 			return measurement{value: code + ", body did not match", verdict: Failed}
 		}
 		return measurement{value: code, verdict: Passed}
-	}, nil
+	}, client, nil
 }
 
 // RetryAfter parses a Retry-After header (seconds or an HTTP date) into

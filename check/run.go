@@ -32,14 +32,11 @@ type Runner struct {
 	// target's name resolves to is checked as it is dialled, and HTTP
 	// ignores proxies; HTTP's transport must then be an *http.Transport.
 	AllowLocalTargets bool
-
-	mu       sync.Mutex
-	guarded  *http.Client // HTTP with the guard, made once
-	guardErr error
 }
 
-// httpClient is the client of http checks: HTTP, guarded unless
-// AllowLocalTargets.
+// httpClient is the client of one http check run: HTTP, or unless
+// AllowLocalTargets a guarded copy with its own transport (the caller
+// closes its idle connections when the check ends).
 func (r *Runner) httpClient() (*http.Client, error) {
 	if r.AllowLocalTargets {
 		if r.HTTP == nil {
@@ -47,12 +44,7 @@ func (r *Runner) httpClient() (*http.Client, error) {
 		}
 		return r.HTTP, nil
 	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.guarded == nil && r.guardErr == nil {
-		r.guarded, r.guardErr = guardedClient(r.HTTP)
-	}
-	return r.guarded, r.guardErr
+	return guardedClient(r.HTTP)
 }
 
 // Target is what a phase's checks run against: the variables of the
@@ -123,7 +115,10 @@ func (r *Runner) runOne(ctx context.Context, i int, s Spec, t Target) (run, erro
 		err = r.job(wctx, s, t, &res.Result)
 	case s.HTTP != nil:
 		res.Condition = fmt.Sprintf("status %v%s, %d of %d", s.HTTP.Status, bodyCond(s.HTTP), s.HTTP.Successes, s.HTTP.Count)
-		p, err := r.httpProbe(s.HTTP, t.Vars)
+		p, client, err := r.httpProbe(s.HTTP, t.Vars)
+		if client != nil && !r.AllowLocalTargets {
+			defer client.CloseIdleConnections()
+		}
 		if err != nil {
 			res.Verdict, res.Detail = Failed, fmt.Sprintf("spec.checks[%d].http.url: %v", i, err)
 			break

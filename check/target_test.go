@@ -2,6 +2,7 @@ package check
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -56,10 +57,7 @@ func TestHTTPCheckLocalTargetRefused(t *testing.T) {
 	}
 
 	// Dial-time: a resolver that answers loopback for a public-looking name.
-	s := httpCheck("http://app.example.com:"+port+"/healthz", 1, 1)
-	tr := &http.Transport{}
-	r := &Runner{HTTP: &http.Client{Transport: tr}}
-	c, err := r.httpClient()
+	c, err := guardedClient(&http.Client{Transport: &http.Transport{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +67,16 @@ func TestHTTPCheckLocalTargetRefused(t *testing.T) {
 		_, p, _ := net.SplitHostPort(addr)
 		return dial(ctx, network, net.JoinHostPort("127.0.0.1", p)) // what a rebinding DNS answer does
 	}
-	rs, err := r.Run(context.Background(), []Spec{s}, green)
-	if err == nil || rs[0].Verdict != Failed || !strings.Contains(rs[0].Detail, "127.0.0.1 is a loopback address") {
-		t.Fatalf("a name resolving to loopback: %v, %+v", err, rs)
+	_, err = c.Get("http://app.example.com:" + port + "/healthz")
+	var rt *refusedTarget
+	if !errors.As(err, &rt) || !strings.Contains(err.Error(), "127.0.0.1 is a loopback address") {
+		t.Fatalf("a name resolving to loopback: %v", err)
 	}
 	if n := hits.Load(); n != 0 {
 		t.Fatalf("the server saw %d requests, want none", n)
 	}
 
-	rs, err = (&Runner{AllowLocalTargets: true}).Run(context.Background(), []Spec{httpCheck(srv.URL+"/healthz", 1, 1)}, green)
+	rs, err := (&Runner{AllowLocalTargets: true}).Run(context.Background(), []Spec{httpCheck(srv.URL+"/healthz", 1, 1)}, green)
 	if err != nil || rs[0].Verdict != Passed || hits.Load() != 1 {
 		t.Fatalf("allowed: %v, %+v, %d requests", err, rs, hits.Load())
 	}
