@@ -65,8 +65,8 @@ test: testenv $(HELM) ## Run every test (-race), against a real control plane an
 # (about 40 s in all, plus a one-time instrumented build); `make fuzz` runs
 # each for FUZZTIME. New crashers land in <pkg>/testdata/fuzz/<target>/ and
 # then run as regression cases in every plain `go test`.
-FUZZ_TARGETS := ./render:FuzzParseBundle ./promote:FuzzParseRelease ./promote:FuzzParseTrailers \
-                ./gitsync:FuzzWebhook
+FUZZ_TARGETS := ./render:FuzzParseBundle ./render:FuzzRenderKustomization ./promote:FuzzParseRelease ./promote:FuzzParseTrailers \
+                ./gitsync:FuzzWebhook ./gitsync:FuzzTrustedKeys ./internal/redact:FuzzText
 FUZZ_SMOKE   ?= 5s
 FUZZTIME     ?= 1m
 # Minimising each new interesting input may take the default 60 s, during

@@ -74,7 +74,7 @@ func TestHTTPCheck(t *testing.T) {
 	srv := newColorServer(t)
 	srv.set("green", 200, `{"version":"v2"}`)
 	srv.set("blue", 503, "down")
-	r := &Runner{}
+	r := &Runner{AllowLocalTargets: true}
 	url := srv.URL + "/${TANDEM_BUNDLE}/${TANDEM_COLOR}/healthz"
 
 	rs, err := r.Run(context.Background(), []Spec{httpCheck(url, 3, 3)}, green)
@@ -112,7 +112,7 @@ func TestHTTPCheckUnreachable(t *testing.T) {
 
 	s := httpCheck("http://"+addr+"/shop/${TANDEM_COLOR}/healthz", 2, 2)
 	s.Timeout = time.Second
-	rs, err := (&Runner{}).Run(context.Background(), []Spec{s}, green)
+	rs, err := (&Runner{AllowLocalTargets: true}).Run(context.Background(), []Spec{s}, green)
 	if err == nil || rs[0].Verdict != Inconclusive || !strings.Contains(err.Error(), "inconclusive") {
 		t.Fatalf("nothing answers: %v, %+v", err, rs)
 	}
@@ -133,7 +133,7 @@ func TestHTTPCheckUnreachable(t *testing.T) {
 	var got Results
 	go func() {
 		defer close(done)
-		got, err = (&Runner{HTTP: client}).Run(context.Background(), []Spec{s}, green)
+		got, err = (&Runner{HTTP: client, AllowLocalTargets: true}).Run(context.Background(), []Spec{s}, green)
 	}()
 	<-refused // the check met a refused connection; now the endpoint comes up
 	l2, lerr := net.Listen("tcp", addr)
@@ -160,7 +160,7 @@ func TestRunStopsOthersOnFailure(t *testing.T) {
 	slow := httpCheck(srv.URL+"/shop/${TANDEM_COLOR}/slow", 1000, 1000)
 	slow.Name, slow.Timeout, slow.HTTP.Status = "slow", time.Hour, []int{500}
 	failing := httpCheck(srv.URL+"/shop/${TANDEM_COLOR}/healthz", 1, 1)
-	rs, err := (&Runner{}).Run(context.Background(), []Spec{slow, failing}, green)
+	rs, err := (&Runner{AllowLocalTargets: true}).Run(context.Background(), []Spec{slow, failing}, green)
 	var ce *Error
 	if !errors.As(err, &ce) || rs[1].Verdict != Failed || rs[0].Verdict != Inconclusive || !strings.Contains(rs[0].Detail, "stopped") {
 		t.Fatalf("got %v, %+v", err, rs)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-gitops/tandem/internal/redact"
+
 	"github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
@@ -32,9 +34,10 @@ func NewPromSource(url, tokenFile string, rt http.RoundTripper) (*PromSource, er
 	if tokenFile != "" {
 		rt = &bearerFile{file: tokenFile, next: rt}
 	}
+	rt = &retryAfterRT{next: rt}
 	c, err := api.NewClient(api.Config{Address: url, RoundTripper: rt})
 	if err != nil {
-		return nil, fmt.Errorf("--prometheus-url: %w", err)
+		return nil, fmt.Errorf("--prometheus-url: %s", redact.Text(err.Error()))
 	}
 	return &PromSource{api: promv1.NewAPI(c)}, nil
 }
@@ -56,18 +59,45 @@ func (b *bearerFile) RoundTrip(req *http.Request) (*http.Response, error) {
 	return b.next.RoundTrip(req)
 }
 
+// retryAfterKey carries a *time.Duration in a query's context, which
+// retryAfterRT sets from a 429's Retry-After.
+type retryAfterKey struct{}
+
+// retryAfterRT records the Retry-After of a 429 answer where the query's
+// context asks for it (client_golang's error does not keep headers).
+type retryAfterRT struct{ next http.RoundTripper }
+
+func (t *retryAfterRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		if d, ok := req.Context().Value(retryAfterKey{}).(*time.Duration); ok {
+			*d = RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+	}
+	return resp, err
+}
+
+// queryTimeout bounds one Prometheus query (within the check's window).
+func queryTimeout(interval time.Duration) time.Duration {
+	return max(interval, 10*time.Second)
+}
+
 // probe runs query once: passed when it returns values that all meet c,
 // failed when one does not; inconclusive when it returns nothing, NaN or
-// ±Inf, or Prometheus errs or cannot be reached.
-func (p *PromSource) probe(query string, c Condition) probe {
-	return func(ctx context.Context) (string, string) {
-		v, _, _, err := p.api.Query(ctx, query, time.Now())
+// ±Inf, or Prometheus errs (its error redacted: it may quote the query
+// URL), cannot be reached or asks to slow down (429, Retry-After kept).
+func (p *PromSource) probe(query string, c Condition, interval time.Duration) probe {
+	return func(ctx context.Context) measurement {
+		var retryAfter time.Duration
+		qctx, cancel := context.WithTimeout(context.WithValue(ctx, retryAfterKey{}, &retryAfter), queryTimeout(interval))
+		defer cancel()
+		v, _, _, err := p.api.Query(qctx, query, time.Now())
 		if err != nil {
-			return "query error: " + shortErr(err), Inconclusive
+			return measurement{value: "query error: " + shortErr(err), verdict: Inconclusive, retryAfter: retryAfter}
 		}
 		vals, err := values(v)
 		if err != nil {
-			return err.Error(), Inconclusive
+			return measurement{value: err.Error(), verdict: Inconclusive}
 		}
 		var texts []string
 		nan, fail := false, false
@@ -86,7 +116,7 @@ func (p *PromSource) probe(query string, c Condition) probe {
 		} else if nan {
 			verdict = Inconclusive
 		}
-		return strings.Join(texts, " "), verdict
+		return measurement{value: strings.Join(texts, " "), verdict: verdict}
 	}
 }
 

@@ -27,6 +27,24 @@ type Runner struct {
 	HTTP       *http.Client
 	Prometheus *PromSource
 	Jobs       JobRunner
+	// AllowLocalTargets lets http checks reach loopback, link-local and
+	// cloud metadata addresses (see LocalTarget). Off, every address a
+	// target's name resolves to is checked as it is dialled, and HTTP
+	// ignores proxies; HTTP's transport must then be an *http.Transport.
+	AllowLocalTargets bool
+}
+
+// httpClient is the client of one http check run: HTTP, or unless
+// AllowLocalTargets a guarded copy with its own transport (the caller
+// closes its idle connections when the check ends).
+func (r *Runner) httpClient() (*http.Client, error) {
+	if r.AllowLocalTargets {
+		if r.HTTP == nil {
+			return http.DefaultClient, nil
+		}
+		return r.HTTP, nil
+	}
+	return guardedClient(r.HTTP)
 }
 
 // Target is what a phase's checks run against: the variables of the
@@ -55,7 +73,7 @@ func (r *Runner) Run(ctx context.Context, specs []Spec, t Target) (Results, erro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := r.runOne(rctx, s, t)
+			res, err := r.runOne(rctx, i, s, t)
 			if rctx.Err() != nil && ctx.Err() == nil && res.Verdict != Passed && err == nil && !res.stopper {
 				res.Verdict, res.Detail, res.Stopped = Inconclusive, "stopped: another check did not pass", true
 			}
@@ -86,7 +104,7 @@ type run struct {
 	stopper bool // it reached its own verdict
 }
 
-func (r *Runner) runOne(ctx context.Context, s Spec, t Target) (run, error) {
+func (r *Runner) runOne(ctx context.Context, i int, s Spec, t Target) (run, error) {
 	start := time.Now()
 	res := run{Result: Result{Name: s.Name, Kind: s.Kind(), When: s.When, Color: t.Color}}
 	wctx, cancel := context.WithTimeout(ctx, s.Timeout)
@@ -96,8 +114,18 @@ func (r *Runner) runOne(ctx context.Context, s Spec, t Target) (run, error) {
 	case s.Job != nil:
 		err = r.job(wctx, s, t, &res.Result)
 	case s.HTTP != nil:
-		r.measure(wctx, s.HTTP.Count-s.HTTP.Successes, s.HTTP.Successes, s.HTTP.Interval, r.httpProbe(s.HTTP, t.Vars), &res.Result)
 		res.Condition = fmt.Sprintf("status %v%s, %d of %d", s.HTTP.Status, bodyCond(s.HTTP), s.HTTP.Successes, s.HTTP.Count)
+		p, client, err := r.httpProbe(s.HTTP, t.Vars)
+		if client != nil && !r.AllowLocalTargets {
+			defer client.CloseIdleConnections()
+		}
+		if err != nil {
+			res.Verdict, res.Detail = Failed, fmt.Sprintf("spec.checks[%d].http.url: %v", i, err)
+			break
+		}
+		if r.measure(wctx, s.HTTP.Count-s.HTTP.Successes, s.HTTP.Successes, s.HTTP.Interval, p, &res.Result) {
+			res.Detail = fmt.Sprintf("spec.checks[%d].http.url: %s", i, res.Detail)
+		}
 	default:
 		p := s.Prometheus
 		res.Condition = fmt.Sprintf("%s in %d of %d measurements", p.Condition, p.Count-p.FailureLimit, p.Count)
@@ -105,7 +133,7 @@ func (r *Runner) runOne(ctx context.Context, s Spec, t Target) (run, error) {
 			res.Verdict, res.Detail = Inconclusive, "the agent has no --prometheus-url"
 			break
 		}
-		r.measure(wctx, p.FailureLimit, p.Count-p.FailureLimit, p.Interval, r.Prometheus.probe(t.Vars.Expand(p.Query), p.Condition), &res.Result)
+		r.measure(wctx, p.FailureLimit, p.Count-p.FailureLimit, p.Interval, r.Prometheus.probe(t.Vars.Expand(p.Query), p.Condition, p.Interval), &res.Result)
 	}
 	res.Duration = time.Since(start)
 	res.stopper = res.Verdict != "" && ctx.Err() == nil
@@ -152,25 +180,42 @@ func (r *Runner) job(ctx context.Context, s Spec, t Target, res *Result) error {
 	return nil
 }
 
-// probe takes one measurement: its value as text (or what made it
+// probe takes one measurement.
+type probe func(ctx context.Context) measurement
+
+// measurement is one probe's value as text (or what made it
 // inconclusive) and its verdict: passed, failed or inconclusive.
-type probe func(ctx context.Context) (value, verdict string)
+type measurement struct {
+	value, verdict string
+	// retryAfter, when longer than the interval, is how long the server
+	// asked to wait before the next one (429 with Retry-After).
+	retryAfter time.Duration
+	// final ends the check failed at once, with value as the reason (a
+	// target the guard refuses: trying again cannot help).
+	final bool
+}
 
 // maxValues bounds the measurements a result lists.
 const maxValues = 20
 
 // measure takes measurements interval apart until passes reach needPass
 // (passed), failures exceed maxFail (failed) or ctx ends (inconclusive).
-// Inconclusive measurements count for neither and are retried.
-func (r *Runner) measure(ctx context.Context, maxFail, needPass int, interval time.Duration, p probe, res *Result) {
+// Inconclusive measurements count for neither and are retried. final says
+// a measurement ended the check (see measurement.final).
+func (r *Runner) measure(ctx context.Context, maxFail, needPass int, interval time.Duration, p probe, res *Result) (final bool) {
 	passes, fails, inconclusive := 0, 0, 0
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 loop:
 	for {
-		v, verdict := p(ctx)
+		m := p(ctx)
+		v, verdict := m.value, m.verdict
 		if ctx.Err() != nil {
 			break // the window ended mid-measurement: it does not count
+		}
+		if m.final {
+			res.Verdict, res.Detail = Failed, v
+			return true
 		}
 		switch verdict {
 		case Passed:
@@ -192,6 +237,18 @@ loop:
 			res.Verdict = Passed
 			return
 		}
+		if m.retryAfter > interval {
+			// The server asked for a pause: honour it within the window.
+			wait := time.NewTimer(m.retryAfter)
+			select {
+			case <-ctx.Done():
+				wait.Stop()
+				break loop
+			case <-wait.C:
+			}
+			tick.Reset(interval)
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			break loop
@@ -205,4 +262,5 @@ loop:
 		res.Verdict = Inconclusive
 		res.Detail = fmt.Sprintf("the window ended with %d passing and %d failing measurements of the %d passing needed (%d inconclusive)", passes, fails, needPass, inconclusive)
 	}
+	return false
 }

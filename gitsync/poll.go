@@ -10,15 +10,34 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/storer"
 )
 
+// network runs one network operation under Options.NetworkTimeout; a
+// timeout it imposed (not the caller's) is reported as such.
+func (r *Repo) network(ctx context.Context, op string, f func(context.Context) error) error {
+	nctx, cancel := context.WithTimeout(ctx, r.opts.NetworkTimeout)
+	defer cancel()
+	err := f(nctx)
+	if err != nil && ctx.Err() == nil && errors.Is(nctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("git %s %s: no answer within %v (NetworkTimeout): %w", op, Redact(r.opts.URL), r.opts.NetworkTimeout, context.DeadlineExceeded)
+	}
+	return err
+}
+
 // lsTip asks the remote for the branch head.
 func (r *Repo) lsTip(ctx context.Context) (plumbing.Hash, error) {
 	auth, err := r.auth.method()
 	if err != nil {
 		return plumbing.ZeroHash, err
 	}
-	refs, err := r.remote.ListContext(ctx, &git.ListOptions{Auth: auth})
+	var refs []*plumbing.Reference
+	err = r.network(ctx, "ls-remote", func(ctx context.Context) error {
+		var err error
+		if refs, err = r.remote.ListContext(ctx, &git.ListOptions{Auth: auth}); err != nil {
+			return classifyAuth(r.wrap("ls-remote", err), err)
+		}
+		return nil
+	})
 	if err != nil {
-		return plumbing.ZeroHash, classifyAuth(r.wrap("ls-remote", err), err)
+		return plumbing.ZeroHash, err
 	}
 	want := plumbing.NewBranchReferenceName(r.opts.Branch)
 	for _, ref := range refs {
@@ -35,11 +54,13 @@ func (r *Repo) fetch(ctx context.Context) error {
 		return err
 	}
 	r.fetches++
-	err = r.remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Tags: git.NoTags})
-	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return classifyAuth(r.wrap("fetch", err), err)
-	}
-	return nil
+	return r.network(ctx, "fetch", func(ctx context.Context) error {
+		err := r.remote.FetchContext(ctx, &git.FetchOptions{Auth: auth, Tags: git.NoTags})
+		if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+			return classifyAuth(r.wrap("fetch", err), err)
+		}
+		return nil
+	})
 }
 
 // MaxPacks is how many pack files the cache may hold before Poll repacks

@@ -55,6 +55,10 @@ func newObjects(commit plumbing.Hash, trees []plumbing.Hash, files map[string]en
 // take a thin push; then go-git's PushContext walks the history to find what
 // to send.
 func (r *Repo) push(ctx context.Context, local plumbing.ReferenceName, tip, commit plumbing.Hash, objs []plumbing.Hash) error {
+	return r.network(ctx, "push", func(ctx context.Context) error { return r.pushOnce(ctx, local, tip, commit, objs) })
+}
+
+func (r *Repo) pushOnce(ctx context.Context, local plumbing.ReferenceName, tip, commit plumbing.Hash, objs []plumbing.Hash) error {
 	auth, err := r.auth.method()
 	if err != nil {
 		return err

@@ -40,7 +40,14 @@ type Options struct {
 	SigningKeyFile string
 	// MaxAttempts caps Write's fetch-edit-push attempts (default 8).
 	MaxAttempts int
+	// NetworkTimeout bounds each ls-remote, fetch and push (default
+	// DefaultNetworkTimeout), whatever the caller's context: a server that
+	// accepts the connection and never answers does not hang a poll.
+	NetworkTimeout time.Duration
 }
+
+// DefaultNetworkTimeout is the default Options.NetworkTimeout.
+const DefaultNetworkTimeout = 2 * time.Minute
 
 // Poll is the result of a remote-head check.
 type Poll struct {
@@ -108,6 +115,9 @@ func Open(ctx context.Context, o Options) (*Repo, error) {
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 8
+	}
+	if o.NetworkTimeout <= 0 {
+		o.NetworkTimeout = DefaultNetworkTimeout
 	}
 	if err := checkURL(o.URL); err != nil {
 		return nil, err

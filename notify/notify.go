@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,22 @@ type HTTPError struct {
 	StatusCode int
 	// Body is the start of the response body, with any token removed.
 	Body string
+	// RetryAfter is the pause a 429 or 503 asked for (Retry-After), 0 if none.
+	RetryAfter time.Duration
+}
+
+// maxRetryAfter bounds the pause a Retry-After can impose on one delivery.
+const maxRetryAfter = 2 * time.Minute
+
+// retryAfter parses a Retry-After header: seconds or an HTTP date, bounded.
+func retryAfter(h string, now time.Time) time.Duration {
+	var d time.Duration
+	if n, err := strconv.Atoi(strings.TrimSpace(h)); err == nil {
+		d = time.Duration(n) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
 }
 
 func (e *HTTPError) Error() string {
@@ -307,7 +324,11 @@ func (n *Notifier) deliver(ctx context.Context, q *queue, j job) {
 			n.report(r)
 			return
 		}
-		t := time.NewTimer(bo.Step())
+		pause := bo.Step()
+		if he := (*HTTPError)(nil); errors.As(err, &he) && he.RetryAfter > pause {
+			pause = he.RetryAfter // the server asked for longer
+		}
+		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
 			t.Stop()

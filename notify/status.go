@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/tandem-gitops/tandem/internal/redact"
 )
 
 // Commit status providers (--commit-status).
@@ -132,7 +134,7 @@ func (o *StatusOptions) Request(ctx context.Context, s Status, token string) (*h
 		if s.State == StateCanceled {
 			state = "error" // GitHub has no canceled state
 		}
-		body = map[string]string{"state": state, "context": name, "description": truncate(s.Description, githubDescriptionMax)}
+		body = map[string]string{"state": state, "context": name, "description": truncate(redact.Subject(s.Description, 1024), githubDescriptionMax)}
 	case GitLab:
 		// A path id is one URL-encoded segment: group%2Fproject.
 		endpoint = fmt.Sprintf("%s/api/v4/projects/%s/statuses/%s", o.BaseURL, url.PathEscape(o.Repo), url.PathEscape(s.Commit))
@@ -140,7 +142,7 @@ func (o *StatusOptions) Request(ctx context.Context, s Status, token string) (*h
 		if s.State == StateFailure {
 			state = "failed"
 		}
-		body = map[string]string{"state": state, "name": name, "description": truncate(s.Description, gitlabDescriptionMax)}
+		body = map[string]string{"state": state, "name": name, "description": truncate(redact.Subject(s.Description, 1024), gitlabDescriptionMax)}
 	}
 	if o.TargetURL != "" {
 		body["target_url"] = o.TargetURL

@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/tandem-gitops/tandem/internal/redact"
 )
 
 // Results of an Outcome.
@@ -93,6 +95,10 @@ func (w *Webhook) validate() error {
 // Body is the request body w sends for o.
 func (w *Webhook) Body(o Outcome) ([]byte, error) {
 	o.APIVersion, o.Kind = "tandem.dev/v1alpha1", "Notification"
+	// Reason and Evidence quote checks, Prometheus and the cluster:
+	// credentials out, control characters out (encoding/json escapes the
+	// rest; SlackText escapes for mrkdwn).
+	o.Reason, o.Evidence = redact.JSON(o.Reason), redact.JSON(o.Evidence)
 	if w.Format == FormatSlack {
 		return json.Marshal(map[string]string{"text": SlackText(o)})
 	}
@@ -115,11 +121,12 @@ func SlackText(o Outcome) string {
 	default:
 		fmt.Fprintf(&b, "*%s*: %s", o.Bundle, o.Result)
 	}
+	// Text from outside is escaped: "<!channel>" in a reason is shown, not acted on.
 	if o.Reason != "" {
-		fmt.Fprintf(&b, "\n%s", o.Reason)
+		fmt.Fprintf(&b, "\n%s", redact.Mrkdwn(o.Reason))
 	}
 	if o.Evidence != "" && o.Result == ResultPromoted {
-		fmt.Fprintf(&b, "\n%s", o.Evidence)
+		fmt.Fprintf(&b, "\n%s", redact.Mrkdwn(o.Evidence))
 	}
 	if o.Live != "" && o.Result != ResultFlippedBack {
 		fmt.Fprintf(&b, "\nlive: %s", o.Live)
@@ -182,7 +189,7 @@ func do(c *http.Client, req *http.Request, secret string) error {
 	if secret != "" {
 		text = strings.ReplaceAll(text, secret, "[redacted]")
 	}
-	return &HTTPError{StatusCode: resp.StatusCode, Body: truncate(text, 200)}
+	return &HTTPError{StatusCode: resp.StatusCode, Body: truncate(redact.Text(text), 200), RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 }
 
 // readSecret reads a secret or token file, trimmed; an empty file is an error.

@@ -6,7 +6,17 @@ import (
 
 	"github.com/tandem-gitops/tandem/check"
 	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/internal/redact"
 )
+
+// Text from outside the agent (check details quoting Prometheus or a
+// target, health reasons quoting the cluster, commit subjects) goes into
+// commit messages through redact: once pushed it is in Git history for
+// good, so credentials are removed, control characters dropped and
+// blank lines collapsed (it cannot pose as a trailer paragraph).
+
+// maxSubject bounds a quoted commit subject.
+const maxSubject = 200
 
 // Trailer keys the agent writes (contract section 5).
 const (
@@ -26,6 +36,7 @@ func PromoteMessage(bundle, color, commit, evidence string) string {
 	if evidence == "" {
 		evidence = color + " verified healthy"
 	}
+	evidence = redact.Commit(evidence)
 	return fmt.Sprintf("tandem: promote %s to %s (%s)\n\n%s\n\n%s: %s\n%s: promoted\n%s: %s\n%s: %s\n",
 		bundle, color, contract.Short(commit), evidence,
 		TrailerBundle, bundle, TrailerResult, TrailerColor, color, TrailerSource, commit)
@@ -38,6 +49,7 @@ func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic st
 	if failingSubject == "" {
 		failingSubject = contract.Short(failing)
 	}
+	failingSubject, reason, traffic = redact.Subject(failingSubject, maxSubject), redact.Commit(reason), redact.Commit(traffic)
 	return fmt.Sprintf("Revert %q in bundle %s\n\n%s; %s.\n\n%s: %s\n%s: reverted\n%s: %s\n%s: %s\n",
 		failingSubject, bundle, reason, traffic,
 		TrailerBundle, bundle, TrailerResult, TrailerReverts, failing, TrailerRestores, restores)
@@ -45,6 +57,7 @@ func RevertMessage(bundle, failingSubject, failing, restores, reason, traffic st
 
 // HoldMessage is the commit message recording a failure in release.yaml only.
 func HoldMessage(bundle, failing, reason string) string {
+	reason = redact.Commit(reason)
 	return fmt.Sprintf("tandem: hold %s at failure of %s\n\n%s\n\n%s: %s\n%s: held\n%s: %s\n",
 		bundle, contract.Short(failing), reason, TrailerBundle, bundle, TrailerResult, TrailerSource, failing)
 }
@@ -96,7 +109,7 @@ func WithChecks(msg string, rs check.Results) string {
 	if len(rs) == 0 {
 		return msg
 	}
-	msg = insertParagraph(msg, rs.String())
+	msg = insertParagraph(msg, redact.Commit(rs.String()))
 	for _, t := range rs.Trailers() {
 		msg += TrailerCheck + ": " + t + "\n"
 	}

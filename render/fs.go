@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +36,11 @@ type confinedFS struct {
 	// building the overlay); twoLevel says why that build cannot stand in
 	// for the generated level (see needsTwoLevel), empty if it can.
 	top, twoLevel string
+	// ctx ends the render: every read after it is done fails.
+	ctx context.Context
+	// onRead, when set, sees every repository file read but kustomization
+	// files (rel is slash-separated, relative to root); an error refuses it.
+	onRead func(rel string, data []byte) error
 }
 
 func newConfinedFS(root, virtual string, overlay []byte, allowRemote bool, firstErr *error) *confinedFS {
@@ -126,7 +132,19 @@ func (f *confinedFS) MkdirAll(string) error               { return errReadOnly }
 func (f *confinedFS) RemoveAll(string) error              { return errReadOnly }
 func (f *confinedFS) WriteFile(string, []byte) error      { return errReadOnly }
 
+// done fails once the render's context is done, so that kustomize stops
+// at its next read.
+func (f *confinedFS) done() error {
+	if f.ctx == nil || f.ctx.Err() == nil {
+		return nil
+	}
+	return f.record(f.ctx.Err())
+}
+
 func (f *confinedFS) Open(p string) (filesys.File, error) {
+	if err := f.done(); err != nil {
+		return nil, err
+	}
 	if f.isVirtual(p) {
 		return nil, fmt.Errorf("%s: cannot open the generated overlay", p)
 	}
@@ -226,6 +244,9 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if filepath.Clean(p) == filepath.Join(f.virtual, "kustomization.yaml") {
 		return f.overlay, nil
 	}
+	if err := f.done(); err != nil {
+		return nil, err
+	}
 	if err := f.check(p); err != nil {
 		return nil, err
 	}
@@ -253,6 +274,12 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	case "kustomization.yaml", "kustomization.yml", "Kustomization":
 		if err := f.vetKustomization(p, data); err != nil {
 			return nil, f.record(err)
+		}
+	default:
+		if f.onRead != nil {
+			if err := f.onRead(f.rel(p), data); err != nil {
+				return nil, f.record(err)
+			}
 		}
 	}
 	return data, nil

@@ -106,7 +106,7 @@ func TestOneLevelBuild(t *testing.T) {
 			b := bundles[0]
 			root, err := filepath.Abs(dir)
 			must(t, err)
-			bc := &buildCtx{root: root, b: b, budget: DefaultMaxBytes, inputs: map[string]bool{}}
+			bc := &buildCtx{ctx: context.Background(), root: root, b: b, budget: DefaultMaxBytes, maxObjects: DefaultMaxObjects, inputs: map[string]bool{}}
 			_, twoLevel, err := bc.kustomize(filepath.Join(root, filepath.FromSlash(b.Dir), filepath.FromSlash(b.Spec.Path)), nil, nil)
 			must(t, err)
 			if w := want[c.Name()]; w == "" && twoLevel != "" {

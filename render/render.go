@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tandem-gitops/tandem/contract"
 
@@ -45,6 +46,19 @@ type Options struct {
 	AllowRemoteBases bool
 	// MaxBytes limits the rendered output (default DefaultMaxBytes).
 	MaxBytes int64
+	// MaxObjects limits the objects a render reads and produces (default
+	// DefaultMaxObjects). The documents of every file kustomize reads are
+	// counted as it reads them, so an oversized file is refused before
+	// kustomize's quadratic resource map works on it.
+	MaxObjects int
+	// Timeout limits the render's wall time (default DefaultTimeout). In
+	// process, kustomize stops only at its next file read; with Workers
+	// the worker process is killed at the deadline.
+	Timeout time.Duration
+	// Workers, when set, runs the render in a worker process from this
+	// pool (see NewWorkerPool): killed at the deadline, its memory
+	// bounded, and not serialized with other renders.
+	Workers *WorkerPool
 
 	// twoLevel builds under a generated kustomization level always (tests
 	// compare it with the one-level build and color overlay).
@@ -100,9 +114,48 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if o.Live != "" && !valid(o.Live) {
 		return nil, fmt.Errorf("bundle %s: live color %q is not one of %v", b.Name, o.Live, b.Spec.Colors)
 	}
+	o = o.withDefaults()
+	if o.Workers != nil {
+		return o.Workers.render(ctx, b, o, colors)
+	}
+	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	rs, err := renderColors(rctx, b, o, colors)
+	if err != nil && ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
+		err = &Error{Err: fmt.Errorf("bundle %s: %w", b.Name, timeoutError(b, o)), Inputs: inputsOf(err)}
+	}
+	return rs, err
+}
+
+// withDefaults fills in the default limits.
+func (o Options) withDefaults() Options {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = DefaultMaxBytes
 	}
+	if o.MaxObjects <= 0 {
+		o.MaxObjects = DefaultMaxObjects
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	return o
+}
+
+func timeoutError(b *Bundle, o Options) *LimitError {
+	return &LimitError{Limit: LimitTime, Max: o.Timeout.String(), File: b.File, Detail: "the render did not finish in time"}
+}
+
+// inputsOf returns the inputs of a render *Error.
+func inputsOf(err error) []string {
+	var re *Error
+	if errors.As(err, &re) {
+		return re.Inputs
+	}
+	return nil
+}
+
+// renderColors is RenderColors in this process, o's defaults filled in.
+func renderColors(ctx context.Context, b *Bundle, o Options, colors []string) ([]*Result, error) {
 	root, err := filepath.Abs(o.RepoRoot)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
@@ -110,7 +163,8 @@ func RenderColors(ctx context.Context, b *Bundle, o Options, colors ...string) (
 	if root, err = filepath.EvalSymlinks(root); err != nil {
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
 	}
-	bc := &buildCtx{root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, inputs: map[string]bool{b.File: true}, twoLevel: o.twoLevel}
+	bc := &buildCtx{ctx: ctx, root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, maxBytes: o.MaxBytes,
+		maxObjects: o.MaxObjects, inputs: map[string]bool{b.File: true}, twoLevel: o.twoLevel}
 	colored, shared, err := bc.buildBoth()
 	if err != nil {
 		return nil, &Error{Err: err, Inputs: bc.inputList()}
@@ -160,10 +214,14 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // buildCtx is one render's kustomize runs over a repository.
 type buildCtx struct {
+	ctx         context.Context
 	root        string
 	b           *Bundle
 	allowRemote bool
 	budget      int64           // bytes of output left
+	maxBytes    int64           // Options.MaxBytes
+	objects     int             // objects of the builds done
+	maxObjects  int             // Options.MaxObjects
 	inputs      map[string]bool // repository paths read (see confinedFS.input)
 	twoLevel    bool            // always build under a generated level
 }
@@ -301,13 +359,21 @@ func (bc *buildCtx) build(dir string, colored bool) (objs []*unstructured.Unstru
 	}
 	bc.budget -= int64(len(out))
 	if bc.budget < 0 {
-		return nil, fmt.Errorf("rendered output exceeds the limit of MaxBytes")
+		return nil, &LimitError{Limit: LimitBytes, Max: fmt.Sprintf("%d bytes", bc.maxBytes), File: bc.b.File,
+			Detail: fmt.Sprintf("rendered output exceeds the limit: %d bytes more", -bc.budget)}
 	}
 	objs, err = decode(out, b.Name, colored)
-	if err == nil && colored {
+	if err != nil {
+		return nil, err
+	}
+	if bc.objects += len(objs); bc.objects > bc.maxObjects {
+		return nil, &LimitError{Limit: LimitObjects, Max: fmt.Sprintf("%d objects", bc.maxObjects), File: bc.b.File,
+			Detail: fmt.Sprintf("the render produces %d objects", bc.objects)}
+	}
+	if colored {
 		setNamespace(objs, b.Spec.Namespace)
 	}
-	return objs, err
+	return objs, nil
 }
 
 // buildTwoLevel runs kustomize on dir under a generated overlay; colored
@@ -361,6 +427,15 @@ func (bc *buildCtx) kustomize(dir string, overlay map[string]any, after func(res
 	if overlay == nil {
 		fsys.top = dir
 	}
+	fsys.ctx = bc.ctx
+	read := bc.objects // objects of this build's files, on top of the builds done
+	fsys.onRead = func(rel string, data []byte) error {
+		if read += countObjects(data); read > bc.maxObjects {
+			return &LimitError{Limit: LimitObjects, Max: fmt.Sprintf("%d objects", bc.maxObjects), File: rel,
+				Detail: fmt.Sprintf("%d objects read so far (YAML documents in the files kustomize read)", read)}
+		}
+		return nil
+	}
 	defer func() {
 		for p := range fsys.inputs {
 			bc.inputs[p] = true
@@ -370,8 +445,14 @@ func (bc *buildCtx) kustomize(dir string, overlay map[string]any, after func(res
 	opts.PluginConfig = types.DisabledPluginConfig()
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 
+	if err := bc.ctx.Err(); err != nil {
+		return nil, "", err
+	}
 	krustyMu.Lock()
 	out, err = func() (out []byte, err error) {
+		if err := bc.ctx.Err(); err != nil {
+			return nil, err // waited for the lock past the deadline
+		}
 		defer func() {
 			if r := recover(); r != nil {
 				err = fmt.Errorf("kustomize panicked: %v", r)
