@@ -165,10 +165,12 @@ func (g *GateReader) approves(ctx context.Context, b *render.Bundle, ap promote.
 	return false, nil
 }
 
-// RenderInputs renders b in the checkout dir for one color and returns what
-// it read (also when the render fails: the files it read until then).
-func RenderInputs(ctx context.Context, dir, commit string, b *render.Bundle, allowRemote bool) (gitsync.Paths, error) {
-	rs, err := render.RenderColors(ctx, b, render.Options{RepoRoot: dir, Commit: commit, AllowRemoteBases: allowRemote}, b.Spec.Colors[0])
+// RenderInputs renders b in the checkout dir for one color, bounded by o,
+// and returns what it read (also when the render fails: the files it read
+// until then).
+func RenderInputs(ctx context.Context, dir, commit string, b *render.Bundle, o render.Options) (gitsync.Paths, error) {
+	o.RepoRoot, o.Commit = dir, commit
+	rs, err := render.RenderColors(ctx, b, o, b.Spec.Colors[0])
 	var re *render.Error
 	switch {
 	case err == nil:

@@ -23,8 +23,10 @@ type Renderer struct {
 	// Repo checks out recorded releases whose inputs differ from the tip's.
 	Repo *gitsync.Repo
 	// Scratch is a directory for those checkouts.
-	Scratch          string
-	AllowRemoteBases bool
+	Scratch string
+	// Options bound every render (AllowRemoteBases, limits, worker pool);
+	// RepoRoot, Commit and Color are set per render.
+	Options render.Options
 }
 
 // Run is one render of a bundle at a commit: the release it names in the
@@ -57,8 +59,9 @@ func (r *Renderer) Render(ctx context.Context, snap gitsync.Snapshot, b *render.
 
 // RenderIn renders b in the checkout dir for both colors, stamped with commit.
 func (r *Renderer) RenderIn(ctx context.Context, dir, commit string, b *render.Bundle) (*Rendered, error) {
-	results, err := render.RenderColors(ctx, b, render.Options{RepoRoot: dir, Commit: commit, AllowRemoteBases: r.AllowRemoteBases},
-		b.Spec.Colors[0], b.Spec.Colors[1])
+	o := r.Options
+	o.RepoRoot, o.Commit = dir, commit
+	results, err := render.RenderColors(ctx, b, o, b.Spec.Colors[0], b.Spec.Colors[1])
 	if err == nil {
 		err = r.Tenancy.Check(b, results[0])
 	}

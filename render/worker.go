@@ -309,7 +309,10 @@ func (w *wrapped) Unwrap() error { return w.err }
 // outOfMemory says whether a worker's stderr reports that the Go runtime
 // could not get memory (RLIMIT_DATA reached).
 func outOfMemory(stderr string) bool {
-	return strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory")
+	return strings.Contains(stderr, "out of memory") || strings.Contains(stderr, "cannot allocate memory") ||
+		// A worker built with the race detector (the tests' binaries) runs
+		// out in the detector's own allocator.
+		strings.Contains(stderr, "ThreadSanitizer failed to allocate")
 }
 
 func lastLines(s string, n int) string {

@@ -49,6 +49,8 @@ type fleetParts struct {
 	trust  *fleet.Trust      // --verify-commits; nil when off
 	vis    *fleet.Visibility // events, commit statuses, notifications; nil: off
 	checks *check.Runner     // spec.checks of every bundle
+	// renderOpts bound every render (limits, worker pool).
+	renderOpts render.Options
 }
 
 func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -58,8 +60,10 @@ func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir s
 	if parts.checks == nil {
 		parts.checks = &check.Runner{}
 	}
+	ro := parts.renderOpts
+	ro.AllowRemoteBases = c.AllowRemoteBases
 	parts.render = &fleet.Renderer{Store: parts.store, Tenancy: parts.ten, Repo: repo,
-		Scratch: filepath.Join(filepath.Dir(dir), "at"), AllowRemoteBases: c.AllowRemoteBases}
+		Scratch: filepath.Join(filepath.Dir(dir), "at"), Options: ro}
 	g := newGates(c, repo, parts, m, log)
 	t := fleet.NewTrail(repo, parts.store, parts.trust, c.identity)
 	d := &drivers{cfg: c, repo: repo, parts: parts, trail: t, gates: g, m: m, log: log,

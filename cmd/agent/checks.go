@@ -17,11 +17,13 @@ import (
 type checkConfig struct {
 	PrometheusURL       string
 	PrometheusTokenFile string
+	AllowLocalTargets   bool
 }
 
 // register adds the flags to fs.
 func (c *checkConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.PrometheusURL, "prometheus-url", "", "Prometheus that prometheus checks query (e.g. http://prometheus.monitoring:9090); without it they are inconclusive and fail the release")
+	fs.BoolVar(&c.AllowLocalTargets, "allow-local-check-targets", false, "let http checks reach loopback, link-local and cloud metadata addresses (off: such a check fails, naming its field)")
 	fs.StringVar(&c.PrometheusTokenFile, "prometheus-token-file", "", "file holding a bearer token for --prometheus-url (read at every query, so a rotated token is picked up; never logged)")
 }
 
@@ -44,7 +46,7 @@ func (c *checkConfig) validate() error {
 
 // newCheckRunner is the runner of every bundle's checks.
 func newCheckRunner(c checkConfig) (*check.Runner, error) {
-	r := &check.Runner{HTTP: &http.Client{Timeout: time.Minute}}
+	r := &check.Runner{HTTP: &http.Client{Timeout: time.Minute}, AllowLocalTargets: c.AllowLocalTargets}
 	if c.PrometheusURL != "" {
 		p, err := check.NewPromSource(c.PrometheusURL, c.PrometheusTokenFile, nil)
 		if err != nil {

@@ -150,7 +150,7 @@ func TestEndToEndCheckGatesTheFlip(t *testing.T) {
       count: 2
       interval: 200ms
 `, api.URL), "example/smoke:v1")
-	s.start()
+	s.start("--allow-local-check-targets") // the test API server is on loopback
 	first := s.waitCommits(1)
 	want(t, first[0], "promoted")
 	s.wantSelectors("blue", "client", "server")
@@ -234,7 +234,7 @@ func TestSoakCheckFailureFlipsBack(t *testing.T) {
       count: 3
       interval: 500ms
 `, api.URL), "example/smoke:v1")
-	s.start()
+	s.start("--allow-local-check-targets") // the test API server is on loopback
 	want(t, s.waitCommits(1)[0], "promoted") // first deploy: no soak (nothing to go back to)
 	s.wantSelectors("blue", "client", "server")
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-gitops/tandem/render"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
@@ -54,8 +55,16 @@ type config struct {
 	// AllowedNamespaces, when given, are the only namespaces bundles may use.
 	AllowedNamespaces namespaceList
 	Bundles           stringList
-	Vis               visConfig   // events, commit statuses, notifications (notify.go)
-	Checks            checkConfig // end-to-end checks (checks.go)
+	// Render bounds every render: its wall time, objects and output, and
+	// the worker processes that run it (render.Options, WorkerOptions).
+	RenderTimeout      time.Duration
+	RenderMaxObjects   int
+	RenderMaxBytes     int64
+	RenderWorkers      int
+	RenderWorkerMemory int64
+	GitTimeout         time.Duration
+	Vis                visConfig   // events, commit statuses, notifications (notify.go)
+	Checks             checkConfig // end-to-end checks (checks.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -94,6 +103,12 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.DefaultServiceAccount, "default-service-account", "", "ServiceAccount, in each bundle's spec.namespace, that the agent impersonates for a bundle without spec.serviceAccountName (default: the agent's own identity; see docs/install.md)")
 	fs.Var(&c.AllowedNamespaces, "allowed-namespaces", "comma-separated namespaces bundles may use (spec.namespace and shared objects); a bundle targeting another is refused before anything is applied. Default: any but kube-system, kube-public and kube-node-lease, which only this flag can allow")
 	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
+	fs.DurationVar(&c.RenderTimeout, "render-timeout", render.DefaultTimeout, "longest a bundle's render may take; a render over it fails that bundle alone")
+	fs.IntVar(&c.RenderMaxObjects, "render-max-objects", render.DefaultMaxObjects, "most objects a bundle's render may read or produce; a file over it is refused before kustomize works on it")
+	fs.Int64Var(&c.RenderMaxBytes, "render-max-bytes", render.DefaultMaxBytes, "largest rendered output of a bundle, in bytes")
+	fs.IntVar(&c.RenderWorkers, "render-workers", 2, "renders run in this many worker processes at once, each killed at --render-timeout and bounded by --render-worker-memory; 0 renders in the agent's own process (no hard deadline or memory bound)")
+	fs.Int64Var(&c.RenderWorkerMemory, "render-worker-memory", 256<<20, "memory bound of each render worker process, in bytes (at least 128 MiB)")
+	fs.DurationVar(&c.GitTimeout, "git-timeout", 2*time.Minute, "longest one Git network operation (ls-remote, fetch, push) may take before it is retried")
 	c.Vis.register(fs)
 	c.Checks.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -123,6 +138,15 @@ func (c *config) validate() error {
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format %q: want json or console", c.LogFormat))
+	}
+	if c.RenderTimeout <= 0 || c.RenderMaxObjects < 1 || c.RenderMaxBytes < 1 {
+		errs = append(errs, errors.New("--render-timeout, --render-max-objects and --render-max-bytes must be positive"))
+	}
+	if c.RenderWorkers < 0 {
+		errs = append(errs, errors.New("--render-workers must be 0 (in process) or more"))
+	}
+	if c.GitTimeout <= 0 {
+		errs = append(errs, errors.New("--git-timeout must be positive"))
 	}
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("--concurrency must be at least 1"))
@@ -202,4 +226,24 @@ func (l namespaceList) list() []string {
 	out := slices.Clone(l)
 	sort.Strings(out)
 	return slices.Compact(out)
+}
+
+// renderOptions are the bounds of every render, with the worker pool of
+// --render-workers (nil: renders run in this process).
+func (c *config) renderOptions() (render.Options, error) {
+	o := render.Options{AllowRemoteBases: c.AllowRemoteBases, Timeout: c.RenderTimeout,
+		MaxObjects: c.RenderMaxObjects, MaxBytes: c.RenderMaxBytes}
+	if c.RenderWorkers == 0 {
+		return o, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return o, fmt.Errorf("--render-workers: cannot find the agent's own binary: %w", err)
+	}
+	o.Workers, err = render.NewWorkerPool(render.WorkerOptions{Command: []string{exe, "render-worker"},
+		Parallel: c.RenderWorkers, MemoryLimit: c.RenderWorkerMemory})
+	if err != nil {
+		return o, fmt.Errorf("--render-workers: %w", err)
+	}
+	return o, nil
 }

@@ -51,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = statusCmd(ctx, args[1:], stdout, stderr)
 	case "diff":
 		err = diffCmd(ctx, args[1:], stdout, stderr)
+	case "render-worker": // hidden: one render for the agent's worker pool (render.ServeWorker)
+		err = renderWorkerCmd(ctx, os.Stdin, os.Stdout)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "tandem-agent", version)
 	case "help", "-h", "--help":

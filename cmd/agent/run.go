@@ -38,6 +38,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		},
 		Author:         gitsync.Signature{Name: c.authorName, Email: c.authorEmail},
 		SigningKeyFile: c.SigningKeyFile,
+		NetworkTimeout: c.GitTimeout,
 	})
 	if err != nil {
 		return err
@@ -87,6 +88,9 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer parts.vis.Stop()
+	if parts.renderOpts, err = c.renderOptions(); err != nil {
+		return err
+	}
 	a := newAgent(c, repo, parts, m, filepath.Join(work, "checkouts"), log)
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
 	if c.MetricsAddr != "" {

@@ -30,6 +30,7 @@ type gates struct {
 	repo         *gitsync.Repo
 	store        *fleet.Store
 	trust        *fleet.Trust
+	renderOpts   render.Options
 	log          zerolog.Logger
 
 	mu      sync.Mutex
@@ -45,7 +46,7 @@ func newGates(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, log z
 		Help: "1 while a bundle's candidate waits at its stage gate, labelled with what it waits for (an upstream bundle, or approval).",
 	}, []string{"bundle", "on"})
 	m.reg.MustRegister(g)
-	return &gates{waitingGauge: g, cfg: c, repo: repo, store: parts.store, trust: parts.trust, log: log, disc: map[string]*render.Bundle{},
+	return &gates{waitingGauge: g, cfg: c, repo: repo, store: parts.store, trust: parts.trust, renderOpts: parts.render.Options, log: log, disc: map[string]*render.Bundle{},
 		inputs: map[string]gitsync.Paths{}, waiting: map[string]promote.Gate{}}
 }
 
@@ -151,7 +152,7 @@ func (s *gates) reader(snap gitsync.Snapshot) *fleet.GateReader {
 			if ok {
 				return in, nil
 			}
-			in, err := fleet.RenderInputs(ctx, snap.Dir, snap.Commit, b, s.cfg.AllowRemoteBases)
+			in, err := fleet.RenderInputs(ctx, snap.Dir, snap.Commit, b, s.renderOpts)
 			if err == nil {
 				s.mu.Lock()
 				if s.tip == snap.Commit {

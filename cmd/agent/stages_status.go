@@ -35,7 +35,7 @@ func stageStatus(ctx context.Context, w io.Writer, dir string, bundles []*render
 	}
 	g := &fleet.GateReader{Git: local, Dir: dir, Commit: local.Head(), All: all, Author: author,
 		Inputs: func(ctx context.Context, b *render.Bundle) (gitsync.Paths, error) {
-			return fleet.RenderInputs(ctx, dir, local.Head(), b, false)
+			return fleet.RenderInputs(ctx, dir, local.Head(), b, render.Options{})
 		},
 		Untrusted: func(context.Context, gitsync.Commit) string { return "" },
 		Ignored:   func(gitsync.Commit, string) {},
