@@ -36,6 +36,8 @@ const (
 	reasonHeld          = "Held"
 	reasonScaledDown    = "ScaledDown"
 	reasonRecovering    = "Recovering"
+	reasonSuspended     = "Suspended"
+	reasonResumed       = "Resumed"
 )
 
 // maxEventMessage bounds an Event's message (events.k8s.io allows 1 kB).

@@ -40,7 +40,7 @@ const (
 	ReasonNew             AdmitReason = "new"              // offer: the bundle's inputs changed (or it is new)
 	ReasonBroken          AdmitReason = "broken"           // offer (as a failure) or refuse: bundle.yaml, release.yaml or an input cannot be used
 	ReasonNotMine         AdmitReason = "not-mine"         // skip: another agent releases it (--bundles)
-	ReasonSuspended       AdmitReason = "suspended"        // skip: spec.suspend is set
+	ReasonSuspended       AdmitReason = "suspended"        // wait: spec.suspend is set
 	ReasonUnchanged       AdmitReason = "unchanged"        // skip: no input other than release.yaml changed
 	ReasonAgentCommits    AdmitReason = "agent-commits"    // skip: only the agent's own commits since
 	ReasonFailedUnchanged AdmitReason = "failed-unchanged" // skip: nothing changed since the recorded failure
@@ -150,7 +150,8 @@ func Admit(f Facts) Verdict {
 	case f.FactErr != nil:
 		return Verdict{Kind: Wait, Reason: ReasonUnknown, Detail: f.FactErr.Error()}
 	case f.Suspended:
-		return Verdict{Kind: Skip, Reason: ReasonSuspended, Detail: "spec.suspend is set: no candidate is released until it is removed"}
+		// Not seen: once resumed, what changed meanwhile is the candidate.
+		return Verdict{Kind: Wait, Reason: ReasonSuspended, Detail: "spec.suspend is set: no candidate is released until it is removed"}
 	}
 	if f.Seen != "" {
 		if f.Seen == f.Tip {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -26,6 +27,9 @@ type Driver struct {
 	st         State
 	candidates chan Candidate
 	resync     chan struct{}
+	suspend    chan bool
+	suspended  atomic.Bool // what the driver was last told
+	summary    BundleState // the last state reported
 	holding    bool // this driver holds a slot of sem
 
 	mu     sync.Mutex
@@ -44,7 +48,7 @@ func NewDriver(base State, rel *Release, cluster Cluster, git Git, sem chan stru
 	}
 	base.Release = rel
 	d := &Driver{cluster: cluster, git: git, notify: notify, sem: sem, now: time.Now, sleep: sleepCtx,
-		st: base, candidates: make(chan Candidate, 1), resync: make(chan struct{}, 1)}
+		st: base, candidates: make(chan Candidate, 1), resync: make(chan struct{}, 1), suspend: make(chan bool, 1)}
 	d.inUse = refsOf(base)
 	return d
 }
@@ -62,6 +66,19 @@ func (d *Driver) Offer(c Candidate) {
 	if d.cancel != nil {
 		d.cancel()
 	}
+}
+
+// Suspend tells the driver whether spec.suspend is set; only a change is
+// stepped (EvSuspend).
+func (d *Driver) Suspend(on bool) {
+	if d.suspended.Swap(on) == on {
+		return
+	}
+	select {
+	case <-d.suspend:
+	default:
+	}
+	d.suspend <- on
 }
 
 // Resync asks the driver to re-apply its live color.
@@ -97,7 +114,7 @@ func (d *Driver) Run(ctx context.Context) {
 // next waits for one event from outside and steps it.
 func (d *Driver) next(ctx context.Context) {
 	var due <-chan time.Time
-	if at := d.st.ScaleDownAt; !at.IsZero() {
+	if at := d.st.ScaleDownTimer(); !at.IsZero() {
 		t := time.NewTimer(time.Until(at))
 		defer t.Stop()
 		due = t.C
@@ -108,6 +125,8 @@ func (d *Driver) next(ctx context.Context) {
 		d.release(ctx, c)
 	case <-d.resync:
 		d.run(ctx, Event{Kind: EvResync})
+	case on := <-d.suspend:
+		d.run(ctx, Event{Kind: EvSuspend, On: on})
 	case <-due:
 		d.run(ctx, Event{Kind: EvScaleDownDue})
 	}
@@ -152,6 +171,10 @@ func (d *Driver) run(ctx context.Context, ev Event) {
 
 func (d *Driver) setState(st State) {
 	d.st = st
+	if sum := Summary(st); sum != d.summary {
+		d.summary = sum
+		d.notify(Note{Phase: NoteState, State: sum})
+	}
 	d.mu.Lock()
 	d.inUse = refsOf(st)
 	d.mu.Unlock()

@@ -118,6 +118,8 @@ type Note struct {
 	// Reason, when set, says for programs what the note reports beyond
 	// its phase (Detail is for people).
 	Reason NoteReason
+	// State (Phase "state") is the bundle's summary state now.
+	State BundleState
 }
 
 // NotePhase is the step of a release a Note reports.
@@ -141,11 +143,13 @@ const (
 	NoteScaleDown NotePhase = "scale-down" // the previous color was scaled to zero
 	NoteResync    NotePhase = "resync"     // the live color was re-applied (drift)
 	NoteRetry     NotePhase = "retry"      // a transient error; the decision is retried
+	NoteSuspend   NotePhase = "suspend"    // spec.suspend was set or removed (Detail says which)
+	NoteState     NotePhase = "state"      // the bundle's summary state changed (State)
 )
 
 // NotePhases lists every note phase, in the order of a release.
 var NotePhases = []NotePhase{NoteCandidate, NoteIdle, NoteApply, NoteVerify, NoteCheck, NoteFlip, NotePromote,
-	NoteSoak, NoteFlipBack, NoteFail, NoteCommit, NoteRecover, NoteScaleDown, NoteResync, NoteRetry}
+	NoteSoak, NoteFlipBack, NoteFail, NoteCommit, NoteRecover, NoteScaleDown, NoteResync, NoteRetry, NoteSuspend, NoteState}
 
 // NoteReason is the typed meaning of a note (Note.Reason).
 type NoteReason string
@@ -162,4 +166,7 @@ const (
 	ReasonSoakCut NoteReason = "soak-cut"
 	// ReasonSuperseded: a newer commit changed the bundle; no revert was written over it.
 	ReasonSuperseded NoteReason = "superseded"
+	// ReasonPaused and ReasonResumed (Phase "suspend"): spec.suspend was set or removed.
+	ReasonPaused  NoteReason = "paused"
+	ReasonResumed NoteReason = "resumed"
 )

@@ -132,6 +132,21 @@ type State struct {
 	ScaleDownAt time.Time
 	Attempt     int // transient retries of the pending decision
 	Pending     Decision
+	// Suspended: spec.suspend is set; no resync, no scale-down until it
+	// is removed (candidates are not offered: Admit).
+	Suspended bool
+	// Last is the result of the last outcome recorded (ResultPromoted,
+	// ResultReverted, ResultHeld; "" before any).
+	Last string
+}
+
+// ScaleDownTimer is when the driver must send EvScaleDownDue (zero: no
+// timer; none while suspended).
+func (s State) ScaleDownTimer() time.Time {
+	if s.Suspended {
+		return time.Time{}
+	}
+	return s.ScaleDownAt
 }
 
 // Idle returns the color that is not live (the first color before the first deploy).
@@ -171,6 +186,7 @@ const (
 	EvRerouted     EventKind = "rerouted"       // recovery put the stable Services back
 	EvScaled       EventKind = "scaled"         // the previous color was scaled to zero
 	EvCancelled    EventKind = "cancelled"      // a newer candidate ended a verification or soak
+	EvSuspend      EventKind = "suspend"        // spec.suspend was set (Event.On) or removed
 )
 
 // Event is input to Step. Err is the effect's error; a transient one
@@ -185,6 +201,8 @@ type Event struct {
 	// Checks (EvChecked, EvSoaked) are the check results, when checks ran.
 	Checks check.Results
 	At     time.Time
+	// On (EvSuspend): spec.suspend is set.
+	On bool
 }
 
 // Action is what the driver must do.
@@ -330,8 +348,18 @@ func step(s State, e Event) (State, Decision) {
 	case EvRerouted:
 		s.Phase = PhaseIdle
 		return s, Decision{Action: ActNone}
+	case EvSuspend:
+		if s.Suspended == e.On {
+			return s, Decision{Action: ActNone}
+		}
+		s.Suspended = e.On
+		n := &Note{Phase: NoteSuspend, Reason: ReasonPaused, Detail: "suspended: no candidate is released and drift correction stops until spec.suspend is removed"}
+		if !e.On {
+			n.Reason, n.Detail = ReasonResumed, "resumed: spec.suspend was removed"
+		}
+		return s, Decision{Action: ActNone, Say: n}
 	case EvResync:
-		if !s.idle() || s.Live == "" {
+		if !s.idle() || s.Live == "" || s.Suspended {
 			return s, Decision{Action: ActNone}
 		}
 		s.Phase = PhaseResyncing
@@ -449,6 +477,9 @@ func recorded(s State, e Event) (State, Decision) {
 		d.Say = &Note{Phase: NoteCommit, Result: s.Pending.Result, Reason: ReasonSuperseded,
 			Detail: "a newer commit changed the bundle; no revert written over it"}
 	}
+	if r := s.Pending.Result; r != ResultSoaked && e.Err == nil {
+		s.Last = r
+	}
 	switch s.Pending.Result {
 	case ResultSoaked:
 		return settled(s, e.At)
@@ -521,8 +552,12 @@ func cancelled(s State, at time.Time) (State, Decision) {
 	return s, Decision{Action: ActNone, Say: &Note{Phase: NoteVerify, Color: s.Target, Reason: ReasonCancelled, Detail: "a newer commit arrived; verification cancelled"}}
 }
 
-// scaleDownDue scales the previous color down if it is still warm.
+// scaleDownDue scales the previous color down if it is still warm (not
+// while suspended: ScaleDownAt stays, and is due again on resuming).
 func scaleDownDue(s State) (State, Decision) {
+	if s.Suspended {
+		return s, Decision{Action: ActNone}
+	}
 	s.ScaleDownAt = time.Time{}
 	if !s.idle() || s.Previous == "" || s.Previous == s.Live || !s.PreviousWarm || s.Policy.ScaleDownNever {
 		return s, Decision{Action: ActNone}

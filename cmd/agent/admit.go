@@ -30,7 +30,7 @@ type admission struct {
 // says. It reports false when the bundle was not handled (the next new tip
 // then gets a full pass).
 func (a *admission) bundle(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
-	f := promote.Facts{Mine: true, Tip: snap.Commit, VerifyCommits: a.trust != nil, Staged: staged(b)}
+	f := promote.Facts{Mine: true, Tip: snap.Commit, VerifyCommits: a.trust != nil, Staged: staged(b), Suspended: b.Spec.Suspend}
 	var run *bundleRun
 	if err := a.trail.SkippedInput(snap, b); err != nil {
 		a.broken(ctx, snap, render.Broken{File: b.File, Dir: b.Dir, Name: b.Name, Err: err})
@@ -45,6 +45,8 @@ func (a *admission) bundle(ctx context.Context, snap gitsync.Snapshot, b *render
 			return false
 		}
 		run.dir = b.Dir // a bundle moved under the same name keeps its driver
+		run.driver.Suspend(b.Spec.Suspend)
+		a.m.setSuspended(b.Name, b.Spec.Suspend)
 		f.Running, f.Seen, f.FirstSight, f.LastFailure = true, run.seen, run.fresh, run.lastFailure
 		run.fresh = false
 	}

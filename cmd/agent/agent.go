@@ -35,6 +35,7 @@ type agent struct {
 	admit   *admission   // what each bundle does with a tip (admit.go)
 	gates   *gates       // stage gates at the newest tip (stages.go)
 	trail   *fleet.Trail // what the branch says between commits (package fleet)
+	watch   *watchdog    // tells /healthz whether the loop makes progress
 
 	tip      string           // last tip handled
 	checkout gitsync.Snapshot // the newest tip's checkout (the others are pruned)
@@ -68,8 +69,10 @@ func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir s
 	t := fleet.NewTrail(repo, parts.store, parts.trust, c.identity)
 	d := &drivers{cfg: c, repo: repo, parts: parts, trail: t, gates: g, m: m, log: log,
 		sem: make(chan struct{}, c.Concurrency), bundles: map[string]*bundleRun{}}
+	w := &watchdog{bound: c.LivenessTimeout}
+	d.progress = w.progress
 	return &agent{cfg: c, repo: repo, m: m, log: log, dir: dir, wake: make(chan struct{}, 1),
-		drivers: d, gates: g, trail: t,
+		drivers: d, gates: g, trail: t, watch: w,
 		admit: &admission{cfg: c, drivers: d, trail: t, gates: g, trust: parts.trust, m: m, log: log}}
 }
 
@@ -104,7 +107,10 @@ func (a *agent) run(ctx context.Context, ready func()) {
 	retry := syncBackoff(a.cfg.Interval)
 	for {
 		next := a.cfg.Interval
-		if err := a.sync(ctx); err != nil {
+		a.watch.start()
+		err := a.sync(ctx)
+		a.watch.done()
+		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
@@ -210,6 +216,7 @@ func (a *agent) pass(ctx context.Context, snap gitsync.Snapshot, disc render.Dis
 		if !a.gates.mine(b.Name) {
 			continue // --bundles: another agent releases it
 		}
+		a.watch.progress()
 		if !a.admit.bundle(ctx, snap, b) {
 			ok = false
 			continue

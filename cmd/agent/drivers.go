@@ -28,6 +28,8 @@ type drivers struct {
 	log   zerolog.Logger
 	sem   chan struct{}  // bounds bundles acting at once (not waiting on health)
 	wg    sync.WaitGroup // the drivers' goroutines
+	// progress tells the watchdog that a driver started.
+	progress func()
 
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
@@ -76,6 +78,9 @@ func (d *drivers) start(ctx context.Context, snap gitsync.Snapshot, bundles []*r
 		wg.Go(func() {
 			defer func() { <-slots }()
 			_, _ = d.runFor(ctx, snap, b)
+			if d.progress != nil {
+				d.progress()
+			}
 		})
 	}
 	wg.Wait()

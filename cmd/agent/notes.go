@@ -28,6 +28,8 @@ var phaseMessages = map[promote.NotePhase]string{
 	promote.NoteScaleDown: "previous color scaled down",
 	promote.NoteResync:    "live color re-applied",
 	promote.NoteRetry:     "transient error; retrying, not failing the release",
+	promote.NoteSuspend:   "spec.suspend changed",
+	promote.NoteState:     "bundle state",
 }
 
 // notifier logs the driver's notes (one JSON event per step, with bundle,
@@ -43,7 +45,7 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 			ev = log.Error()
 		case n.Warn:
 			ev = log.Warn()
-		case n.Phase == promote.NoteResync:
+		case n.Phase == promote.NoteResync, n.Phase == promote.NoteState:
 			ev = log.Debug()
 		default:
 			ev = log.Info()
@@ -70,6 +72,9 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 		if n.Err != nil {
 			ev = ev.Err(n.Err)
 		}
+		if n.State != "" {
+			ev = ev.Str("state", string(n.State))
+		}
 		if n.Check != nil {
 			ev = logCheck(ev, n.Check)
 		}
@@ -88,6 +93,8 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 			m.observeCheck(bundle, n.Check)
 		case promote.NoteRetry:
 			m.transient.WithLabelValues("cluster").Inc()
+		case promote.NoteState:
+			m.setDriverState(bundle, n.State)
 		case promote.NoteCommit:
 			switch {
 			case n.Err != nil:

@@ -13,8 +13,8 @@ import (
 )
 
 // runAgent is `tandem-agent run`: flags → config → wiring, then the loop.
-func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
-	c, err := parseRunFlags(args, stderr)
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseRunFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -23,10 +23,11 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	ctx = log.WithContext(ctx)
-	work, err := c.workDir()
+	work, unlock, err := c.workDir()
 	if err != nil {
 		return err
 	}
+	defer unlock()
 
 	repo, err := gitsync.Open(ctx, gitsync.Options{
 		URL:      c.Repo,
@@ -44,7 +45,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer repo.Close()
-	restCfg, err := restConfig(c.Kubeconfig)
+	restCfg, err := c.Kube.restConfig()
 	if err != nil {
 		return err
 	}
@@ -92,7 +93,8 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	a := newAgent(c, repo, parts, m, filepath.Join(work, "checkouts"), log)
-	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
+	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof, a.watch.check)
+	srv.standby.Store(c.LeaderElect) // until this replica holds the Lease
 	if c.MetricsAddr != "" {
 		go func() {
 			listening := func(addr string) {
@@ -106,7 +108,8 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log.Info().Str("repo", gitsync.Redact(c.Repo)).Str("branch", c.Branch).Str("version", version).
 		Dur("interval", c.Interval).Bool("leader_elect", c.LeaderElect).Msg("starting")
 	err = withLeadership(ctx, restCfg, c, log, func(ctx context.Context) {
-		a.run(ctx, func() { srv.ready.Store(true) })
+		srv.standby.Store(false)
+		a.run(ctx, func() { srv.synced.Store(true) })
 	})
 	log.Info().Msg("stopped")
 	return err
