@@ -30,7 +30,7 @@ type Driver struct {
 	suspend    chan bool
 	suspended  atomic.Bool // what the driver was last told
 	summary    BundleState // the last state reported
-	holding    bool // this driver holds a slot of sem
+	holding    bool        // this driver holds a slot of sem
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // cancels a verification or soak in flight
