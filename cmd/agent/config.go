@@ -57,7 +57,9 @@ type config struct {
 	DefaultServiceAccount string
 	// AllowedNamespaces, when given, are the only namespaces bundles may use.
 	AllowedNamespaces namespaceList
-	Bundles           stringList
+	// TenancyFile, when given, binds bundles to the platform's rules (tenancy_file.go).
+	TenancyFile string
+	Bundles     stringList
 	// Render bounds every render: its wall time, objects and output, and
 	// the worker processes that run it (render.Options, WorkerOptions).
 	RenderTimeout      time.Duration
@@ -105,6 +107,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	fs.StringVar(&c.DefaultServiceAccount, "default-service-account", "", "ServiceAccount, in each bundle's spec.namespace, that the agent impersonates for a bundle without spec.serviceAccountName (default: the agent's own identity; see docs/install.md)")
 	fs.Var(&c.AllowedNamespaces, "allowed-namespaces", "comma-separated namespaces bundles may use (spec.namespace and shared objects); a bundle targeting another is refused before anything is applied. Default: any but kube-system, kube-public and kube-node-lease, which only this flag can allow")
+	fs.StringVar(&c.TenancyFile, "tenancy-file", "", "YAML file of the platform's tenancy rules: which namespaces, ServiceAccounts and kinds the bundles under each repository path may use; a bundle outside its rule, or under no rule, is refused before anything is applied (see docs/install.md)")
 	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
 	fs.DurationVar(&c.RenderTimeout, "render-timeout", render.DefaultTimeout, "longest a bundle's render may take; a render over it fails that bundle alone")
 	fs.IntVar(&c.RenderMaxObjects, "render-max-objects", render.DefaultMaxObjects, "most objects a bundle's render may read or produce; a file over it is refused before kustomize works on it")

@@ -59,8 +59,11 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	parts := fleetParts{store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster,
-		fleet.TenancyOptions{DefaultServiceAccount: c.DefaultServiceAccount, AllowedNamespaces: c.AllowedNamespaces.list()})}
+	tenancy, err := c.tenancyOptions()
+	if err != nil {
+		return err
+	}
+	parts := fleetParts{store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster, tenancy)}
 	if c.VerifyCommits {
 		if parts.trust, err = fleet.NewTrust(fleet.TrustOptions{TrustedKeys: c.TrustedKeys, AgentKeyFile: c.SigningKeyFile,
 			Author: c.identity}, repo, cluster); err != nil {

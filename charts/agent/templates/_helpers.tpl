@@ -142,3 +142,11 @@ goMemLimit.value. */}}
 {{- end }}
 {{- $ms }}
 {{- end }}
+
+{{/* The tenancy file of tenancy.rules (fleet.TenancyFile). */}}
+{{- define "tandem.tenancyFile" -}}
+apiVersion: tandem.dev/v1alpha1
+kind: Tenancy
+rules:
+{{ toYaml .Values.tenancy.rules }}
+{{- end }}
