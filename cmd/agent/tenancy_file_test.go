@@ -91,7 +91,7 @@ func TestTenancyFileFlag(t *testing.T) {
 		filepath.Join(dir, "missing.yaml"): "--tenancy-file: open " + filepath.Join(dir, "missing.yaml"),
 		bad:                                bad + ": rules[0].namespaces: required",
 	} {
-		c, err := parseRunFlags([]string{"--repo", "/r", "--tenancy-file", f}, io.Discard)
+		c, err := parseRunFlags([]string{"--repo", "/r", "--tenancy-file", f}, io.Discard, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
