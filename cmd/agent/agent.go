@@ -64,7 +64,9 @@ func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir s
 	ro := parts.renderOpts
 	ro.AllowRemoteBases = c.AllowRemoteBases
 	parts.render = &fleet.Renderer{Store: parts.store, Tenancy: parts.ten, Repo: repo,
-		Scratch: filepath.Join(filepath.Dir(dir), "at"), Options: ro}
+		Scratch: filepath.Join(filepath.Dir(dir), "at"), Options: ro, LimitNames: map[render.Limit]string{
+			render.LimitTime: "--render-timeout", render.LimitObjects: "--render-max-objects",
+			render.LimitBytes: "--render-max-bytes", render.LimitMemory: "--render-worker-memory"}}
 	g := newGates(c, repo, parts, m, log)
 	t := fleet.NewTrail(repo, parts.store, parts.trust, c.identity)
 	d := &drivers{cfg: c, repo: repo, parts: parts, trail: t, gates: g, m: m, log: log,

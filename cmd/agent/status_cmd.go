@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/mail"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -183,8 +184,17 @@ func writeStatus(w io.Writer, format string, rep statusReport, withCluster bool)
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "REFUSED (the agent changes nothing for these until a commit fixes them):")
 		for _, b := range broken {
-			fmt.Fprintf(w, "  %s: %s\n", b.File, b.Error)
+			fmt.Fprintf(w, "  %s\n", b.Error) // the error names the file
 		}
+	}
+	var suspended []string
+	for _, b := range rep.Bundles {
+		if b.Suspended {
+			suspended = append(suspended, b.Name)
+		}
+	}
+	if len(suspended) > 0 {
+		fmt.Fprintf(w, "\nSUSPENDED (spec.suspend: nothing is released until it is removed): %s\n", strings.Join(suspended, ", "))
 	}
 	if err := writeStages(w, rep); err != nil {
 		return err
