@@ -100,6 +100,14 @@ func propose(s State, o Decision) (State, Decision) {
 // agent's own branch) says the failure and where its revert waits.
 func proposed(s State, e Event) (State, Decision) {
 	o := s.Outcome
+	if e.Err != nil { // superseded: a newer commit changed the bundle
+		failure := &Failure{Commit: o.Failing, Reason: o.Reason, At: e.At.UTC().Truncate(time.Second)}
+		o.Result, o.Restores, o.Message = ResultHeld, "", HoldMessage(s.Bundle, o.Failing, o.Reason)
+		s, d := record(s, o, e.At, failure)
+		d.Say = &Note{Phase: NoteCommit, Result: ResultHeld, Reason: ReasonSuperseded,
+			Detail: "a newer commit changed the bundle; no revert proposed"}
+		return s, d
+	}
 	failure := &Failure{Commit: o.Failing, Reason: o.Reason, At: e.At.UTC().Truncate(time.Second), RevertRequest: e.Request}
 	o.Message = insertParagraph(o.Message, "Revert pending: "+e.Request) + TrailerRequest + ": " + e.Request + "\n"
 	o.Restores = "" // the files are restored by the request, not by this record

@@ -66,6 +66,16 @@ func TestStepProtected(t *testing.T) {
 				})},
 			{ev(EvRecorded), ActNone, "", live("blue", "v1")},
 		}},
+		{"a newer change to the bundle: no request, the failure is held on record", blueLive, []tstep{
+			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
+			{evErr(EvDeployed, "bad"), ActFail, "green", nil},
+			{ev(EvTakenOut), ActPropose, "green", nil},
+			{Event{Kind: EvProposed, Err: ErrSuperseded}, ActRecord, "green", all(result(ResultHeld), say(ReasonSuperseded), func(t *testing.T, _ State, d Decision) {
+				if lf := d.Commit.Release.LastFailure; lf == nil || lf.Commit != "v2" || lf.RevertRequest != "" || d.Commit.Revert != nil {
+					t.Errorf("record %+v", d.Commit)
+				}
+			})},
+		}},
 		{"direct mode reverts by commit, as before", direct, []tstep{
 			{cand("v2", "sha256:2"), ActDeploy, "green", nil},
 			{evErr(EvDeployed, "bad"), ActFail, "green", nil},

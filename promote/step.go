@@ -280,7 +280,7 @@ func retryable(s State, e Event) bool {
 	case EvRecorded:
 		return !errors.Is(e.Err, ErrSuperseded)
 	case EvProposed:
-		return true
+		return !errors.Is(e.Err, ErrSuperseded)
 	}
 	return errors.Is(e.Err, ErrTransient)
 }
