@@ -47,7 +47,7 @@ func (g *Git) Write(ctx context.Context, rec promote.Commit) (string, int, error
 	case errors.Is(err, gitsync.ErrAbandon):
 		return "", 0, promote.ErrSuperseded
 	case err != nil && !errors.Is(err, gitsync.ErrNothingToCommit):
-		return "", 0, err
+		return "", 0, refusal(err) // a protected branch: promote.ErrRefused
 	}
 	return w.Commit, w.Attempts, nil
 }

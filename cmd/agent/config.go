@@ -63,8 +63,9 @@ type config struct {
 	RenderWorkers      int
 	RenderWorkerMemory int64
 	GitTimeout         time.Duration
-	Vis                visConfig   // events, commit statuses, notifications (notify.go)
-	Checks             checkConfig // end-to-end checks (checks.go)
+	Vis                visConfig     // events, commit statuses, notifications (notify.go)
+	Checks             checkConfig   // end-to-end checks (checks.go)
+	Protect            protectConfig // --write-mode and the forge of revert requests (protect.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -111,6 +112,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.GitTimeout, "git-timeout", 2*time.Minute, "longest one Git network operation (ls-remote, fetch, push) may take before it is retried")
 	c.Vis.register(fs)
 	c.Checks.register(fs)
+	c.Protect.register(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil, errUsage
@@ -176,7 +178,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(bad, "; ")))
 		}
 	}
-	errs = append(errs, c.Vis.validate(), c.Checks.validate())
+	errs = append(errs, c.Vis.validate(), c.Checks.validate(), c.Protect.validate(c.Vis))
 	return errors.Join(errs...)
 }
 

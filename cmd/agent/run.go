@@ -28,7 +28,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 
-	repo, err := gitsync.Open(ctx, gitsync.Options{
+	gopts := gitsync.Options{
 		URL:      c.Repo,
 		Branch:   c.Branch,
 		CacheDir: filepath.Join(work, "repo"),
@@ -39,11 +39,16 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Author:         gitsync.Signature{Name: c.authorName, Email: c.authorEmail},
 		SigningKeyFile: c.SigningKeyFile,
 		NetworkTimeout: c.GitTimeout,
-	})
+	}
+	repo, err := gitsync.Open(ctx, gopts)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
+	protected, err := c.Protect.open(ctx, c, repo, gopts, work)
+	if err != nil {
+		return err
+	}
 	restCfg, err := restConfig(c.Kubeconfig)
 	if err != nil {
 		return err
@@ -58,7 +63,7 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	parts := fleetParts{store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster,
+	parts := fleetParts{protected: protected, store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster,
 		fleet.TenancyOptions{DefaultServiceAccount: c.DefaultServiceAccount, AllowedNamespaces: c.AllowedNamespaces.list()})}
 	if c.VerifyCommits {
 		if parts.trust, err = fleet.NewTrust(fleet.TrustOptions{TrustedKeys: c.TrustedKeys, AgentKeyFile: c.SigningKeyFile,
