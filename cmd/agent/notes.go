@@ -32,7 +32,7 @@ var phaseMessages = map[promote.NotePhase]string{
 
 // reasonMessages override the phase's message for notes whose reason says more.
 var reasonMessages = map[promote.NoteReason]string{
-	promote.ReasonRefused:       "the remote refuses the agent's write; retrying slowly",
+	promote.ReasonRefused: "the remote refuses the agent's write; retrying slowly",
 }
 
 // notifier logs the driver's notes (one JSON event per step, with bundle,
