@@ -49,6 +49,7 @@ const (
 	ReasonGate            AdmitReason = "gate"             // wait: an upstream bundle or an approval
 	ReasonGone            AdmitReason = "gone"             // remove: bundle.yaml left the branch
 	ReasonEmptyTip        AdmitReason = "empty-tip"        // skip: a tip without any bundle prunes nothing without --allow-empty
+	ReasonRevertPending   AdmitReason = "revert-pending"   // skip: the failure's revert waits as a request (Detail: its link)
 )
 
 // Need names a costly fact Admit asks for.
@@ -98,6 +99,9 @@ type Facts struct {
 	// failing commit release.yaml records ("": none).
 	FirstSight  bool
 	LastFailure string
+	// RevertPending is the link of the request that reverts LastFailure
+	// (--write-mode=status-branch; "": none).
+	RevertPending string
 	// Changed: an input other than release.yaml differs between Seen and
 	// Tip. OnlyAgentCommits: every commit since Seen is the agent's own.
 	// ChangedSinceFailure: an input differs between LastFailure and Tip.
@@ -174,6 +178,10 @@ func Admit(f Facts) Verdict {
 	if f.FirstSight && f.LastFailure != "" {
 		if f.ChangedSinceFailure == nil {
 			return Verdict{Kind: Ask, Need: NeedChangedSinceFailure}
+		}
+		if !*f.ChangedSinceFailure && f.RevertPending != "" {
+			// Pinned out until the request is merged or a fix is pushed.
+			return Verdict{Kind: Skip, Reason: ReasonRevertPending, Detail: "revert pending: " + f.RevertPending}
 		}
 		if !*f.ChangedSinceFailure {
 			return Verdict{Kind: Skip, Reason: ReasonFailedUnchanged, Detail: "nothing changed since the recorded failure"}

@@ -250,6 +250,10 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		ev = Event{Kind: EvFlipped, Err: err}
 	case ActRecord:
 		ev = d.record(ctx, dec, start)
+	case ActPropose:
+		ev = d.propose(ctx, dec, start)
+	case ActWithdraw:
+		ev = d.withdraw(ctx, dec)
 	case ActSoak:
 		return d.soak(ctx, dec)
 	case ActFlipBack:
@@ -355,11 +359,40 @@ func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Even
 		if dec.Result == ResultPromoted {
 			d.notify(Note{Phase: NotePromote, Color: dec.Color, Commit: d.commit()})
 		}
-	case errors.Is(err, ErrSuperseded):
+	case errors.Is(err, ErrSuperseded), errors.Is(err, ErrRefused): // Step reports a refusal once
 	default:
 		d.notify(Note{Phase: NoteCommit, Result: dec.Result, Err: err, Warn: true, Detail: "cannot write the outcome to Git; retrying"})
 	}
 	return Event{Kind: EvRecorded, Err: err}
+}
+
+// propose opens (or finds) the revert request of dec through the Git role's
+// Proposer.
+func (d *Driver) propose(ctx context.Context, dec Decision, start time.Time) Event {
+	p, ok := d.git.(Proposer)
+	if !ok {
+		return Event{Kind: EvProposed, Err: Refused(errors.New("this agent cannot open revert requests (no forge configured)"))}
+	}
+	link, err := p.Propose(ctx, *dec.Commit)
+	if err != nil && !errors.Is(err, ErrRefused) {
+		d.notify(Note{Phase: NoteCommit, Result: dec.Result, Err: err, Warn: true, Duration: time.Since(start),
+			Detail: "cannot open the revert request; retrying"})
+	}
+	return Event{Kind: EvProposed, Err: err, Request: link}
+}
+
+// withdraw closes a stale revert request; a failure is reported by Step.
+func (d *Driver) withdraw(ctx context.Context, dec Decision) Event {
+	p, ok := d.git.(Proposer)
+	if !ok {
+		return Event{Kind: EvWithdrawn}
+	}
+	err := p.Withdraw(ctx, dec.Request, dec.Reason)
+	if err == nil {
+		d.notify(Note{Phase: NoteFail, Commit: dec.Failing, Reason: ReasonRevertRequest,
+			Detail: "revert request " + dec.Request + " closed or merged: " + dec.Reason})
+	}
+	return Event{Kind: EvWithdrawn, Err: err}
 }
 
 // soak watches the new live color. A soak only watches: it gives its

@@ -82,6 +82,18 @@ type Git interface {
 	Write(ctx context.Context, rec Commit) (commit string, attempts int, err error)
 }
 
+// Proposer opens and closes revert requests (pull or merge requests against
+// the tracked branch) when the tracked branch takes no pushes.
+type Proposer interface {
+	// Propose pushes rec's revert on a branch of its own and opens a request
+	// to merge it into the tracked branch, or finds the one an earlier
+	// attempt opened (never two for one failure); it returns its link.
+	Propose(ctx context.Context, rec Commit) (link string, err error)
+	// Withdraw closes the request at link with a comment saying why; a
+	// request merged or closed already is left as it is.
+	Withdraw(ctx context.Context, link, why string) error
+}
+
 // Commit is one outcome for Git: release.yaml and, for a revert, the bundle
 // inputs restored from Revert.From.
 type Commit struct {
@@ -169,4 +181,8 @@ const (
 	// ReasonPaused and ReasonResumed (Phase "suspend"): spec.suspend was set or removed.
 	ReasonPaused  NoteReason = "paused"
 	ReasonResumed NoteReason = "resumed"
+	// ReasonRefused: the remote refuses the agent's write (a protected branch, a hook).
+	ReasonRefused NoteReason = "refused"
+	// ReasonRevertRequest: a revert waits as a request against the tracked branch.
+	ReasonRevertRequest NoteReason = "revert-request"
 )

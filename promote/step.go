@@ -138,6 +138,11 @@ type State struct {
 	// Last is the result of the last outcome recorded (ResultPromoted,
 	// ResultReverted, ResultHeld; "" before any).
 	Last string
+	// Propose: the tracked branch takes no pushes (--write-mode
+	// status-branch); a revert is proposed as a request (protect.go).
+	Propose bool
+	// refusals counts the refused attempts of the pending decision.
+	refusals int
 }
 
 // ScaleDownTimer is when the driver must send EvScaleDownDue (zero: no
@@ -200,9 +205,11 @@ type Event struct {
 	Evidence  string // EvVerified: per-app readiness
 	// Checks (EvChecked, EvSoaked) are the check results, when checks ran.
 	Checks check.Results
-	At     time.Time
 	// On (EvSuspend): spec.suspend is set.
 	On bool
+	// Request (EvProposed) is the link of the revert request.
+	Request string
+	At      time.Time
 }
 
 // Action is what the driver must do.
@@ -255,18 +262,25 @@ type Decision struct {
 	Redo      *Decision // ActRetry: the decision to repeat
 	// Say is a step to report before acting (a decision worth a log line).
 	Say *Note
+	// Propose (ActFail): the revert is proposed as a request, not committed.
+	Propose bool
+	// Request (ActWithdraw) is the revert request to close.
+	Request string
 }
 
 // Step is the pure decision core: state and event in, new state and the
 // next decision out. No I/O; the only clock is the event's At.
 func Step(s State, e Event) (State, Decision) {
+	if e.Err != nil && errors.Is(e.Err, ErrRefused) && (e.Kind == EvRecorded || e.Kind == EvProposed) {
+		return refusedRetry(s, e)
+	}
 	if e.Err != nil && retryable(s, e) {
 		s.Attempt++
 		redo := s.Pending
 		b := retryPolicy(redo.Action)
 		return s, Decision{Action: ActRetry, After: backoffDelay(b, s.Attempt-1), Jitter: b.Jitter, Redo: &redo}
 	}
-	s.Attempt = 0
+	s.Attempt, s.refusals = 0, 0
 	s, d := step(s, e)
 	s.Pending = d
 	return s, d
@@ -283,6 +297,8 @@ func retryable(s State, e Event) bool {
 		return true
 	case EvRecorded:
 		return !errors.Is(e.Err, ErrSuperseded)
+	case EvProposed:
+		return !errors.Is(e.Err, ErrSuperseded)
 	}
 	return errors.Is(e.Err, ErrTransient)
 }
@@ -293,7 +309,14 @@ func step(s State, e Event) (State, Decision) {
 		s.Phase = PhaseRecovering
 		return s, Decision{Action: ActObserve}
 	case EvCandidate:
+		if s, d, ok := withdraw(s, e.Candidate); ok {
+			return s, d
+		}
 		return candidate(s, e.Candidate)
+	case EvWithdrawn:
+		return withdrawn(s, e)
+	case EvProposed:
+		return proposed(s, e)
 	case EvObserved:
 		if s.Phase == PhaseRecovering {
 			return Recover(s, s.Release, e.View, e.At)
@@ -599,7 +622,7 @@ func failDecision(s State, color, reason, traffic string) Decision {
 	if s.Live == "" || s.Policy.OnFailure == OnFailureHold {
 		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
 	} else {
-		d.Result, d.Restores = ResultReverted, s.LiveCommit
+		d.Result, d.Restores, d.Propose = ResultReverted, s.LiveCommit, s.Propose
 		d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, traffic)
 	}
 	return d
@@ -636,6 +659,11 @@ func takenOut(s State, e Event) (State, Decision) {
 			s.PreviousWarm = false
 		}
 		say.Err, say.Detail = e.Err, o.Reason+"; cannot take the failed color out"
+	}
+	if o.Propose {
+		s, d := propose(s, o)
+		d.Say = say
+		return s, d
 	}
 	failure := &Failure{Commit: o.Failing, Reason: o.Reason, At: e.At.UTC().Truncate(time.Second)}
 	s, d := record(s, o, e.At, failure)

@@ -48,6 +48,7 @@ func (a *admission) bundle(ctx context.Context, snap gitsync.Snapshot, b *render
 		run.driver.Suspend(b.Spec.Suspend)
 		a.m.setSuspended(b.Name, b.Spec.Suspend)
 		f.Running, f.Seen, f.FirstSight, f.LastFailure = true, run.seen, run.fresh, run.lastFailure
+		f.RevertPending = run.revertPending
 		run.fresh = false
 	}
 	v := a.decide(ctx, snap, b, &f)
@@ -152,6 +153,9 @@ func (a *admission) act(ctx context.Context, snap gitsync.Snapshot, b *render.Bu
 	case promote.Skip:
 		if run != nil {
 			run.seen = snap.Commit
+		}
+		if v.Reason == promote.ReasonRevertPending {
+			log.Warn().Str("phase", "admit").Str("detail", v.Detail).Msg("failed candidate pinned out: " + v.Detail)
 		}
 		return true
 	case promote.Offer:

@@ -40,6 +40,10 @@ type agent struct {
 	tip      string           // last tip handled
 	checkout gitsync.Snapshot // the newest tip's checkout (the others are pruned)
 	settled  []settledBundle  // the bundles of the last full pass if all were handled; nil: none
+	// statusAt and statusSnap: the status branch's tip whose records are
+	// laid over checkout, and its checkout (--write-mode=status-branch).
+	statusAt   string
+	statusSnap gitsync.Snapshot
 }
 
 // fleetParts are the adapters the loop hands its drivers (package fleet).
@@ -52,6 +56,8 @@ type fleetParts struct {
 	checks *check.Runner     // spec.checks of every bundle
 	// renderOpts bound every render (limits, worker pool).
 	renderOpts render.Options
+	// protected: the tracked branch takes no pushes (protect.go); nil: direct.
+	protected *fleet.Protected
 }
 
 func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -152,9 +158,16 @@ func (a *agent) sync(ctx context.Context) error {
 		return err
 	}
 	a.m.lastSync.SetToCurrentTime()
-	if poll.Tip == a.tip {
+	statusTip, err := a.statusTip(ctx)
+	if err != nil {
+		return err
+	}
+	if poll.Tip == a.tip && statusTip == a.statusAt {
 		a.m.sync.WithLabelValues("unchanged").Observe(time.Since(start).Seconds())
 		return nil
+	}
+	if poll.Tip == a.tip {
+		return a.repass(ctx, statusTip) // only the agent's records moved
 	}
 	defer func() { a.m.sync.WithLabelValues("new").Observe(time.Since(start).Seconds()) }()
 	if a.settled != nil && a.touchesNoBundle(ctx, poll.Tip) {
@@ -182,6 +195,10 @@ func (a *agent) sync(ctx context.Context) error {
 		return err
 	}
 	a.checkout = snap
+	if err := a.overlay(ctx, snap, statusTip); err != nil {
+		return err
+	}
+	a.statusAt = statusTip
 	coTook := time.Since(coStart)
 	a.prune(poll.Tip)
 	a.settled = nil

@@ -69,8 +69,9 @@ type config struct {
 	RenderWorkerMemory int64
 	GitTimeout         time.Duration
 	LivenessTimeout    time.Duration
-	Vis                visConfig   // events, commit statuses, notifications (notify.go)
-	Checks             checkConfig // end-to-end checks (checks.go)
+	Vis                visConfig     // events, commit statuses, notifications (notify.go)
+	Checks             checkConfig   // end-to-end checks (checks.go)
+	Protect            protectConfig // --write-mode and the forge of revert requests (protect.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
@@ -118,6 +119,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.LivenessTimeout, "liveness-timeout", 5*time.Minute, "/healthz fails when a sync pass makes no progress (no bundle handled) for this long, so the kubelet restarts a wedged agent; 0 turns the check off")
 	c.Vis.register(fs)
 	c.Checks.register(fs)
+	c.Protect.register(fs)
 	positional, err := parseCommand(fs, "usage: tandem-agent run --repo URL [flags]", args, stdout, stderr)
 	if err != nil {
 		return nil, err
@@ -181,7 +183,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(bad, "; ")))
 		}
 	}
-	errs = append(errs, c.Vis.validate(), c.Checks.validate())
+	errs = append(errs, c.Vis.validate(), c.Checks.validate(), c.Protect.validate(c.Vis))
 	return errors.Join(errs...)
 }
 

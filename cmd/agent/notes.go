@@ -32,6 +32,11 @@ var phaseMessages = map[promote.NotePhase]string{
 	promote.NoteState:     "bundle state",
 }
 
+// reasonMessages override the phase's message for notes whose reason says more.
+var reasonMessages = map[promote.NoteReason]string{
+	promote.ReasonRefused: "the remote refuses the agent's write; retrying slowly",
+}
+
 // notifier logs the driver's notes (one JSON event per step, with bundle,
 // commit, color and phase), turns them into metrics and hands them to vis
 // (events, commit statuses, notifications). Notes only report: nothing
@@ -81,6 +86,9 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 		msg := phaseMessages[n.Phase]
 		if n.Phase == promote.NoteCommit && n.Result == promote.ResultSoaked {
 			msg = "soak recorded in release.yaml for the bundles after this one"
+		}
+		if m, ok := reasonMessages[n.Reason]; ok {
+			msg = m
 		}
 		ev.Msg(msg)
 

@@ -29,7 +29,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer unlock()
 
-	repo, err := gitsync.Open(ctx, gitsync.Options{
+	gopts := gitsync.Options{
 		URL:      c.Repo,
 		Branch:   c.Branch,
 		CacheDir: filepath.Join(work, "repo"),
@@ -40,11 +40,16 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		Author:         gitsync.Signature{Name: c.authorName, Email: c.authorEmail},
 		SigningKeyFile: c.SigningKeyFile,
 		NetworkTimeout: c.GitTimeout,
-	})
+	}
+	repo, err := gitsync.Open(ctx, gopts)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
+	protected, err := c.Protect.open(ctx, c, repo, gopts, work)
+	if err != nil {
+		return err
+	}
 	restCfg, err := c.Kube.restConfig()
 	if err != nil {
 		return err
@@ -63,7 +68,7 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	parts := fleetParts{store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster, tenancy)}
+	parts := fleetParts{protected: protected, store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster, tenancy)}
 	if c.VerifyCommits {
 		if parts.trust, err = fleet.NewTrust(fleet.TrustOptions{TrustedKeys: c.TrustedKeys, AgentKeyFile: c.SigningKeyFile,
 			Author: c.identity}, repo, cluster); err != nil {
