@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -47,8 +48,101 @@ type WorkerOptions struct {
 type WorkerPool struct {
 	o    WorkerOptions
 	sem  chan struct{}
-	busy atomic.Int32 // workers running (tests read peak)
-	peak atomic.Int32
+	busy    atomic.Int32 // workers running (tests read peak)
+	peak    atomic.Int32
+	started atomic.Int32 // worker processes started
+
+	mu   sync.Mutex
+	idle []*worker // started workers waiting for a render
+}
+
+// worker is one long-lived worker process: it serves renders one after
+// another, so a render pays no process start; it is killed at a render's
+// deadline, on any error, and after workerIdle without work.
+type worker struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    *limitedReader
+	dec    *json.Decoder
+	stderr *lockedBuffer
+	done   chan struct{} // closed when the process exited
+	idle   *time.Timer   // kills it when it waits too long
+}
+
+// workerIdle is how long a worker waits for its next render before it
+// exits, giving its memory back.
+const workerIdle = 2 * time.Minute
+
+// start starts a worker process.
+func (p *WorkerPool) start() (*worker, error) {
+	cmd := exec.Command(p.o.Command[0], p.o.Command[1:]...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{cmd: cmd, stdin: stdin, stderr: &lockedBuffer{b: cappedBuffer{max: 16 << 10}}, done: make(chan struct{})}
+	cmd.Stderr = w.stderr
+	setWorkerAttrs(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p.started.Add(1)
+	go func() {
+		_ = cmd.Wait()
+		close(w.done)
+	}()
+	w.out = &limitedReader{r: stdout}
+	w.dec = json.NewDecoder(w.out)
+	return w, nil
+}
+
+// kill ends w and waits for it.
+func (w *worker) kill() {
+	_ = w.cmd.Process.Kill()
+	<-w.done
+}
+
+// take returns an idle worker, or starts one.
+func (p *WorkerPool) take() (*worker, error) {
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		w := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if w.idle.Stop() {
+			p.mu.Unlock()
+			return w, nil
+		}
+		// its idle timer fired: it is being killed
+	}
+	p.mu.Unlock()
+	return p.start()
+}
+
+// put keeps w for the next render, for workerIdle at most.
+func (p *WorkerPool) put(w *worker) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.idle = time.AfterFunc(workerIdle, func() {
+		p.mu.Lock()
+		for i, x := range p.idle {
+			if x == w {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+		p.mu.Unlock()
+		_ = w.stdin.Close() // it exits at the end of its input
+		select {
+		case <-w.done:
+		case <-time.After(5 * time.Second):
+			w.kill()
+		}
+	})
+	p.idle = append(p.idle, w)
 }
 
 // NewWorkerPool validates o and fills in its defaults.
@@ -109,35 +203,59 @@ const minWorkerMemory = 128 << 20
 // maxRequest bounds a worker's request.
 const maxRequest = 1 << 20
 
-// ServeWorker is a render worker's main: it reads one request from in,
-// renders in this process, writes the result to out and returns. It
-// limits its own memory as the request says, so it must run in a process
-// of its own. The error is for the worker's exit status; a failed render
-// is a result, not an error.
+// ServeWorker is a render worker's main: it reads requests from in, one
+// JSON document each, renders each in this process and writes its result
+// to out, until in ends. It limits its own memory as the first request
+// says, so it must run in a process of its own. The error is for the
+// worker's exit status; a failed render is a result, not an error.
 func ServeWorker(ctx context.Context, in io.Reader, out io.Writer) error {
-	data, err := io.ReadAll(io.LimitReader(in, maxRequest+1))
-	if err != nil {
-		return fmt.Errorf("render worker: reading the request: %w", err)
-	}
-	if len(data) > maxRequest {
-		return fmt.Errorf("render worker: request is larger than %d bytes", maxRequest)
-	}
-	var req workerRequest
-	if err := json.Unmarshal(data, &req); err != nil {
-		return fmt.Errorf("render worker: request: %w", err)
-	}
-	if req.MemoryLimit > 0 {
-		debug.SetMemoryLimit(req.MemoryLimit * 3 / 4)
-		if err := limitMemory(req.MemoryLimit); err != nil {
-			return fmt.Errorf("render worker: memory limit of %d bytes: %w", req.MemoryLimit, err)
+	lim := &limitedReader{r: in}
+	dec := json.NewDecoder(lim)
+	enc := json.NewEncoder(out)
+	limited := false
+	for {
+		lim.left = maxRequest
+		var req workerRequest
+		if err := dec.Decode(&req); err == io.EOF {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("render worker: request: %w", err)
 		}
+		if req.MemoryLimit > 0 && !limited {
+			limited = true
+			debug.SetMemoryLimit(req.MemoryLimit * 3 / 4)
+			if err := limitMemory(req.MemoryLimit); err != nil {
+				return fmt.Errorf("render worker: memory limit of %d bytes: %w", req.MemoryLimit, err)
+			}
+		}
+		if err := enc.Encode(serve(ctx, req)); err != nil {
+			return fmt.Errorf("render worker: writing the result: %w", err)
+		}
+		debug.FreeOSMemory() // an idle worker holds little
 	}
-	resp := serve(ctx, req)
-	if err := json.NewEncoder(out).Encode(resp); err != nil {
-		return fmt.Errorf("render worker: writing the result: %w", err)
-	}
-	return nil
 }
+
+// limitedReader reads at most left bytes until left is set again: one
+// request, or one result.
+type limitedReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// errTooLarge: a request or result over its bound.
+var errTooLarge = errors.New("larger than its bound")
 
 func serve(ctx context.Context, req workerRequest) workerResponse {
 	fail := func(err error) workerResponse {
@@ -242,34 +360,9 @@ func (p *WorkerPool) render(ctx context.Context, b *Bundle, o Options, colors []
 	}
 	defer p.busy.Add(-1)
 
-	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	cmd := exec.CommandContext(rctx, p.o.Command[0], p.o.Command[1:]...)
-	cmd.Stdin = bytes.NewReader(req)
-	// The output holds every color's objects as JSON, a few times the YAML
-	// that MaxBytes bounds.
-	stdout := &cappedBuffer{max: 4*int64(len(colors)+1)*o.MaxBytes + 1<<20}
-	stderr := &cappedBuffer{max: 16 << 10}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.WaitDelay = time.Second
-	setWorkerAttrs(cmd)
-	err = cmd.Run()
-	switch {
-	case ctx.Err() != nil:
-		return nil, fmt.Errorf("bundle %s: render: %w", b.Name, ctx.Err())
-	case errors.Is(rctx.Err(), context.DeadlineExceeded):
-		return nil, &Error{Err: fmt.Errorf("bundle %s: %w", b.Name, timeoutError(b, o))}
-	case err != nil && outOfMemory(stderr.String()):
-		return nil, &Error{Err: fmt.Errorf("bundle %s: %w", b.Name, &LimitError{Limit: LimitMemory,
-			Max: fmt.Sprintf("%d MiB", p.o.MemoryLimit>>20), File: b.File, Detail: "the render worker ran out of memory"})}
-	case err != nil:
-		return nil, fmt.Errorf("bundle %s: render worker %s: %w: %s", b.Name, p.o.Command[0], err, lastLines(stderr.String(), 5))
-	case stdout.over > 0:
-		return nil, fmt.Errorf("bundle %s: render worker %s: result is larger than %d bytes", b.Name, p.o.Command[0], stdout.max)
-	}
-	var resp workerResponse
-	if err := json.Unmarshal(stdout.Bytes(), &resp); err != nil {
-		return nil, fmt.Errorf("bundle %s: render worker %s: result: %w", b.Name, p.o.Command[0], err)
+	resp, err := p.exchange(ctx, b, o, req, int64(len(colors)))
+	if err != nil {
+		return nil, err
 	}
 	if e := resp.Err; e != nil {
 		var err error = errors.New(e.Message)
@@ -294,6 +387,87 @@ func (p *WorkerPool) render(ctx context.Context, b *Bundle, o Options, colors []
 		out[i] = res
 	}
 	return out, nil
+}
+
+// lockedBuffer is a cappedBuffer that the process's stderr copier and a
+// render may use at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  cappedBuffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Reset empties the buffer.
+func (l *lockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+	l.b.over = 0
+}
+
+// exchange sends req to a worker and reads its result within o.Timeout. A
+// worker that fails in any way is killed (and not reused); one that had
+// died while idle is replaced once.
+func (p *WorkerPool) exchange(ctx context.Context, b *Bundle, o Options, req []byte, colors int64) (workerResponse, error) {
+	rctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	var resp workerResponse
+	for attempt := 0; ; attempt++ {
+		w, err := p.take()
+		if err != nil {
+			return resp, fmt.Errorf("bundle %s: start a render worker %s: %w", b.Name, p.o.Command[0], err)
+		}
+		w.stderr.Reset()
+		// The result holds every color's objects as JSON, a few times the
+		// YAML that MaxBytes bounds.
+		max := 4*(colors+1)*o.MaxBytes + 1<<20
+		got := make(chan error, 1)
+		go func() {
+			if _, err := w.stdin.Write(append(req, '\n')); err != nil {
+				got <- err
+				return
+			}
+			w.out.left = max
+			got <- w.dec.Decode(&resp)
+		}()
+		select {
+		case err = <-got:
+		case <-rctx.Done():
+			w.kill()
+			<-got
+			if ctx.Err() != nil {
+				return resp, fmt.Errorf("bundle %s: render: %w", b.Name, ctx.Err())
+			}
+			return resp, &Error{Err: fmt.Errorf("bundle %s: %w", b.Name, timeoutError(b, o))}
+		}
+		if err == nil {
+			p.put(w)
+			return resp, nil
+		}
+		w.kill()
+		stderr := w.stderr.String()
+		switch {
+		case outOfMemory(stderr):
+			return resp, &Error{Err: fmt.Errorf("bundle %s: %w", b.Name, &LimitError{Limit: LimitMemory,
+				Max: fmt.Sprintf("%d MiB", p.o.MemoryLimit>>20), File: b.File, Detail: "the render worker ran out of memory"})}
+		case errors.Is(err, errTooLarge):
+			return resp, fmt.Errorf("bundle %s: render worker %s: result is larger than %d bytes", b.Name, p.o.Command[0], max)
+		case attempt == 0 && stderr == "":
+			continue // it had died while idle: a fresh one
+		}
+		return resp, fmt.Errorf("bundle %s: render worker %s: %w: %s", b.Name, p.o.Command[0], err, lastLines(stderr, 5))
+	}
 }
 
 // wrapped is an error message from a worker that still unwraps to the

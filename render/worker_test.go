@@ -185,3 +185,35 @@ func BenchmarkRenderWorker(b *testing.B) {
 		})
 	}
 }
+
+// A worker serves one render after another: sequential renders start one
+// process, and a worker killed at a deadline is replaced by a fresh one.
+func TestWorkerIsReused(t *testing.T) {
+	root, _, small := pathologicalTree(t, 1)
+	p := testPool(t, WorkerOptions{})
+	want := ""
+	for i := range 5 {
+		res, err := Render(context.Background(), small, Options{RepoRoot: root, Color: "blue", Workers: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			want = res.Digest
+		} else if res.Digest != want {
+			t.Fatalf("render %d: digest %s, want %s", i, res.Digest, want)
+		}
+	}
+	if n := p.started.Load(); n != 1 {
+		t.Errorf("5 sequential renders started %d workers, want 1", n)
+	}
+	p.mu.Lock()
+	w := p.idle[0]
+	p.mu.Unlock()
+	w.kill() // it dies while idle
+	if _, err := Render(context.Background(), small, Options{RepoRoot: root, Color: "blue", Workers: p}); err != nil {
+		t.Fatalf("a render after the idle worker died: %v", err)
+	}
+	if n := p.started.Load(); n != 2 {
+		t.Errorf("after the idle worker died, %d workers started, want 2", n)
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/rs/zerolog"
 	"github.com/tandem-gitops/tandem/contract"
@@ -24,6 +25,42 @@ type admission struct {
 	m       *metrics
 	log     zerolog.Logger
 	offered int // candidates handed to drivers in this pass
+	// pending are this pass's candidates still to render.
+	pending []pendingRender
+}
+
+// pendingRender is a candidate admitted in this pass, to render and offer.
+type pendingRender struct {
+	run *bundleRun
+	b   *render.Bundle
+	c   promote.Candidate
+}
+
+// renderPending renders the candidates admitted in this pass at once,
+// --concurrency at a time (in --render-workers processes), and hands each to
+// its driver as soon as its render is done: a slow render holds up no other
+// bundle of the tip. The next tip waits for the slowest, at most
+// --render-timeout.
+func (a *admission) renderPending(ctx context.Context, snap gitsync.Snapshot, progress func()) {
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, a.cfg.Concurrency)
+	for _, p := range a.pending {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			a.pending = nil
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			p.run.driver.Offer(a.drivers.render(ctx, snap, p.b, p.run, p.c))
+			progress()
+		})
+	}
+	wg.Wait()
+	a.offered += len(a.pending)
+	a.pending = nil
 }
 
 // bundle gathers b's facts at snap, asks promote.Admit and does what it
@@ -159,12 +196,15 @@ func (a *admission) act(ctx context.Context, snap gitsync.Snapshot, b *render.Bu
 		}
 		return true
 	case promote.Offer:
-		c := a.drivers.candidate(ctx, snap, b, run)
+		c := promote.Candidate{Commit: snap.Commit, Subject: a.trail.Subject(ctx, run.seen, snap.Commit), Policy: a.drivers.policyOf(b)}
 		if v.Failed != nil {
-			c.RenderErr, c.Digest = v.Failed, ""
+			c.RenderErr = v.Failed
+			a.offer(run, c)
+			return false
 		}
-		a.offer(run, c)
-		return v.Reason != promote.ReasonBroken
+		run.seen = snap.Commit
+		a.pending = append(a.pending, pendingRender{run: run, b: b, c: c}) // rendered by renderPending
+		return true
 	case promote.Hold:
 		a.offer(run, promote.Candidate{Commit: snap.Commit, Subject: a.trail.Subject(ctx, run.seen, snap.Commit),
 			Policy: a.drivers.policyOf(b), Untrusted: v.Detail})

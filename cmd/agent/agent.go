@@ -242,6 +242,7 @@ func (a *agent) pass(ctx context.Context, snap gitsync.Snapshot, disc render.Dis
 		}
 		settled = append(settled, settledBundle{name: b.Name, inputs: a.trail.InputsOf(b)})
 	}
+	a.admit.renderPending(ctx, snap, a.watch.progress)
 	for _, br := range disc.Broken {
 		a.admit.broken(ctx, snap, br)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tandem-gitops/tandem/contract"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -14,7 +15,7 @@ import (
 func pathologicalConfigMaps() string {
 	var b strings.Builder
 	for i := range 57600 {
-		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\ndata: {k: v}\n", i)
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c%d}\n", i)
 	}
 	return b.String()
 }
@@ -71,5 +72,51 @@ spec:
 	}
 	if !next {
 		t.Error("the normal bundle's next release did not go live")
+	}
+}
+
+// configMaps is a file of n ConfigMaps whose data says v.
+func configMaps(n int, v string) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d}\ndata: {k: %s}\n", i, v)
+	}
+	return b.String()
+}
+
+// TestSlowRenderHoldsUpNoOtherBundle: one commit changes a bundle whose
+// render takes seconds (2,000 objects, under the limit) and a normal one.
+// Their renders run at once and each candidate goes to its bundle when its
+// own render is done: the normal bundle's release starts before the slow
+// one's render ends.
+func TestSlowRenderHoldsUpNoOtherBundle(t *testing.T) {
+	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
+	slow := s.ns + "-slow"
+	s.addBundle(slow)
+	s.write("bundles/"+slow+"/app/kustomization.yaml", "resources:\n- cms.yaml\n")
+	s.write("bundles/"+slow+"/app/cms.yaml", configMaps(2000, "v1"))
+	s.push("a slow bundle")
+	s.start("--root", "bundles", "--render-timeout", "5m")
+	s.waitCommits(2) // both live
+
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.write("bundles/"+slow+"/app/cms.yaml", configMaps(2000, "v2"))
+	s.setImage("server", "example/server:v2")
+	both := s.push("change both")
+	s.waitCommits(4)
+	var normalApplied, slowCandidate string
+	for _, e := range s.events() {
+		switch {
+		case e.str("bundle") == s.ns && e.str("phase") == "apply" && e.str("commit") == contract.Short(both) && normalApplied == "":
+			normalApplied = e.str("time")
+		case e.str("bundle") == slow && e.str("phase") == "candidate" && e.str("commit") == contract.Short(both):
+			slowCandidate = e.str("time")
+		}
+	}
+	if normalApplied == "" || slowCandidate == "" {
+		t.Fatalf("log lacks the normal bundle's apply (%q) or the slow bundle's candidate (%q) of %s", normalApplied, slowCandidate, contract.Short(both))
+	}
+	if normalApplied >= slowCandidate {
+		t.Errorf("the normal bundle's release started at %s, after the slow bundle's render ended at %s: the slow render held it up", normalApplied, slowCandidate)
 	}
 }

@@ -153,9 +153,8 @@ func TestSuspendFromGit(t *testing.T) {
 		t.Error("no tandem_build_info")
 	}
 
-	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.setImage("server", "example/server:v2") // pulls first
 	appendSpec(s, "bundles/"+s.ns, "  suspend: true\n")
-	s.setImage("server", "example/server:v2")
 	paused := s.push("suspend during the incident, and a change")
 	s.waitEvent("the suspend note", time.Minute, func(e logEvent) bool { return e.str("phase") == "suspend" })
 	s.settledAt("suspended") // the tip made no candidate

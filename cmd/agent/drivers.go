@@ -106,7 +106,7 @@ func (d *drivers) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.B
 		return nil, err
 	}
 	bc := fleet.NewCluster(d.parts.ten, d.parts.store, b.Name, d.parts.checks)
-	tipRun := d.render(ctx, snap, b) // the store then knows the bundle's namespace
+	tipRun := d.renderTip(ctx, snap, b) // the store then knows the bundle's namespace
 	v, err := bc.Observe(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: observe cluster: %w", b.Name, err)
@@ -148,13 +148,13 @@ func (d *drivers) policyOf(b *render.Bundle) promote.Policy {
 		RecordSoak: d.gates.hasDownstream(b.Name)}
 }
 
-// candidate is b's candidate at snap: rendered for both colors (kustomize
-// runs once) into the store, and named by its digest.
-func (d *drivers) candidate(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, run *bundleRun) promote.Candidate {
-	c := promote.Candidate{Commit: snap.Commit, Subject: d.trail.Subject(ctx, run.seen, snap.Commit), Policy: d.policyOf(b)}
+// render renders candidate c of b at snap for both colors (kustomize runs
+// once) into the store, and names it by its digest; the render made when
+// the driver started serves when it is of the same commit.
+func (d *drivers) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle, run *bundleRun, c promote.Candidate) promote.Candidate {
 	r := run.first
 	if run.first = nil; r == nil || r.Ref.Commit != snap.Commit {
-		rr := d.render(ctx, snap, b)
+		rr := d.renderTip(ctx, snap, b)
 		r = &rr
 	}
 	if r.Err != nil {
@@ -168,8 +168,8 @@ func (d *drivers) candidate(ctx context.Context, snap gitsync.Snapshot, b *rende
 	return c
 }
 
-// render renders b at snap into the store, timed.
-func (d *drivers) render(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) fleet.Run {
+// renderTip renders b at snap into the store, timed.
+func (d *drivers) renderTip(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) fleet.Run {
 	start := time.Now()
 	defer func() { d.m.observePhase(b.Name, "render", time.Since(start)) }()
 	return d.parts.render.Render(ctx, snap, b)
