@@ -24,7 +24,10 @@ func NewGit(repo *gitsync.Repo, store *Store, bundle string) *Git {
 }
 
 // Write commits release.yaml (and a revert's restored files) on the tip of
-// the branch; a revert is abandoned when a newer commit changed the bundle.
+// the branch; a revert is abandoned when a newer commit changed the bundle,
+// and any outcome is abandoned when the commit it is about is no longer on
+// the branch (someone rewound or force-pushed it): the rewound tip is
+// released instead.
 func (g *Git) Write(ctx context.Context, rec promote.Commit) (string, int, error) {
 	spec := g.store.Spec(g.bundle)
 	if spec == nil {
@@ -37,6 +40,11 @@ func (g *Git) Write(ctx context.Context, rec promote.Commit) (string, int, error
 	}
 	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
 		msg := rec.Message
+		if c := about(rec); c != "" {
+			if on, err := t.OnBranch(c); err == nil && !on {
+				return "", gitsync.ErrAbandon // the branch was rewound past it
+			}
+		}
 		if rv := rec.Revert; rv != nil {
 			// Every input of the failing render and of the restored one:
 			// the tip then renders the live release again.
@@ -70,4 +78,20 @@ func (g *Git) Write(ctx context.Context, rec promote.Commit) (string, int, error
 		return "", 0, err
 	}
 	return w.Commit, w.Attempts, nil
+}
+
+// about is the commit an outcome is about: the failing commit of a revert
+// or hold, the live commit of a promotion or soak record ("" when none).
+func about(rec promote.Commit) string {
+	switch rel := rec.Release; {
+	case rec.Revert != nil:
+		return rec.Revert.Failing
+	case rel == nil:
+		return ""
+	case rec.Result == promote.ResultHeld && rel.LastFailure != nil:
+		return rel.LastFailure.Commit
+	case rel.Live != "":
+		return rel.Colors[rel.Live].Commit
+	}
+	return ""
 }
