@@ -150,6 +150,9 @@ func (a *agent) sync(ctx context.Context) error {
 		return err
 	}
 	a.m.lastSync.SetToCurrentTime()
+	if poll.Rewound {
+		a.rewound(poll) // rewind.go
+	}
 	if poll.Tip == a.tip {
 		a.m.sync.WithLabelValues("unchanged").Observe(time.Since(start).Seconds())
 		return nil
