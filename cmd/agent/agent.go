@@ -115,8 +115,7 @@ func (a *agent) run(ctx context.Context, ready func()) {
 				break
 			}
 			next = retry.Step()
-			a.m.transient.WithLabelValues("git").Inc()
-			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", next).Msg("sync failed; will retry")
+			a.syncFailed(err, next) // workdir.go
 		} else {
 			retry = syncBackoff(a.cfg.Interval)
 			once.Do(ready)
