@@ -71,6 +71,11 @@ func TestBranchRewound(t *testing.T) {
 		t.Fatalf("agent commits after the rewind: %v, %v; want the promotion of %s on top of %s", c[0], c[1], v3, p0.Hash)
 	}
 	s.wantSelectors("blue", "server")
+	// Recovery found green serving v2 with release.yaml saying blue and
+	// wanted to commit that promotion: it was abandoned, v2 being gone.
+	if !s.hasEvent(func(e logEvent) bool { return e.str("phase") == "recover" && e.str("commit") == contract.Short(v2) }) {
+		t.Errorf("the restarted driver did not recover from green serving %s", contract.Short(v2))
+	}
 	if n := countResults(s.agentCommits(), "promoted", v2) + countResults(s.agentCommits(), "reverted", v2); n != 0 {
 		t.Errorf("%d outcomes recorded for %s, which left the branch", n, contract.Short(v2))
 	}
