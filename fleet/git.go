@@ -25,7 +25,10 @@ func NewGit(repo *gitsync.Repo, store *Store, bundle string) *Git {
 }
 
 // Write commits release.yaml (and a revert's restored files) on the tip of
-// the branch; a revert is abandoned when a newer commit changed the bundle.
+// the branch; a revert is abandoned when a newer commit changed the bundle,
+// and any outcome is abandoned when the commit it is about is no longer on
+// the branch (someone rewound or force-pushed it): the rewound tip is
+// released instead.
 func (g *Git) Write(ctx context.Context, rec promote.Commit) (string, int, error) {
 	spec := g.store.Spec(g.bundle)
 	if spec == nil {
@@ -37,6 +40,11 @@ func (g *Git) Write(ctx context.Context, rec promote.Commit) (string, int, error
 		return "", 0, fmt.Errorf("%s: %w", file, err)
 	}
 	w, err := g.repo.Write(ctx, func(ctx context.Context, t *gitsync.Tree) (string, error) {
+		if c := about(rec); c != "" {
+			if on, err := t.OnBranch(c); err == nil && !on {
+				return "", gitsync.ErrAbandon // the branch was rewound past it
+			}
+		}
 		msg, err := restore(t, g.store, g.bundle, spec, rec)
 		if err != nil {
 			return "", err
@@ -84,4 +92,20 @@ func restore(t *gitsync.Tree, store *Store, bundle string, spec *render.Bundle, 
 		readers[p] = store.Readers(p, bundle)
 	}
 	return promote.WithRestored(rec.Message, restored, readers), nil
+}
+
+// about is the commit an outcome is about: the failing commit of a revert
+// or hold, the live commit of a promotion or soak record ("" when none).
+func about(rec promote.Commit) string {
+	switch rel := rec.Release; {
+	case rec.Revert != nil:
+		return rec.Revert.Failing
+	case rel == nil:
+		return ""
+	case rec.Result == promote.ResultHeld && rel.LastFailure != nil:
+		return rel.LastFailure.Commit
+	case rel.Live != "":
+		return rel.Colors[rel.Live].Commit
+	}
+	return ""
 }

@@ -3,7 +3,8 @@
 //   - repo.go: Open (a local cache of the remote), Options and the errors
 //     callers branch on (ErrNonFastForward, ErrNothingToCommit, ErrAbandon,
 //     ErrBranchNotFound, *PushRejectedError);
-//   - poll.go: notice new tips cheaply (a remote-head check before any fetch);
+//   - poll.go: notice new tips cheaply (a remote-head check before any fetch),
+//     and a tip that does not descend from the last one (Poll.Rewound);
 //   - checkout.go: write a commit's tree into a directory render reads,
 //     whole or from the last tip's checkout (CheckoutFrom), skipping (and
 //     reporting) the entries of a crafted tree;

@@ -97,7 +97,7 @@ func (r *Repo) Poll(ctx context.Context) (Poll, error) {
 		return Poll{}, err
 	}
 	if r.has(tip) {
-		return Poll{Tip: tip.String()}, nil
+		return r.polledTip(tip, false), nil
 	}
 	if err := r.fetch(ctx); err != nil {
 		return Poll{}, err
@@ -111,5 +111,35 @@ func (r *Repo) Poll(ctx context.Context) (Poll, error) {
 		_ = r.compact() // best effort: the packs stay readable if it fails
 		r.wmu.Unlock()
 	}
-	return Poll{Tip: tip.String(), Fetched: true}, nil
+	return r.polledTip(tip, true), nil
+}
+
+// polledTip is the Poll of tip, now in the cache: whether it moved from the
+// last Poll's tip, and whether it descends from it. The caller holds mu.
+func (r *Repo) polledTip(tip plumbing.Hash, fetched bool) Poll {
+	p := Poll{Tip: tip.String(), Fetched: fetched}
+	if prev := r.polled; !prev.IsZero() && prev != tip {
+		p.Previous = prev.String()
+		p.Rewound = !r.descends(tip, prev)
+	}
+	r.polled = tip
+	return p
+}
+
+// descends reports whether commit is tip or one of its ancestors. Every
+// ancestor of tip is in the cache, so a commit the cache lacks is none.
+func (r *Repo) descends(tip, commit plumbing.Hash) bool {
+	if tip == commit {
+		return true
+	}
+	c, err := r.repo.CommitObject(commit)
+	if err != nil {
+		return false
+	}
+	t, err := r.repo.CommitObject(tip)
+	if err != nil {
+		return false
+	}
+	ok, err := c.IsAncestor(t)
+	return err == nil && ok
 }

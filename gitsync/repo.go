@@ -10,6 +10,7 @@ import (
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
 )
 
 // ErrAbandon is returned by an Edit when the current tip makes its change
@@ -93,6 +94,13 @@ const DefaultNetworkTimeout = 2 * time.Minute
 type Poll struct {
 	Tip     string
 	Fetched bool
+	// Previous is the tip this Repo's last Poll returned, when Tip differs
+	// from it ("" on the first Poll and when the tip did not move).
+	Previous string
+	// Rewound: Tip does not descend from Previous. Someone rewound or
+	// force-pushed the branch; the commits after their common ancestor are
+	// no longer on it.
+	Rewound bool
 }
 
 // Snapshot is a commit checked out into Dir. Skipped lists the entries of
@@ -134,6 +142,8 @@ type Repo struct {
 	wmu sync.Mutex
 	// fetches counts fetches that transferred (or tried to); tests use it.
 	fetches int
+	// polled is the tip the last Poll returned (Poll.Previous, Poll.Rewound).
+	polled plumbing.Hash
 	// flats keeps recently flattened trees (diffs and writes reuse them).
 	flats flatCache
 	// fullPush makes writes push with go-git's PushContext, which walks the

@@ -95,6 +95,16 @@ func (t *Tree) Restore(ps Paths, fromCommit string) ([]string, error) {
 	return restored, nil
 }
 
+// OnBranch reports whether commit (a full hash) is the tip being edited or
+// one of its ancestors: false after someone rewound or force-pushed the
+// branch past it. Anything but a full hash is an error.
+func (t *Tree) OnBranch(commit string) (bool, error) {
+	if !plumbing.IsHash(commit) {
+		return false, fmt.Errorf("commit %q: not a full commit hash", commit)
+	}
+	return t.r.descends(plumbing.NewHash(t.tip), plumbing.NewHash(commit)), nil
+}
+
 // ChangedSince reports whether any file named by ps, other than the paths
 // in except, differs between commit and the working state.
 func (t *Tree) ChangedSince(commit string, ps Paths, except ...string) (bool, error) {

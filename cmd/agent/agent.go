@@ -123,8 +123,7 @@ func (a *agent) run(ctx context.Context, ready func()) {
 				break
 			}
 			next = retry.Step()
-			a.m.transient.WithLabelValues("git").Inc()
-			a.log.Error().Err(err).Str("phase", "sync").Dur("retry_in", next).Msg("sync failed; will retry")
+			a.syncFailed(err, next) // workdir.go
 		} else {
 			retry = syncBackoff(a.cfg.Interval)
 			once.Do(ready)
@@ -158,6 +157,9 @@ func (a *agent) sync(ctx context.Context) error {
 		return err
 	}
 	a.m.lastSync.SetToCurrentTime()
+	if poll.Rewound {
+		a.rewound(poll) // rewind.go
+	}
 	statusTip, err := a.statusTip(ctx)
 	if err != nil {
 		return err

@@ -22,6 +22,8 @@
 //   - admit.go: admission: gathers each bundle's facts (cheap ones first, costly ones when Admit asks) and performs the verdict.
 //   - drivers.go: the bundles' drivers: started on first sight with their fleet adapters, candidates rendered into the store.
 //   - lifecycle.go: bundles that left the branch: admitted for removal, then deleted.
+//   - rewind.go: a rewound or force-pushed branch: logged, counted, every driver recovered from the new tip.
+//   - workdir.go: a failed sync reported as the work directory's fault when it is one.
 //   - stages.go: stage gates at the newest tip, --bundles selection, the waiting gauge.
 //   - notes.go: the drivers' notes as log lines, metrics and visibility (notes only report).
 //   - metrics.go: the Prometheus series.

@@ -22,6 +22,7 @@ type metrics struct {
 	poll         prometheus.Histogram
 	sync         *prometheus.HistogramVec
 	transient    *prometheus.CounterVec
+	rewinds      prometheus.Counter
 	untrusted    *prometheus.CounterVec
 	refused      *prometheus.CounterVec
 	pruned       *prometheus.CounterVec
@@ -75,6 +76,10 @@ func newMetrics() *metrics {
 			Name: "tandem_transient_errors_total",
 			Help: "Errors retried without failing a release, by dependency (git, cluster).",
 		}, []string{"dependency"}),
+		rewinds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tandem_branch_rewinds_total",
+			Help: "New tips that did not descend from the last tip polled: the branch was rewound or force-pushed.",
+		}),
 		untrusted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_untrusted_commits_total",
 			Help: "Commits without a trusted signature that held a candidate (--verify-commits), per bundle; each commit counts once until a candidate is accepted.",
@@ -108,7 +113,7 @@ func newMetrics() *metrics {
 		states:       map[string]*bundleState{},
 	}
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
-	m.reg.MustRegister(m.state, m.buildInfo, m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned, m.checkRuns, m.checkTime,
+	m.reg.MustRegister(m.state, m.buildInfo, m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.rewinds, m.untrusted, m.refused, m.pruned, m.checkRuns, m.checkTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
