@@ -46,8 +46,8 @@ type WorkerOptions struct {
 // the memory of rendering is bounded by Parallel × MemoryLimit whatever
 // the number of bundles.
 type WorkerPool struct {
-	o    WorkerOptions
-	sem  chan struct{}
+	o       WorkerOptions
+	sem     chan struct{}
 	busy    atomic.Int32 // workers running (tests read peak)
 	peak    atomic.Int32
 	started atomic.Int32 // worker processes started
