@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 
 	"k8s.io/client-go/rest"
@@ -98,4 +99,19 @@ func (k kubeFlags) restConfig() (*rest.Config, error) {
 	}
 	cfg.UserAgent = "tandem-agent/" + version
 	return cfg, nil
+}
+
+// author is the agent's commit identity (--git-author), parsed once.
+type author struct {
+	name, email string
+	ident       string // "Name <email>", as gitsync.Commit.Author spells it
+}
+
+// parseAuthor parses --git-author, an RFC 5322 address "Name <email>".
+func parseAuthor(s string) (author, error) {
+	addr, err := mail.ParseAddress(s)
+	if err != nil {
+		return author{}, fmt.Errorf("--git-author %q: want \"Name <email>\": %v", s, err)
+	}
+	return author{name: addr.Name, email: addr.Address, ident: addr.Name + " <" + addr.Address + ">"}, nil
 }

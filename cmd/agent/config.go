@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/mail"
 	"os"
 	"path"
 	"path/filepath"
@@ -158,11 +157,10 @@ func (c *config) validate() error {
 	if c.Concurrency < 1 {
 		errs = append(errs, errors.New("--concurrency must be at least 1"))
 	}
-	if addr, err := mail.ParseAddress(c.GitAuthor); err != nil {
-		errs = append(errs, fmt.Errorf("--git-author %q: want \"Name <email>\": %v", c.GitAuthor, err))
+	if a, err := parseAuthor(c.GitAuthor); err != nil {
+		errs = append(errs, err)
 	} else {
-		c.authorName, c.authorEmail = addr.Name, addr.Address
-		c.identity = addr.Name + " <" + addr.Address + ">"
+		c.authorName, c.authorEmail, c.identity = a.name, a.email, a.ident
 	}
 	if filepath.IsAbs(c.Root) || c.Root == ".." || len(c.Root) > 2 && c.Root[:3] == "../" {
 		errs = append(errs, fmt.Errorf("--root %q must be a relative path inside the repository", c.Root))

@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/mail"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -56,7 +55,7 @@ type bundleStatus struct {
 func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tandem-agent status", flag.ContinueOnError)
 	root := fs.String("root", ".", "directory inside the repository under which bundles are found")
-	author := fs.String("git-author", "tandem <tandem@localhost>", "the agent's --git-author: its commits never approve a stage gate")
+	gitAuthor := fs.String("git-author", "tandem <tandem@localhost>", "the agent's --git-author: its commits never approve a stage gate")
 	output := fs.String("o", "table", "output format: table, json or yaml")
 	var kube kubeFlags
 	kube.register(fs)
@@ -80,9 +79,9 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	rep, errs := gitStatus(ctx, dir, disc)
-	if a, err := mail.ParseAddress(*author); err != nil {
-		errs = append(errs, fmt.Errorf("--git-author %q: %w", *author, err))
-	} else if err := stageStatus(ctx, dir, disc.Bundles, a.Name+" <"+a.Address+">", &rep); err != nil {
+	if a, err := parseAuthor(*gitAuthor); err != nil {
+		errs = append(errs, err)
+	} else if err := stageStatus(ctx, dir, disc.Bundles, a.ident, &rep); err != nil {
 		errs = append(errs, err) // stages_status.go
 	}
 	if *cluster || kube.set() {
