@@ -24,22 +24,7 @@ const leaseDuration = 15 * time.Second
 func TestUpgradeHandsOverWithoutAStall(t *testing.T) {
 	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
 	lease := "tandem-" + s.ns
-	replica := func(name string) *testenv.Agent {
-		args := []string{"run", "--repo", "file://" + s.remote, "--kubeconfig", env.Kubeconfig,
-			"--interval", "500ms", "--metrics-addr", "127.0.0.1:0", "--workdir", filepath.Join(s.work, name),
-			"--root", "bundles/" + s.ns, "--leader-elect", "--leader-election-namespace", "default", "--leader-election-id", lease}
-		a, err := testenv.StartAgent(agentBin, args, filepath.Join(s.work, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = a.Stop(10 * time.Second)
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, a.LogTail())
-			}
-		})
-		return a
-	}
+	replica := func(name string) *testenv.Agent { return s.leaderReplica(name, lease) }
 	old := replica("old")
 	s.agent = old
 	want(t, s.waitCommits(1)[0], "promoted")

@@ -148,22 +148,7 @@ func TestMetricsAndProbes(t *testing.T) {
 func TestTwoReplicasNeverActAtOnce(t *testing.T) {
 	s := newScenario(t, "revert", "60s", app{"server", "example/server:v1"})
 	lease := "tandem-" + s.ns
-	replica := func(name string) *testenv.Agent {
-		args := []string{"run", "--repo", "file://" + s.remote, "--kubeconfig", env.Kubeconfig,
-			"--interval", "500ms", "--metrics-addr", "127.0.0.1:0", "--workdir", filepath.Join(s.work, name),
-			"--root", "bundles/" + s.ns, "--leader-elect", "--leader-election-namespace", "default", "--leader-election-id", lease}
-		a, err := testenv.StartAgent(agentBin, args, filepath.Join(s.work, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = a.Stop(10 * time.Second)
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, a.LogTail())
-			}
-		})
-		return a
-	}
+	replica := func(name string) *testenv.Agent { return s.leaderReplica(name, lease) }
 	a, b := replica("a"), replica("b")
 	want(t, s.waitCommits(1)[0], "promoted")
 	leader, follower := a, b
@@ -231,4 +216,24 @@ func TestDriftIsCorrectedAndSIGTERMIsGraceful(t *testing.T) {
 	if !s.agent.LogContains(`"message":"stopped"`) {
 		t.Errorf("no clean shutdown in the log:\n%s", s.agent.LogTail())
 	}
+}
+
+// leaderReplica starts one replica of the agent with leader election on
+// the Lease named lease, its log kept under name.
+func (s *scenario) leaderReplica(name, lease string) *testenv.Agent {
+	s.t.Helper()
+	args := []string{"run", "--repo", "file://" + s.remote, "--kubeconfig", env.Kubeconfig,
+		"--interval", "500ms", "--metrics-addr", "127.0.0.1:0", "--workdir", filepath.Join(s.work, name),
+		"--root", "bundles/" + s.ns, "--leader-elect", "--leader-election-namespace", "default", "--leader-election-id", lease}
+	a, err := testenv.StartAgent(agentBin, args, filepath.Join(s.work, name+".log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() {
+		_ = a.Stop(10 * time.Second)
+		if s.t.Failed() {
+			s.t.Logf("%s log:\n%s", name, a.LogTail())
+		}
+	})
+	return a
 }
