@@ -80,6 +80,14 @@ type growth struct {
 }
 
 var figureTables = []figures{
+	{Title: "Isolation: a bundle slow to render beside a normal one", Bench: "BenchmarkSlowNeighbour",
+		Columns: []column{
+			{Metric: "alone-p50-ms", Header: "normal bundle, commit changes it alone (ms)"},
+			{Metric: "beside-slow-p50-ms", Header: "normal bundle, same commit changes the slow one (ms)"},
+			{Metric: "ratio", Header: "beside / alone", Digits: 2},
+			{Metric: "slow-p50-ms", Header: "the slow bundle itself (ms)"},
+		},
+		Note: "Push to promotion commit, p50 over 5 pushes each, of a 1-app bundle on the local control plane, with and without a bundle of 2,000 ConfigMaps (under --render-max-objects; kustomize takes seconds to render it) changed in the same commit. The candidates of a commit render at once in the agent's worker processes and each goes to its bundle when its own render is done."},
 	{Title: "Footprint: the idle agent", Bench: "BenchmarkFleet",
 		Columns: []column{
 			{Metric: "idle-rss-MiB", Header: "RSS (MiB)", Digits: 1},
