@@ -1,0 +1,170 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/yaml"
+)
+
+// helmCLI returns the helm binary the tests compare with (TANDEM_HELM,
+// which `make test` sets), failing the test when it is not there.
+func helmCLI(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("TANDEM_HELM")
+	if bin == "" {
+		t.Fatal("TANDEM_HELM is not set: run `make test` (it builds helm and sets it), or export TANDEM_HELM=~/.cache/tandem/tools/helm-v3.22.0 after `make test` or `make ~/.cache/tandem/tools/helm-v3.22.0` built it")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("TANDEM_HELM=%s: %v (the Makefile builds it: make test, or make %s)", bin, err, bin)
+	}
+	return bin
+}
+
+// runHelmTemplate runs `helm template` as kustomize's helmCharts would for
+// entry h of the kustomization in dir.
+func runHelmTemplate(t testing.TB, bin, dir, ns string, h types.HelmChart) []byte {
+	t.Helper()
+	tmp := t.TempDir()
+	release := h.ReleaseName
+	if release == "" {
+		release = h.Name
+	}
+	args := []string{"template", release, filepath.Join(dir, "charts", h.Name), "--namespace", ns}
+	if h.ValuesFile != "" {
+		args = append(args, "-f", filepath.Join(dir, h.ValuesFile))
+	}
+	for _, v := range h.AdditionalValuesFiles {
+		args = append(args, "-f", filepath.Join(dir, v))
+	}
+	if h.ValuesInline != nil {
+		data, err := yaml.Marshal(h.ValuesInline)
+		must(t, err)
+		p := filepath.Join(tmp, "inline.yaml")
+		must(t, os.WriteFile(p, data, 0o644))
+		args = append(args, "-f", p)
+	}
+	if h.SkipTests {
+		args = append(args, "--skip-tests")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+tmp, "HELM_CONFIG_HOME="+tmp, "HELM_DATA_HOME="+tmp)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}
+
+// normalizeManifests parses a YAML stream into its objects as JSON, sorted.
+func normalizeManifests(t testing.TB, data []byte) []string {
+	t.Helper()
+	var out []string
+	for _, doc := range strings.Split(string(data), "\n---") {
+		var m map[string]any
+		must(t, yaml.Unmarshal([]byte(doc), &m))
+		if m == nil {
+			continue
+		}
+		j, err := json.Marshal(m)
+		must(t, err)
+		out = append(out, string(j))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// chartsOf renders only the charts of the kustomization in dir (inside the
+// repository root), as kustomize is then given them.
+func chartsOf(t testing.TB, root, dir, ns string, env *chartEnv) ([]byte, []types.HelmChart, error) {
+	t.Helper()
+	var ferr error
+	root, _ = filepath.Abs(root)
+	dir, _ = filepath.Abs(dir)
+	f := newConfinedFS(root, filepath.Join(filepath.Dir(root), ".virtual"), nil, false, &ferr)
+	if env == nil {
+		env = &chartEnv{namespace: ns, rendered: map[string][]byte{}}
+	}
+	f.charts = env
+	p := filepath.Join(dir, "kustomization.yaml")
+	data, err := os.ReadFile(p)
+	must(t, err)
+	var k map[string]any
+	must(t, yaml.Unmarshal(data, &k))
+	var spec struct {
+		HelmCharts []types.HelmChart `json:"helmCharts"`
+	}
+	must(t, yaml.Unmarshal(data, &spec))
+	if _, err := f.kustomizationCharts(p, k); err != nil {
+		return nil, spec.HelmCharts, err
+	}
+	return f.virtualFiles[filepath.Join(dir, chartOutput)], spec.HelmCharts, nil
+}
+
+// TestHelmMatchesCLI renders the charts of every testdata/helm case in
+// process and with the `helm template` CLI, and compares the objects.
+func TestHelmMatchesCLI(t *testing.T) {
+	bin := helmCLI(t)
+	cases, err := os.ReadDir("testdata/helm")
+	must(t, err)
+	for _, c := range cases {
+		t.Run(c.Name(), func(t *testing.T) {
+			root := filepath.Join("testdata/helm", c.Name())
+			bs, err := Discover(root, ".")
+			must(t, err)
+			dir := filepath.Join(root, bs[0].Dir, bs[0].Spec.Path)
+			got, charts, err := chartsOf(t, root, dir, bs[0].Spec.Namespace, nil)
+			must(t, err)
+			var want []byte
+			for _, h := range charts {
+				want = append(want, runHelmTemplate(t, bin, dir, bs[0].Spec.Namespace, h)...)
+			}
+			g, w := normalizeManifests(t, got), normalizeManifests(t, want)
+			if strings.Join(g, "\n") != strings.Join(w, "\n") {
+				t.Errorf("in process:\n%s\n\nhelm template:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
+			}
+		})
+	}
+}
+
+// TestHelmGolden renders every testdata/helm case fully (colored, with
+// twins) and compares with its expected.yaml.
+func TestHelmGolden(t *testing.T) {
+	cases, err := os.ReadDir("testdata/helm")
+	must(t, err)
+	for _, c := range cases {
+		t.Run(c.Name(), func(t *testing.T) {
+			root := filepath.Join("testdata/helm", c.Name())
+			bs, err := Discover(root, ".")
+			must(t, err)
+			res, err := Render(context.Background(), bs[0], Options{RepoRoot: root, Color: "green", Live: "blue", Commit: "c0ffee"})
+			must(t, err)
+			var buf bytes.Buffer
+			must(t, WriteYAML(&buf, res.Shared, res.Objects, res.Twins))
+			want := filepath.Join(root, "expected.yaml")
+			if *update {
+				must(t, os.WriteFile(want, buf.Bytes(), 0o644))
+			}
+			exp, err := os.ReadFile(want)
+			must(t, err)
+			if !bytes.Equal(exp, buf.Bytes()) {
+				t.Errorf("render differs from %s (run with -update to accept):\n%s", want, buf.String())
+			}
+			for _, in := range res.Inputs {
+				if strings.HasSuffix(in, chartOutput) {
+					t.Errorf("inputs list the generated %s", in)
+				}
+			}
+		})
+	}
+}
