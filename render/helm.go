@@ -200,6 +200,10 @@ func (f *confinedFS) renderChart(kname, dir string, h types.HelmChart, g types.H
 		return nil, err
 	}
 	docs, err := renderLoadedChart(contextOr(f.ctx), ch, vals, h, env)
+	var se cutil.JSONSchemaValidationError
+	if errors.As(err, &se) || (err != nil && strings.Contains(err.Error(), "values don't meet the specifications of the schema")) {
+		err = fmt.Errorf("the values (%s) do not match the chart's values.schema.json: %w", f.valueSources(dir, h), err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -252,6 +256,22 @@ func (f *confinedFS) chartValues(dir string, h types.HelmChart) (map[string]any,
 		}
 	}
 	return vals, nil
+}
+
+// valueSources names where h's values come from, for messages.
+func (f *confinedFS) valueSources(dir string, h types.HelmChart) string {
+	var out []string
+	if h.ValuesFile != "" {
+		out = append(out, f.rel(filepath.Join(dir, filepath.FromSlash(h.ValuesFile))))
+	}
+	for _, v := range h.AdditionalValuesFiles {
+		out = append(out, f.rel(filepath.Join(dir, filepath.FromSlash(v))))
+	}
+	if h.ValuesInline != nil {
+		out = append(out, "valuesInline")
+	}
+	out = append(out, "the chart's values.yaml")
+	return strings.Join(out, ", ")
 }
 
 // normalize round-trips m through JSON-compatible YAML, as values files
@@ -328,6 +348,12 @@ func (f *confinedFS) loadChartDir(dir string) (*chart.Chart, error) {
 		data, err := f.readChartFile(p)
 		if err != nil {
 			return err
+		}
+		if strings.HasSuffix(n, ".tgz") {
+			// A vendored subchart: helm unpacks it into memory.
+			if err := checkUnpackedSize(data, maxChartFiles-total); err != nil {
+				return fmt.Errorf("%s: %w", f.rel(p), err)
+			}
 		}
 		files = append(files, &archive.BufferedFile{Name: n, Data: bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))})
 		return nil
