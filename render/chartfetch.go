@@ -224,7 +224,7 @@ func (c *chartFetcher) get(ctx context.Context, u *url.URL, authHost string, lim
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		return nil, fmt.Errorf("GET %s: %s (check the credentials for %s in --chart-credentials)", redactURL(u), resp.Status, authHost)
+		return nil, fmt.Errorf("GET %s: %s (check the credentials for %s in --chart-credentials-file)", redactURL(u), resp.Status, authHost)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("GET %s: %s", redactURL(u), resp.Status)
 	case resp.ContentLength > limit:
@@ -255,7 +255,7 @@ func (c *chartFetcher) fetchHTTP(ctx context.Context, repo, chartName, version s
 		return nil, "", fmt.Errorf("repo: %w", err)
 	}
 	if base.User != nil {
-		return nil, "", errors.New("repo: credentials in the URL are not allowed (use --chart-credentials)")
+		return nil, "", errors.New("repo: credentials in the URL are not allowed (use --chart-credentials-file)")
 	}
 	data, err := c.get(ctx, base.JoinPath("index.yaml"), base.Host, maxIndexBytes)
 	if err != nil {
@@ -382,7 +382,7 @@ func (c *chartFetcher) fetchOCI(ctx context.Context, repo, chartName, version st
 func ociError(ref, host string, err error) error {
 	var te *transport.Error
 	if errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("%s: %d %s (check the credentials for %s in --chart-credentials)", ref, te.StatusCode, http.StatusText(te.StatusCode), host)
+		return fmt.Errorf("%s: %d %s (check the credentials for %s in --chart-credentials-file)", ref, te.StatusCode, http.StatusText(te.StatusCode), host)
 	}
 	return fmt.Errorf("%s: %w", ref, err)
 }

@@ -165,8 +165,12 @@ func (f *confinedFS) renderChart(kname, dir string, h types.HelmChart, g types.H
 		return nil, fmt.Errorf("valuesMerge %q: must be override, merge or replace", h.ValuesMerge)
 	}
 	src := ChartSource{Kustomization: kname, Repo: h.Repo}
+	// Values first: their files are inputs even when the chart cannot load.
+	vals, err := f.chartValues(dir, h)
+	if err != nil {
+		return nil, err
+	}
 	var ch *chart.Chart
-	var err error
 	if h.Repo == "" {
 		home := g.ChartHome
 		if home == "" {
@@ -195,10 +199,6 @@ func (f *confinedFS) renderChart(kname, dir string, h types.HelmChart, g types.H
 		}
 	}
 	src.Name, src.Version = ch.Metadata.Name, ch.Metadata.Version
-	vals, err := f.chartValues(dir, h)
-	if err != nil {
-		return nil, err
-	}
 	docs, err := renderLoadedChart(contextOr(f.ctx), ch, vals, h, env)
 	var se cutil.JSONSchemaValidationError
 	if errors.As(err, &se) || (err != nil && strings.Contains(err.Error(), "values don't meet the specifications of the schema")) {

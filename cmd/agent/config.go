@@ -63,6 +63,7 @@ type config struct {
 	RenderWorkers      int
 	RenderWorkerMemory int64
 	GitTimeout         time.Duration
+	Charts             chartConfig // helm charts (charts.go)
 	Vis                visConfig   // events, commit statuses, notifications (notify.go)
 	Checks             checkConfig // end-to-end checks (checks.go)
 }
@@ -109,6 +110,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.RenderWorkers, "render-workers", 2, "renders run in this many worker processes at once, each killed at --render-timeout and bounded by --render-worker-memory; 0 renders in the agent's own process (no hard deadline or memory bound)")
 	fs.Int64Var(&c.RenderWorkerMemory, "render-worker-memory", 256<<20, "memory bound of each render worker process, in bytes (at least 128 MiB)")
 	fs.DurationVar(&c.GitTimeout, "git-timeout", 2*time.Minute, "longest one Git network operation (ls-remote, fetch, push) may take before it is retried")
+	c.Charts.register(fs, true)
 	c.Vis.register(fs)
 	c.Checks.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -141,6 +143,9 @@ func (c *config) validate() error {
 	}
 	if c.RenderTimeout <= 0 || c.RenderMaxObjects < 1 || c.RenderMaxBytes < 1 {
 		errs = append(errs, errors.New("--render-timeout, --render-max-objects and --render-max-bytes must be positive"))
+	}
+	if c.Charts.MaxBytes < 1 {
+		errs = append(errs, errors.New("--chart-max-bytes must be positive"))
 	}
 	if c.RenderWorkers < 0 {
 		errs = append(errs, errors.New("--render-workers must be 0 (in process) or more"))
@@ -233,6 +238,7 @@ func (l namespaceList) list() []string {
 func (c *config) renderOptions() (render.Options, error) {
 	o := render.Options{AllowRemoteBases: c.AllowRemoteBases, Timeout: c.RenderTimeout,
 		MaxObjects: c.RenderMaxObjects, MaxBytes: c.RenderMaxBytes}
+	c.Charts.apply(&o)
 	if c.RenderWorkers == 0 {
 		return o, nil
 	}

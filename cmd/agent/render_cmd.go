@@ -19,13 +19,16 @@ func renderCmd(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tandem-agent render", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tandem-agent render <bundle dir> --color C [--live C] [--commit SHA] [--allow-remote-bases]")
+		fmt.Fprintln(stderr, "usage: tandem-agent render <bundle dir> --color C [--live C] [--commit SHA] [--allow-remote-bases] [--allow-remote-charts] [--chart-credentials-file F] [--chart-cache DIR] [--kube-version V]")
 		fs.PrintDefaults()
 	}
 	color := fs.String("color", "", "color to render (default: the bundle's first color)")
 	live := fs.String("live", "", "color the stable twins select (default: --color)")
 	commit := fs.String("commit", "", "source commit to record in tandem.dev/commit")
 	remote := fs.Bool("allow-remote-bases", false, "let kustomizations load remote bases")
+	var charts chartConfig
+	charts.register(fs, true)
+	fs.StringVar(&charts.KubeVersion, "kube-version", "", "Kubernetes version charts see in .Capabilities (default: the Helm SDK's default)")
 	positional, err := parseInterleaved(fs, args)
 	if err != nil {
 		return errUsage
@@ -41,9 +44,9 @@ func renderCmd(args []string, stdout, stderr io.Writer) error {
 	if *color == "" {
 		*color = b.Spec.Colors[0]
 	}
-	res, err := render.Render(context.Background(), b, render.Options{
-		RepoRoot: root, Color: *color, Live: *live, Commit: *commit, AllowRemoteBases: *remote,
-	})
+	o := render.Options{RepoRoot: root, Color: *color, Live: *live, Commit: *commit, AllowRemoteBases: *remote}
+	charts.apply(&o)
+	res, err := render.Render(context.Background(), b, o)
 	if err != nil {
 		return err
 	}
