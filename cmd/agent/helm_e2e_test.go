@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tandem-gitops/tandem/contract"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// newChartScenario makes a remote holding examples/storefront (two helm
+// charts in the repository, plain shared manifests, a helm test as a job
+// check) as bundles/<ns>, renamed to the scenario's namespace.
+func newChartScenario(t *testing.T) *scenario {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	t.Cleanup(cancel)
+	work := t.TempDir()
+	cs, err := env.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scenario{t: t, ctx: ctx, work: work, cs: cs,
+		remote: filepath.Join(work, "remote.git"), clone: filepath.Join(work, "dev")}
+	s.ns = uniqueName(t)
+	s.git(".", "init", "--quiet", "--bare", "-b", "main", s.remote)
+	s.git(".", "clone", "--quiet", s.remote, s.clone)
+	dir := filepath.Join(s.clone, "bundles", s.ns)
+	if err := os.CopyFS(dir, os.DirFS("../../examples/storefront")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"bundle.yaml", "shared/namespace.yaml"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.write("bundles/"+s.ns+"/"+f, strings.ReplaceAll(string(data), "storefront", s.ns))
+	}
+	s.push("add the storefront charts as bundle " + s.ns)
+	return s
+}
+
+// editValues rewrites one values file of the bundle (after pulling) and
+// returns its content before.
+func (s *scenario) editValues(file, old, new string) string {
+	s.t.Helper()
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	p := filepath.Join(s.clone, "bundles", s.ns, "app", "values", file)
+	data, err := os.ReadFile(p)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if !strings.Contains(string(data), old) {
+		s.t.Fatalf("values/%s does not hold %q:\n%s", file, old, data)
+	}
+	s.write("bundles/"+s.ns+"/app/values/"+file, strings.Replace(string(data), old, new, 1))
+	return string(data)
+}
+
+// TestChartsE2E: a bundle of two helm charts goes live on blue (its helm
+// test run as a job check); a values-only change (a ConfigMap value of
+// the web chart) is a release of its own that rolls both apps onto green;
+// a values change with an image that does not exist is reverted with the
+// values file restored, and traffic never leaves green.
+func TestChartsE2E(t *testing.T) {
+	s := newChartScenario(t)
+	s.start()
+	first := s.waitCommits(1)
+	want(t, first[0], "promoted")
+	s.wantSelectors("blue", "api", "web")
+	if body := s.git(s.remote, "log", "-1", "--format=%B", first[0].Hash); !strings.Contains(body, "Tandem-Check: smoke=passed") {
+		t.Errorf("the first release does not record the chart's helm test as job check smoke:\n%s", body)
+	}
+
+	// A values-only change: no template changed, yet the render's digest
+	// does, so the idle color rolls and traffic moves to it.
+	s.editValues("web.yaml", "greeting: Welcome to the storefront", "greeting: Winter sale")
+	s.push("web: winter greeting (values only)")
+	commits := s.waitCommits(2)
+	want(t, commits[0], "promoted")
+	s.wantSelectors("green", "api", "web")
+	cm, err := s.cs.CoreV1().ConfigMaps(s.ns).Get(s.ctx, "web-config-green", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["greeting"] != "Winter sale" {
+		t.Fatalf("web-config-green greeting %q, want the new value", cm.Data["greeting"])
+	}
+	digests := map[string]string{}
+	for _, c := range []string{"blue", "green"} {
+		d, err := s.cs.AppsV1().Deployments(s.ns).Get(s.ctx, "api-"+c, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		digests[c] = d.Spec.Template.Annotations[contract.AnnotationDigest]
+	}
+	if digests["blue"] == digests["green"] || digests["green"] == "" {
+		t.Fatalf("api's pod templates: %v; a values change of web must roll api's pods too (one release)", digests)
+	}
+
+	// A bad image in values: reverted, the values file restored, traffic
+	// stays on green throughout.
+	before := s.editValues("api.yaml", "image: example/api:v1", "image: missing.invalid/api:v2")
+	bad := s.push("api v2")
+	commits = s.waitCommits(3)
+	want(t, commits[0], "reverted")
+	if commits[0].Trailers["Tandem-Reverts"] != bad {
+		t.Errorf("Tandem-Reverts = %q, want %s", commits[0].Trailers["Tandem-Reverts"], bad)
+	}
+	s.wantSelectors("green", "api", "web")
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	data, err := os.ReadFile(filepath.Join(s.clone, "bundles", s.ns, "app", "values", "api.yaml"))
+	if err != nil || string(data) != before {
+		t.Errorf("values/api.yaml after the revert (err %v):\n%s\nwant:\n%s", err, data, before)
+	}
+	body := s.git(s.remote, "log", "-1", "--format=%B", commits[0].Hash)
+	if !strings.Contains(body, "missing.invalid/api:v2") {
+		t.Errorf("revert body does not name the bad image:\n%s", body)
+	}
+}
+
+// TestChartsE2EVersionBumpAndHumanRevert: a change inside an in-repository
+// chart (its version bumped, a template changed) is a release; a human
+// `git revert` of it is another that restores the chart's render.
+func TestChartsE2EVersionBumpAndHumanRevert(t *testing.T) {
+	s := newChartScenario(t)
+	s.start()
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.wantSelectors("blue", "api", "web")
+
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	chart := "bundles/" + s.ns + "/app/charts/web/"
+	data, err := os.ReadFile(filepath.Join(s.clone, chart, "Chart.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.write(chart+"Chart.yaml", strings.Replace(string(data), "version: 1.0.0", "version: 1.1.0", 1))
+	tpl, err := os.ReadFile(filepath.Join(s.clone, chart, "templates", "configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.write(chart+"templates/configmap.yaml", string(tpl)+"  chartVersion: {{ .Chart.Version | quote }}\n")
+	bump := s.push("web chart 1.1.0")
+	want(t, s.waitCommits(2)[0], "promoted")
+	s.wantSelectors("green", "api", "web")
+	cm, err := s.cs.CoreV1().ConfigMaps(s.ns).Get(s.ctx, "web-config-green", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cm.Data["chartVersion"] != "1.1.0" {
+		t.Fatalf("web-config-green: chartVersion %q, want 1.1.0", cm.Data["chartVersion"])
+	}
+
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.git(s.clone, "revert", "--no-edit", bump)
+	s.git(s.clone, "push", "--quiet", "origin", "HEAD:main")
+	want(t, s.waitCommits(3)[0], "promoted")
+	s.wantSelectors("blue", "api", "web")
+	cm, err = s.cs.CoreV1().ConfigMaps(s.ns).Get(s.ctx, "web-config-blue", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cm.Data["chartVersion"]; ok {
+		t.Fatalf("web-config-blue after the revert still has chartVersion: %v", cm.Data)
+	}
+}
+
+// TestRenderCommandCharts: `tandem-agent render` renders a bundle of
+// charts in process (with --kube-version accepted), the helm test Job last
+// as a check Job; a remote chart needs --allow-remote-charts.
+func TestRenderCommandCharts(t *testing.T) {
+	code, out, errOut := runCLI(t, "render", "../../examples/storefront", "--color", "green", "--live", "blue", "--kube-version", "v1.31.4")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"name: web-green", "name: api-green", "name: web-config-green", "value: http://api-green:8080",
+		"tandem.dev/check: smoke", "name: web-smoke-green", "kind: Namespace"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("render output lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "helm.sh/hook") {
+		t.Errorf("render output keeps a helm hook annotation:\n%s", out)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS("../../examples/storefront")); err != nil {
+		t.Fatal(err)
+	}
+	k := "helmCharts:\n- name: web\n  repo: oci://registry.example.com/charts\n  version: 1.0.0\n"
+	if err := os.WriteFile(filepath.Join(dir, "app", "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = runCLI(t, "render", dir)
+	if code == 0 || !strings.Contains(errOut, "--allow-remote-charts") {
+		t.Fatalf("exit %d, stderr %q: want a refusal naming --allow-remote-charts", code, errOut)
+	}
+}
