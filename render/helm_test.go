@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"sigs.k8s.io/kustomize/api/types"
@@ -184,6 +185,83 @@ func TestHelmGolden(t *testing.T) {
 					t.Errorf("inputs list the generated %s", in)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkHelm measures rendering the charts of the testdata/helm cases,
+// examples/storefront and a chart of 500 objects in process, and, for
+// comparison, the `helm template` CLI named by $TANDEM_HELM on the same
+// charts and values (run through `make bench`), in wall time (ns/op) and
+// CPU time (cpu-ms).
+func BenchmarkHelm(b *testing.B) {
+	cases := helmCases(b)
+	big := b.TempDir()
+	writeFiles(b, big, map[string]string{
+		"bundle.yaml":                 strings.Replace(testBundle, "%s", "big", 1),
+		"app/kustomization.yaml":      "helmCharts:\n- name: many\n  valuesFile: values.yaml\n",
+		"app/values.yaml":             "count: 250\n",
+		"app/charts/many/Chart.yaml":  "apiVersion: v2\nname: many\nversion: 0.1.0\n",
+		"app/charts/many/values.yaml": "count: 1\nimage: example/app:v1\n",
+		"app/charts/many/templates/all.yaml": `{{- range $i := until (int .Values.count) }}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: app{{ $i }}
+  labels: {app: app{{ $i }}, release: {{ $.Release.Name }}}
+spec:
+  selector: {matchLabels: {app: app{{ $i }}}}
+  template:
+    metadata: {labels: {app: app{{ $i }}}}
+    spec:
+      containers:
+      - {name: app, image: {{ $.Values.image }}}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: app{{ $i }}
+spec:
+  selector: {app: app{{ $i }}}
+  ports: [{port: 80}]
+{{- end }}
+`,
+	})
+	cases = append(cases, big)
+	for _, root := range cases {
+		bs, err := Discover(root, ".")
+		must(b, err)
+		name := filepath.Base(root)
+		if root == big {
+			name = "many-500"
+		}
+		dir := filepath.Join(root, bs[0].Dir, bs[0].Spec.Path)
+		ns := bs[0].Spec.Namespace
+		b.Run("chart="+name, func(b *testing.B) {
+			start := cpuTime(b, syscall.RUSAGE_SELF)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := chartsOf(b, root, dir, ns, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			reportCPU(b, syscall.RUSAGE_SELF, start)
+		})
+		b.Run("helm-cli/chart="+name, func(b *testing.B) {
+			bin := helmCLI(b)
+			_, charts, err := chartsOf(b, root, dir, ns, nil)
+			must(b, err)
+			start := cpuTime(b, syscall.RUSAGE_CHILDREN)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, h := range charts {
+					runHelmTemplate(b, bin, dir, ns, h)
+				}
+			}
+			b.StopTimer()
+			reportCPU(b, syscall.RUSAGE_CHILDREN, start)
 		})
 	}
 }
