@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -170,7 +171,7 @@ func TestRemoteChartHTTP(t *testing.T) {
 		o := opts
 		o.ChartCredentials = writeCredentials(t, host, "reader", "wrong-pass")
 		_, err := Render(context.Background(), b, o)
-		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--chart-credentials") {
+		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--chart-credentials-file") {
 			t.Fatalf("error %v, want a 401 naming --chart-credentials", err)
 		}
 		if strings.Contains(err.Error(), "wrong-pass") {
@@ -263,7 +264,7 @@ func TestRemoteChartOCI(t *testing.T) {
 		o := opts
 		o.ChartCredentials = writeCredentials(t, host, "pusher", "nope")
 		_, err := Render(context.Background(), b, o)
-		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--chart-credentials") || strings.Contains(err.Error(), "nope") {
+		if err == nil || !strings.Contains(err.Error(), "401") || !strings.Contains(err.Error(), "--chart-credentials-file") || strings.Contains(err.Error(), "nope") {
 			t.Fatalf("error %v, want a 401 naming --chart-credentials without the password", err)
 		}
 	})
@@ -282,4 +283,52 @@ func TestRemoteChartOCI(t *testing.T) {
 			t.Fatalf("error %v, want ErrChartChanged", err)
 		}
 	})
+}
+
+// TestWorkerCharts: a render in a worker process gets every chart option
+// (remote charts allowed, the cache, the credentials file, the chart size
+// limit, the Kubernetes and API versions) and matches the render in
+// process, Result.Charts included.
+func TestWorkerCharts(t *testing.T) {
+	srv := httptest.NewServer(basicAuth("pusher", "oci-pass", registry.New(registry.Logger(log.New(io.Discard, "", 0)))))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	pushChart(t, host+"/charts/hello:0.1.0", remoteChart(t, "0.1.0", "one"), remote.WithAuth(&authn.Basic{Username: "pusher", Password: "oci-pass"}))
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"b/bundle.yaml": strings.Replace(testBundle, "%s", "b", 1),
+		"b/app/kustomization.yaml": "helmCharts:\n- name: hello\n  repo: oci://" + host + "/charts\n  version: 0.1.0\n  releaseName: r\n" +
+			"- name: caps\n",
+		"b/app/charts/caps/Chart.yaml": "apiVersion: v2\nname: caps\nversion: 1.0.0\n",
+		"b/app/charts/caps/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n" +
+			"  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  widget: {{ .Capabilities.APIVersions.Has \"example.com/v1/Widget\" | quote }}\n",
+	})
+	bs, err := Discover(root, ".")
+	must(t, err)
+	o := Options{RepoRoot: root, Commit: "abc", AllowRemoteCharts: true, ChartCache: t.TempDir(),
+		ChartCredentials: writeCredentials(t, host, "pusher", "oci-pass"), KubeVersion: "v1.31.4", APIVersions: []string{"example.com/v1/Widget"}}
+	want, err := RenderColors(context.Background(), bs[0], o, "blue", "green")
+	must(t, err)
+	var caps map[string]any
+	for _, u := range want[0].Objects {
+		if u.GetName() == "caps-blue" {
+			caps = u.Object["data"].(map[string]any)
+		}
+	}
+	if caps["kube"] != "v1.31.4" || caps["widget"] != "true" {
+		t.Fatalf("capabilities in the chart: %v, want kube v1.31.4 and the Widget API", caps)
+	}
+	o.Workers = testPool(t, WorkerOptions{})
+	got, err := RenderColors(context.Background(), bs[0], o, "blue", "green")
+	must(t, err)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("worker rendered\n%+v\nin process\n%+v", got[0], want[0])
+	}
+	// No cache: the limit applies to the download.
+	_, err = Render(context.Background(), bs[0], Options{RepoRoot: root, Color: "blue", Workers: o.Workers, AllowRemoteCharts: true,
+		ChartCredentials: o.ChartCredentials, MaxChartBytes: 100})
+	var le *LimitError
+	if !errors.As(err, &le) || le.Limit != LimitChartBytes {
+		t.Fatalf("error %v, want a %s limit error from the worker", err, LimitChartBytes)
+	}
 }
