@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -198,5 +199,59 @@ func TestRenderCommandCharts(t *testing.T) {
 	code, _, errOut = runCLI(t, "render", dir)
 	if code == 0 || !strings.Contains(errOut, "--allow-remote-charts") {
 		t.Fatalf("exit %d, stderr %q: want a refusal naming --allow-remote-charts", code, errOut)
+	}
+}
+
+// TestStatusCharts: `tandem-agent status` reads the inputs of a bundle of
+// charts as the agent does: a values-only change is something to release,
+// a commit outside the bundle's inputs is not.
+func TestStatusCharts(t *testing.T) {
+	repo := t.TempDir()
+	git := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command("git", append([]string{"-C", repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	dir := filepath.Join(repo, "bundles", "sf")
+	if err := os.CopyFS(dir, os.DirFS("../../examples/storefront")); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "bundle.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.WriteFile(filepath.Join(dir, "bundle.yaml"), append(b, "  approval: required\n"...), 0o644))
+	git("init", "--quiet", "-b", "main")
+	git("add", "-A")
+	git("commit", "--quiet", "-m", "storefront")
+	live := git("rev-parse", "HEAD")
+	must(t, os.WriteFile(filepath.Join(dir, "release.yaml"), []byte("apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: storefront\nlive: blue\ncolors:\n  blue: {commit: "+live+", digest: \"sha256:a\", state: live, promotedAt: \"2026-11-29T20:00:00Z\"}\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(repo, "README.md"), []byte("notes\n"), 0o644))
+	git("add", "-A")
+	git("commit", "--quiet", "-m", "release and notes")
+	status := func() string {
+		t.Helper()
+		code, out, errOut := runCLI(t, "status", repo)
+		if code != 0 {
+			t.Fatalf("status: exit %d: %s", code, errOut)
+		}
+		return out
+	}
+	if out := status(); !strings.Contains(out, "nothing to release") {
+		t.Fatalf("a commit outside the charts' inputs is something to release:\n%s", out)
+	}
+	values := filepath.Join(dir, "app", "values", "web.yaml")
+	v, err := os.ReadFile(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.WriteFile(values, []byte(strings.Replace(string(v), "replicas: 2", "replicas: 3", 1)), 0o644))
+	git("commit", "--quiet", "-am", "web: 3 replicas")
+	if out := status(); !strings.Contains(out, "waiting for approval") {
+		t.Fatalf("a values-only change is nothing to release:\n%s", out)
 	}
 }
