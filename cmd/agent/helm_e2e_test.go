@@ -9,9 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/contract"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/discovery"
 )
 
 // newChartScenario makes a remote holding examples/storefront (two helm
@@ -253,5 +255,51 @@ func TestStatusCharts(t *testing.T) {
 	git("commit", "--quiet", "-am", "web: 3 replicas")
 	if out := status(); !strings.Contains(out, "waiting for approval") {
 		t.Fatalf("a values-only change is nothing to release:\n%s", out)
+	}
+}
+
+// TestDiffCharts: diff renders a bundle of charts with the cluster's
+// .Capabilities (which `render` and the plain render API do not have) and
+// shows a values change as a change of the idle color's objects.
+func TestDiffCharts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ap, err := applier.New(env.Config, applier.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := uniqueName(t)
+	dir := filepath.Join(t.TempDir(), "bundles", ns)
+	if err := os.CopyFS(dir, os.DirFS("../../examples/storefront")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"bundle.yaml", "shared/namespace.yaml"} {
+		data, err := os.ReadFile(filepath.Join(dir, f))
+		must(t, err)
+		must(t, os.WriteFile(filepath.Join(dir, f), []byte(strings.ReplaceAll(string(data), "storefront", ns)), 0o644))
+	}
+	tpl := filepath.Join(dir, "app", "charts", "web", "templates", "configmap.yaml")
+	data, err := os.ReadFile(tpl)
+	must(t, err)
+	must(t, os.WriteFile(tpl, append(data, "  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n"...), 0o644))
+	deployColor(ctx, t, ap, dir, "blue", "c1", true)
+	deployColor(ctx, t, ap, dir, "green", "c1", false)
+
+	dc, err := discovery.NewDiscoveryClientForConfig(env.Config)
+	must(t, err)
+	v, err := dc.ServerVersion()
+	must(t, err)
+	values := filepath.Join(dir, "app", "values", "web.yaml")
+	data, err = os.ReadFile(values)
+	must(t, err)
+	must(t, os.WriteFile(values, []byte(strings.Replace(string(data), "Welcome to the storefront", "Winter sale", 1)), 0o644))
+	code, out := runDiff(t, dir)
+	if code != 1 {
+		t.Fatalf("diff exit %d, want 1:\n%s", code, out)
+	}
+	for _, want := range []string{"=== ConfigMap " + ns + "/web-config-green: changed", "+  greeting: Winter sale", "+  kube: " + v.GitVersion} {
+		if !strings.Contains(out, want) {
+			t.Errorf("diff lacks %q:\n%s", want, out)
+		}
 	}
 }
