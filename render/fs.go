@@ -59,8 +59,8 @@ func newConfinedFS(root, virtual string, overlay []byte, allowRemote bool, first
 
 // plainKustomization returns the kustomization that stands in for a
 // missing one in f.plain (p is its kustomization.yaml): the directory's
-// YAML files as resources, sorted by name; bundle.yaml and hidden files
-// are left out, subdirectories are not read. ok is false when p is not
+// YAML files as resources, sorted by name; bundle.yaml, release.yaml (the
+// agent's) and hidden files are left out, subdirectories are not read. ok is false when p is not
 // that file, the directory has a kustomization file, or no YAML file.
 func (f *confinedFS) plainKustomization(p string) (data []byte, ok bool) {
 	p = filepath.Clean(p)
@@ -87,7 +87,7 @@ func (f *confinedFS) plainKustomization(p string) (data []byte, ok bool) {
 	for _, e := range entries { // os.ReadDir sorts by name
 		n := e.Name()
 		ext := filepath.Ext(n)
-		if strings.HasPrefix(n, ".") || n == "bundle.yaml" || (ext != ".yaml" && ext != ".yml") {
+		if strings.HasPrefix(n, ".") || n == BundleFile || n == "release.yaml" || (ext != ".yaml" && ext != ".yml") {
 			continue
 		}
 		if fi, err := os.Stat(filepath.Join(f.plain, n)); err != nil || !fi.Mode().IsRegular() {

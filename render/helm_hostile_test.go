@@ -207,3 +207,37 @@ func TestChartInputs(t *testing.T) {
 		}
 	}
 }
+
+// TestPlainDirectoryInputs: a directory without a kustomization renders
+// its YAML files only (sorted; hidden files, bundle.yaml, release.yaml,
+// other files and subdirectories left out), and its listing is an input, so a new file
+// changes the bundle.
+func TestPlainDirectoryInputs(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{
+		"b/bundle.yaml":      strings.Replace(testBundle, "%s", "b", 1) + "  path: .\n",
+		"b/b.yaml":           strings.Replace(cmTemplate, "name: cm", "name: second", 1),
+		"b/a.yml":            cmTemplate,
+		"b/.hidden.yaml":     strings.Replace(cmTemplate, "name: cm", "name: hidden", 1),
+		"b/notes.txt":        "not yaml\n",
+		"b/release.yaml":     "apiVersion: tandem.dev/v1alpha1\nkind: Release\nbundle: b\n",
+		"b/sub/ignored.yaml": strings.Replace(cmTemplate, "name: cm", "name: ignored", 1),
+	})
+	bs, err := Discover(root, ".")
+	must(t, err)
+	res, err := Render(context.Background(), bs[0], Options{RepoRoot: root, Color: "blue"})
+	must(t, err)
+	var names []string
+	for _, u := range res.Objects {
+		names = append(names, u.GetName())
+	}
+	if strings.Join(names, " ") != "cm-blue second-blue" {
+		t.Fatalf("objects %v, want cm-blue and second-blue only", names)
+	}
+	in := " " + strings.Join(res.Inputs, " ") + " "
+	for _, want := range []string{"b/", "b/a.yml", "b/b.yaml"} {
+		if !strings.Contains(in, " "+want+" ") {
+			t.Errorf("inputs %v lack %s", res.Inputs, want)
+		}
+	}
+}
