@@ -99,11 +99,18 @@ func (f *confinedFS) kustomizationCharts(p string, k map[string]any) ([]byte, er
 		HelmGlobals types.HelmGlobals     `json:"helmGlobals"`
 		Legacy      []types.HelmChartArgs `json:"helmChartInflationGenerator"`
 	}
-	data, err := yaml.Marshal(k)
+	only := map[string]any{}
+	for _, field := range helmFields {
+		if v, ok := k[field]; ok {
+			only[field] = v
+		}
+	}
+	data, err := yaml.Marshal(only)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	if err := yaml.Unmarshal(data, &spec); err != nil {
+	// Strict: a misspelt field (valueFile) must not be ignored.
+	if err := yaml.UnmarshalStrict(data, &spec); err != nil {
 		return nil, fmt.Errorf("%s: helmCharts: %w", name, err)
 	}
 	if len(spec.Legacy) > 0 {

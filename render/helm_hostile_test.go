@@ -194,6 +194,14 @@ func TestChartHooks(t *testing.T) {
 	}
 }
 
+// TestChartUnknownField: a misspelt helmCharts field is an error, not
+// ignored.
+func TestChartUnknownField(t *testing.T) {
+	root, b := chartBundle(t, "", "  valueFile: other.yaml\n", map[string]string{"app/charts/c/templates/cm.yaml": cmTemplate})
+	_, err := Render(context.Background(), b, Options{RepoRoot: root, Color: "blue"})
+	wantError(t, err, "b/app/kustomization.yaml", "valueFile")
+}
+
 // TestChartInputs: the values file and every chart file are inputs (so a
 // change to any makes a candidate); a chart directory's listing too.
 func TestChartInputs(t *testing.T) {
