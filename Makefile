@@ -80,7 +80,7 @@ fuzz-smoke: ## Run every fuzz target briefly (FUZZ_SMOKE each, default 5s); part
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZ_SMOKE) $(FUZZ_FLAGS) $$pkg; done
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 1m): bundle.yaml, release.yaml, webhook, trailers
+fuzz: ## Run every fuzz target for FUZZTIME each (default 1m): bundle.yaml, kustomizations, release.yaml, trailers, webhook, trusted keys, redaction
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$fn ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $(FUZZ_FLAGS) $$pkg; done

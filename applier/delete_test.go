@@ -151,7 +151,7 @@ func waitNoneLeft(t *testing.T, a *Applier, gvr schema.GroupVersionResource, ns,
 }
 
 func TestDeleteBundleRemovesEverythingTandemApplied(t *testing.T) {
-	ns := env.Namespace(t)
+	ns := namespaceOwnedBy(t, testBundle)
 	a, rec := recordingApplier(t)
 	applyWholeBundle(t, a, ns)
 	ctx := testCtx(t, 2*time.Minute)

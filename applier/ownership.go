@@ -38,8 +38,10 @@ func reservedName(u *unstructured.Unstructured) string {
 // claimRefusal says why bundle may not apply over live, an object that
 // exists ("" when it may): it belongs to another bundle; or no bundle owns
 // it (no bundle label, no tandem field manager: kubectl, Helm, another tool
-// made it) and adopt is false. Namespaces are exempt from the second rule:
-// they usually exist before the bundle, and tandem never deletes them.
+// made it) and adopt is false. Namespaces follow the same rules: a bundle
+// may create its namespace, and change one another bundle or nobody owns
+// only with spec.adopt (a Namespace's labels set its PodSecurity level, and
+// it may be another team's).
 func claimRefusal(live *unstructured.Unstructured, bundle string, adopt bool) string {
 	owner := live.GetLabels()[contract.LabelBundle]
 	switch {
@@ -47,7 +49,7 @@ func claimRefusal(live *unstructured.Unstructured, bundle string, adopt bool) st
 		return ""
 	case owner != "":
 		return fmt.Sprintf("belongs to bundle %s; bundle %s may not change it", owner, bundle)
-	case adopt || managedByTandem(live) || (live.GroupVersionKind().Group == "" && live.GetKind() == "Namespace"):
+	case adopt || managedByTandem(live):
 		return ""
 	}
 	return "exists and no bundle owns it; set spec.adopt: true in bundle.yaml to take it over"

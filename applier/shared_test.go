@@ -31,7 +31,7 @@ func sharedOf(bundle, ns, team, v string) Set {
 // keeps the objects (two still renders them) and gives up only one's share;
 // removing two then deletes the ConfigMap (never the Namespace).
 func TestSharedObjectIdenticalRendersShareIt(t *testing.T) {
-	ns := env.Namespace(t)
+	ns := namespaceOwnedBy(t, "one")
 	a := newApplier(t)
 	ctx := testCtx(t, 2*time.Minute)
 	common := configMap(ns, "common", "", nil)
@@ -138,7 +138,7 @@ func TestSharedObjectIdenticalRendersShareIt(t *testing.T) {
 // TestSharedObjectDroppedByOneBundleStays: a bundle whose render no longer
 // has a shared object that another bundle renders does not prune it.
 func TestSharedObjectDroppedByOneBundleStays(t *testing.T) {
-	ns := env.Namespace(t)
+	ns := namespaceOwnedBy(t, "one")
 	a := newApplier(t)
 	ctx := testCtx(t, 2*time.Minute)
 	for _, b := range []string{"one", "two"} {

@@ -11,6 +11,11 @@
 //     bundle's identity; the release in flight is decoded once.
 //   - git.go: Git, promote.Git for one bundle: the only writer of its
 //     release.yaml (promotions, reverts, holds, soak records).
+//   - protect.go: StatusGit, promote.Git and promote.Proposer when the
+//     tracked branch is protected (--write-mode=status-branch): the only
+//     writer of release.yaml there, on the agent's status branch; reverts
+//     proposed as requests from a branch per failure; OverlayReleases, the
+//     status branch's records laid over a checkout of the tracked branch.
 //   - release.go: a bundle's release.yaml (ReleasePath, ReadRelease,
 //     VetRelease) and its Inputs, the one definition of what a release
 //     depends on.

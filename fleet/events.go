@@ -16,6 +16,7 @@ import (
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/internal/redact"
 )
 
 // Reasons of the Kubernetes Events the agent records, one per release step.
@@ -36,6 +37,8 @@ const (
 	reasonHeld          = "Held"
 	reasonScaledDown    = "ScaledDown"
 	reasonRecovering    = "Recovering"
+	reasonSuspended     = "Suspended"
+	reasonResumed       = "Resumed"
 )
 
 // maxEventMessage bounds an Event's message (events.k8s.io allows 1 kB).
@@ -137,7 +140,7 @@ func (e *eventer) emit(ns, bundle, color string, warning bool, reason, msg strin
 	p := pendingEvent{
 		ref:         corev1.ObjectReference{Kind: "ConfigMap", APIVersion: "v1", Namespace: ns, Name: applier.InventoryName(bundle, color)},
 		annotations: map[string]string{contract.LabelBundle: bundle, contract.LabelColor: color},
-		typ:         typ, reason: reason, msg: cut(msg, maxEventMessage),
+		typ:         typ, reason: reason, msg: redact.Event(msg), // redacted, one line, bounded
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()

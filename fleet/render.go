@@ -27,6 +27,9 @@ type Renderer struct {
 	// Options bound every render (AllowRemoteBases, limits, worker pool);
 	// RepoRoot, Commit and Color are set per render.
 	Options render.Options
+	// LimitNames, when set, names each render limit as users set it (the
+	// agent's flags) in the errors of renders over a limit.
+	LimitNames map[render.Limit]string
 }
 
 // Run is one render of a bundle at a commit: the release it names in the
@@ -62,6 +65,10 @@ func (r *Renderer) RenderIn(ctx context.Context, dir, commit string, b *render.B
 	o := r.Options
 	o.RepoRoot, o.Commit = dir, commit
 	results, err := render.RenderColors(ctx, b, o, b.Spec.Colors[0], b.Spec.Colors[1])
+	var le *render.LimitError
+	if errors.As(err, &le) && r.LimitNames[le.Limit] != "" {
+		le.Limit = render.Limit(r.LimitNames[le.Limit])
+	}
 	if err == nil {
 		err = r.Tenancy.Check(b, results[0])
 	}

@@ -29,7 +29,8 @@ type Tenancy struct {
 	opts      applier.Options
 	own       *applier.Applier // the agent's own identity
 	defaultSA string
-	allowed   []string // nil: any namespace but the system ones
+	allowed   []string     // nil: any namespace but the system ones
+	file      *TenancyFile // nil: bundles bind themselves (no --tenancy-file)
 
 	mu    sync.Mutex
 	cache map[string]*applier.Applier // by impersonated user name
@@ -43,34 +44,54 @@ type TenancyOptions struct {
 	// AllowedNamespaces are the namespaces bundles may use (nil: any but
 	// the system namespaces).
 	AllowedNamespaces []string
+	// File, when set, binds each bundle to the rule its directory matches
+	// (--tenancy-file); a bundle matching none is refused.
+	File *TenancyFile
 }
 
 // NewTenancy builds the tenancy of o; own is the Applier of the agent's own
 // identity, built from base and opts (base nil: never impersonate).
 func NewTenancy(base *rest.Config, opts applier.Options, own *applier.Applier, o TenancyOptions) *Tenancy {
 	return &Tenancy{base: base, opts: opts, own: own, defaultSA: o.DefaultServiceAccount,
-		allowed: o.AllowedNamespaces, cache: map[string]*applier.Applier{}}
+		allowed: o.AllowedNamespaces, file: o.File, cache: map[string]*applier.Applier{}}
 }
 
 // Own is the Applier of the agent's own identity (observing the cluster).
 func (t *Tenancy) Own() *applier.Applier { return t.own }
 
 // serviceAccount is the ServiceAccount that acts for b and where its name
-// comes from ("" when the agent acts as itself).
-func (t *Tenancy) serviceAccount(b *render.Bundle) (name, from string) {
+// comes from ("" when the agent acts as itself). With a tenancy file, b's
+// rule decides: spec.serviceAccountName must be one it lists, else its
+// first acts; an error when b is outside its rule.
+func (t *Tenancy) serviceAccount(b *render.Bundle) (name, from string, err error) {
+	if t.file != nil {
+		r, err := t.ruleOf(b)
+		if err != nil {
+			return "", "", err
+		}
+		switch sa := b.Spec.ServiceAccountName; {
+		case sa != "" && !slices.Contains(r.ServiceAccounts, sa):
+			return "", "", fmt.Errorf("%s: spec.serviceAccountName: ServiceAccount %q is not allowed by %s",
+				b.File, sa, r.field("serviceAccounts", r.ServiceAccounts))
+		case sa != "":
+			return sa, fmt.Sprintf("spec.serviceAccountName of %s, allowed by tenancy rule %q", b.File, r.Name), nil
+		case len(r.ServiceAccounts) > 0:
+			return r.ServiceAccounts[0], fmt.Sprintf("tenancy rule %q, %s.serviceAccounts", r.Name, r.loc), nil
+		}
+	}
 	switch {
 	case b.Spec.ServiceAccountName != "":
-		return b.Spec.ServiceAccountName, "spec.serviceAccountName of " + b.File
+		return b.Spec.ServiceAccountName, "spec.serviceAccountName of " + b.File, nil
 	case t.defaultSA != "":
-		return t.defaultSA, "--default-service-account"
+		return t.defaultSA, "--default-service-account", nil
 	}
-	return "", ""
+	return "", "", nil
 }
 
 // Actor names who acts for b, for errors: "ServiceAccount team/deployer
 // (spec.serviceAccountName of bundles/x/bundle.yaml)"; "" for the agent.
 func (t *Tenancy) Actor(b *render.Bundle) string {
-	sa, from := t.serviceAccount(b)
+	sa, from, _ := t.serviceAccount(b)
 	if sa == "" {
 		return ""
 	}
@@ -80,7 +101,10 @@ func (t *Tenancy) Actor(b *render.Bundle) string {
 // ApplierFor is the Applier that acts for b: impersonating
 // system:serviceaccount:<spec.namespace>:<name>, or the agent's own.
 func (t *Tenancy) ApplierFor(b *render.Bundle) (*applier.Applier, error) {
-	sa, _ := t.serviceAccount(b)
+	sa, _, err := t.serviceAccount(b)
+	if err != nil {
+		return nil, err // outside its tenancy rule: never act for it
+	}
 	if sa == "" || t.base == nil {
 		return t.own, nil
 	}
@@ -131,10 +155,16 @@ func (t *Tenancy) allowNamespace(b *render.Bundle, field, ns string) error {
 
 // Check refuses, before anything is applied, a bundle whose namespaces are
 // not allowed: spec.namespace, and the namespace of every shared object
-// (a Namespace object counts as its own name).
+// (a Namespace object counts as its own name); with a tenancy file, also a
+// bundle outside its rule (checkRule).
 func (t *Tenancy) Check(b *render.Bundle, res *render.Result) error {
 	if err := t.allowNamespace(b, "spec.namespace", b.Spec.Namespace); err != nil {
 		return err
+	}
+	if t.file != nil {
+		if err := t.checkRule(b, res); err != nil {
+			return err
+		}
 	}
 	if res == nil {
 		return nil

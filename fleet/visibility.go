@@ -241,6 +241,12 @@ func (v *Visibility) Observe(bundle string, n promote.Note) {
 		if n.Err == nil {
 			event(n.Color, false, reasonScaledDown, "previous color %s scaled to zero (objects kept)", n.Color)
 		}
+	case promote.NoteSuspend:
+		reason := reasonSuspended
+		if n.Reason == promote.ReasonResumed {
+			reason = reasonResumed
+		}
+		event("", false, reason, "%s", n.Detail)
 	case promote.NoteRecover:
 		if n.Err == nil && n.Detail != "" {
 			event(n.Color, true, reasonRecovering, "%s", n.Detail)

@@ -24,28 +24,7 @@ func (r *Repo) network(ctx context.Context, op string, f func(context.Context) e
 
 // lsTip asks the remote for the branch head.
 func (r *Repo) lsTip(ctx context.Context) (plumbing.Hash, error) {
-	auth, err := r.auth.method()
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	var refs []*plumbing.Reference
-	err = r.network(ctx, "ls-remote", func(ctx context.Context) error {
-		var err error
-		if refs, err = r.remote.ListContext(ctx, &git.ListOptions{Auth: auth}); err != nil {
-			return classifyAuth(r.wrap("ls-remote", err), err)
-		}
-		return nil
-	})
-	if err != nil {
-		return plumbing.ZeroHash, err
-	}
-	want := plumbing.NewBranchReferenceName(r.opts.Branch)
-	for _, ref := range refs {
-		if ref.Name() == want {
-			return ref.Hash(), nil
-		}
-	}
-	return plumbing.ZeroHash, fmt.Errorf("git ls-remote %s: branch %q not found", Redact(r.opts.URL), r.opts.Branch)
+	return r.lsRef(ctx, r.opts.Branch)
 }
 
 func (r *Repo) fetch(ctx context.Context) error {

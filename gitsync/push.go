@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -54,30 +55,32 @@ func newObjects(commit plumbing.Hash, trees []plumbing.Hash, files map[string]en
 // only objs (see newObjects) unless r.fullPush is set or the remote cannot
 // take a thin push; then go-git's PushContext walks the history to find what
 // to send.
-func (r *Repo) push(ctx context.Context, local plumbing.ReferenceName, tip, commit plumbing.Hash, objs []plumbing.Hash) error {
-	return r.network(ctx, "push", func(ctx context.Context) error { return r.pushOnce(ctx, local, tip, commit, objs) })
+func (r *Repo) push(ctx context.Context, local plumbing.ReferenceName, branch string, tip, commit plumbing.Hash, objs []plumbing.Hash) error {
+	return r.network(ctx, "push", func(ctx context.Context) error { return r.pushOnce(ctx, local, branch, tip, commit, objs) })
 }
 
-func (r *Repo) pushOnce(ctx context.Context, local plumbing.ReferenceName, tip, commit plumbing.Hash, objs []plumbing.Hash) error {
+func (r *Repo) pushOnce(ctx context.Context, local plumbing.ReferenceName, branch string, tip, commit plumbing.Hash, objs []plumbing.Hash) error {
 	auth, err := r.auth.method()
 	if err != nil {
 		return err
 	}
 	if !r.fullPush {
-		err = r.thinPush(ctx, auth, tip, commit, objs)
+		said := &remoteText{}
+		err = r.thinPush(ctx, auth, branch, tip, commit, objs, said)
 		if !errors.Is(err, errNoThinPush) {
 			if err != nil {
-				return classifyPush(r.wrap("push", err), err)
+				return classifyPush(r.wrap("push", err), err, branch, r.auth.scrub(Redact(said.String())))
 			}
 			r.thinPushes++
 			r.thinSent = len(objs)
 			return nil
 		}
 	}
-	spec := config.RefSpec(local.String() + ":refs/heads/" + r.opts.Branch)
-	err = r.remote.PushContext(ctx, &git.PushOptions{RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: auth, Force: false})
+	spec := config.RefSpec(local.String() + ":refs/heads/" + branch)
+	said := &remoteText{}
+	err = r.remote.PushContext(ctx, &git.PushOptions{RemoteName: remoteName, RefSpecs: []config.RefSpec{spec}, Auth: auth, Force: false, Progress: said})
 	if err != nil {
-		return classifyPush(r.wrap("push", err), err)
+		return classifyPush(r.wrap("push", err), err, branch, r.auth.scrub(Redact(said.String())))
 	}
 	return nil
 }
@@ -85,7 +88,9 @@ func (r *Repo) pushOnce(ctx context.Context, local plumbing.ReferenceName, tip, 
 // thinPush is one receive-pack session: it checks that the remote branch is
 // still at tip, sends a pack of objs and the update tip->commit, and reads
 // the remote's report. A remote branch not at tip is ErrNonFastForwardUpdate.
-func (r *Repo) thinPush(ctx context.Context, auth transport.AuthMethod, tip, commit plumbing.Hash, objs []plumbing.Hash) (err error) {
+// A zero tip creates the branch, which must not exist yet. The remote's
+// side-channel messages (a hook's refusal) are written to said.
+func (r *Repo) thinPush(ctx context.Context, auth transport.AuthMethod, branchName string, tip, commit plumbing.Hash, objs []plumbing.Hash, said io.Writer) (err error) {
 	ep, err := transport.NewEndpoint(r.opts.URL)
 	if err != nil {
 		return errNoThinPush
@@ -110,11 +115,15 @@ func (r *Repo) thinPush(ctx context.Context, auth transport.AuthMethod, tip, com
 	if !ar.Capabilities.Supports(capability.ReportStatus) {
 		return errNoThinPush
 	}
-	branch := plumbing.NewBranchReferenceName(r.opts.Branch)
-	if at, ok := ar.References[branch.String()]; !ok || at != tip {
+	branch := plumbing.NewBranchReferenceName(branchName)
+	if at, ok := ar.References[branch.String()]; ok != !tip.IsZero() || at != tip {
 		return fmt.Errorf("%w: remote %s is at %s, this write is on %s", git.ErrNonFastForwardUpdate, branch, at, tip)
 	}
 	req := packp.NewReferenceUpdateRequestFromCapabilities(ar.Capabilities)
+	if ar.Capabilities.Supports(capability.Sideband64k) {
+		req.Capabilities.Set(capability.Sideband64k)
+		req.Progress = said
+	}
 	req.Commands = []*packp.Command{{Name: branch, Old: tip, New: commit}}
 	pack, err := r.encodePack(objs, !ar.Capabilities.Supports(capability.OFSDelta))
 	if err != nil {
@@ -157,3 +166,30 @@ func checkReport(rs *packp.ReportStatus, branch plumbing.ReferenceName) error {
 	}
 	return fmt.Errorf("remote's report does not name %s", branch)
 }
+
+// maxRemoteText bounds what is kept of the remote's side-channel messages.
+const maxRemoteText = 1024
+
+// remoteText keeps the start of what a remote says during a push (a hook's
+// refusal: "GH006: Protected branch update failed ..."), as one line
+// without control characters.
+type remoteText struct{ b []byte }
+
+func (t *remoteText) Write(p []byte) (int, error) {
+	for _, c := range p {
+		if len(t.b) >= maxRemoteText {
+			break
+		}
+		switch {
+		case c == '\n' || c == '\r' || c == '\t':
+			if n := len(t.b); n > 0 && t.b[n-1] != ' ' {
+				t.b = append(t.b, ' ')
+			}
+		case c >= 0x20 && c != 0x7f:
+			t.b = append(t.b, c)
+		}
+	}
+	return len(p), nil
+}
+
+func (t *remoteText) String() string { return strings.TrimSpace(string(t.b)) }

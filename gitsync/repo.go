@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,11 +23,46 @@ var ErrNonFastForward = errors.New("gitsync: push rejected as non-fast-forward")
 // ErrNothingToCommit is returned by Write when the edit changed no file.
 var ErrNothingToCommit = errors.New("gitsync: edit changed nothing")
 
-// PushRejectedError is a push the remote declined for a reason other than a
-// lost race (a hook, branch protection). Message is the remote's text.
-type PushRejectedError struct{ Message string }
+// ErrBranchNotFound: the remote has no such branch (yet).
+var ErrBranchNotFound = errors.New("gitsync: branch not found")
 
-func (e *PushRejectedError) Error() string { return "gitsync: push rejected: " + e.Message }
+// PushRejectedError is a push the remote refused for a reason other than a
+// lost race: branch protection (GitHub's GH006, GitLab's "You are not
+// allowed to push code to protected branches"), a pre-receive hook. A retry
+// on a new tip cannot help: someone must change the remote's rules or the
+// agent's write mode. Message is the push's error; Remote is what the
+// remote said on its side channel (the hook's own lines, bounded and
+// without credentials), "" when it said nothing.
+type PushRejectedError struct {
+	Message string
+	Remote  string
+	// Branch is the branch the push was to update.
+	Branch string
+}
+
+func (e *PushRejectedError) Error() string {
+	msg := "gitsync: push to " + e.Branch + " refused: " + e.Message
+	if e.Branch == "" {
+		msg = "gitsync: push rejected: " + e.Message
+	}
+	if e.Remote != "" {
+		msg += " (remote: " + e.Remote + ")"
+	}
+	return msg
+}
+
+// Protected reports whether the remote's text says the branch is protected
+// (GitHub, GitLab, Gitea/Forgejo, Bitbucket wordings), as opposed to some
+// other pre-receive hook.
+func (e *PushRejectedError) Protected() bool {
+	s := strings.ToLower(e.Message + " " + e.Remote)
+	for _, w := range []string{"gh006", "protected branch", "protected_branch", "branch is protected", "not allowed to push"} {
+		if strings.Contains(s, w) {
+			return true
+		}
+	}
+	return false
+}
 
 // Signature names the author and committer of the agent's commits.
 type Signature struct{ Name, Email string }
@@ -40,6 +76,10 @@ type Options struct {
 	SigningKeyFile string
 	// MaxAttempts caps Write's fetch-edit-push attempts (default 8).
 	MaxAttempts int
+	// CreateBranch: when Branch does not exist on the remote, the first
+	// Write creates it with a root commit (a branch the agent owns, such as
+	// its status branch) instead of failing.
+	CreateBranch bool
 	// NetworkTimeout bounds each ls-remote, fetch and push (default
 	// DefaultNetworkTimeout), whatever the caller's context: a server that
 	// accepts the connection and never answers does not hang a poll.
@@ -74,6 +114,8 @@ type Commit struct {
 type Written struct {
 	Commit   string
 	Attempts int
+	// Existed (PushNewBranch): the branch was there already; Commit is its head.
+	Existed bool
 }
 
 // Edit changes files on top of the current tip and returns the commit message.

@@ -72,6 +72,9 @@ func (r *Repo) Write(ctx context.Context, edit Edit) (Written, error) {
 
 func (r *Repo) writeOnce(ctx context.Context, edit Edit) (string, error) {
 	tipHash, err := r.lsTip(ctx)
+	if errors.Is(err, ErrBranchNotFound) && r.opts.CreateBranch {
+		return r.writeOn(ctx, plumbing.ZeroHash, edit) // the branch's first commit
+	}
 	if err != nil {
 		return "", err
 	}
@@ -98,44 +101,11 @@ func (r *Repo) knownTip() (plumbing.Hash, bool) {
 	return ref.Hash(), true
 }
 
-// writeOn edits the tree of tipHash, commits on it and pushes.
+// writeOn edits the tree of tipHash, commits on it and pushes it to the
+// branch (a zero tipHash: a root commit that creates the branch).
 func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (string, error) {
-	tip := tipHash.String()
-	base, err := r.flatTree(tip)
+	ch, written, err := r.commitOn(ctx, r.opts.Branch, tipHash, tipHash, edit)
 	if err != nil {
-		return "", err
-	}
-	t := &Tree{r: r, tip: tip, files: maps.Clone(base.files), data: map[string][]byte{}}
-	r.mu.Unlock()
-	msg, err := edit(ctx, t)
-	r.mu.Lock()
-	if err != nil {
-		return "", err
-	}
-	cur, err := t.resolved()
-	if err != nil {
-		return "", fmt.Errorf("git write: %w", err)
-	}
-	changed := diffFlat(base.files, cur)
-	if len(changed) == 0 {
-		return "", ErrNothingToCommit
-	}
-	treeHash, written, trees, err := r.buildTree(cur, base, changed)
-	if err != nil {
-		return "", fmt.Errorf("git write: tree: %w", err)
-	}
-	now := time.Now()
-	sig := object.Signature{Name: r.opts.Author.Name, Email: r.opts.Author.Email, When: now}
-	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: treeHash, ParentHashes: []plumbing.Hash{tipHash}}
-	ch, err := r.storeCommit(c)
-	if err != nil {
-		return "", err
-	}
-	local := plumbing.ReferenceName("refs/heads/tandem-write")
-	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, ch)); err != nil {
-		return "", err
-	}
-	if err := r.push(ctx, local, tipHash, ch, newObjects(ch, trees, cur, changed)); err != nil {
 		return "", err
 	}
 	// The remote's branch is now this commit: the next write starts here,
@@ -143,6 +113,55 @@ func (r *Repo) writeOn(ctx context.Context, tipHash plumbing.Hash, edit Edit) (s
 	_ = r.repo.Storer.SetReference(plumbing.NewHashReference(r.trackingRef(), ch))
 	r.flats.put(ch.String(), written)
 	return ch.String(), nil
+}
+
+// commitOn edits the tree of tipHash, commits on it (a root commit when
+// tipHash is zero) and pushes the commit to branch, which must be at old
+// (absent when old is zero). The caller holds mu.
+func (r *Repo) commitOn(ctx context.Context, branch string, tipHash, old plumbing.Hash, edit Edit) (plumbing.Hash, *flatTree, error) {
+	tip := ""
+	var parents []plumbing.Hash
+	if !tipHash.IsZero() {
+		tip, parents = tipHash.String(), []plumbing.Hash{tipHash}
+	}
+	base, err := r.flatTree(tip)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	t := &Tree{r: r, tip: tip, files: maps.Clone(base.files), data: map[string][]byte{}}
+	r.mu.Unlock()
+	msg, err := edit(ctx, t)
+	r.mu.Lock()
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	cur, err := t.resolved()
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("git write: %w", err)
+	}
+	changed := diffFlat(base.files, cur)
+	if len(changed) == 0 {
+		return plumbing.ZeroHash, nil, ErrNothingToCommit
+	}
+	treeHash, written, trees, err := r.buildTree(cur, base, changed)
+	if err != nil {
+		return plumbing.ZeroHash, nil, fmt.Errorf("git write: tree: %w", err)
+	}
+	now := time.Now()
+	sig := object.Signature{Name: r.opts.Author.Name, Email: r.opts.Author.Email, When: now}
+	c := &object.Commit{Author: sig, Committer: sig, Message: msg, TreeHash: treeHash, ParentHashes: parents}
+	ch, err := r.storeCommit(c)
+	if err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	local := plumbing.ReferenceName("refs/heads/tandem-write")
+	if err := r.repo.Storer.SetReference(plumbing.NewHashReference(local, ch)); err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	if err := r.push(ctx, local, branch, old, ch, newObjects(ch, trees, cur, changed)); err != nil {
+		return plumbing.ZeroHash, nil, err
+	}
+	return ch, written, nil
 }
 
 // storeCommit signs c when a signing key is set and stores it.
@@ -173,7 +192,10 @@ func (r *Repo) storeCommit(c *object.Commit) (plumbing.Hash, error) {
 var nonFFWordings = []string{"fetch first", "non-fast-forward", "cannot lock ref", "incorrect old value provided",
 	"already exists", "stale info", "failed to update ref", "not a fast-forward", "non fast-forward"}
 
-func classifyPush(wrapped, raw error) error {
+// classifyPush sorts a failed push to branch: a lost race
+// (ErrNonFastForward), refused credentials (ErrAuth), or a refusal
+// (*PushRejectedError, with what the remote said on its side channel).
+func classifyPush(wrapped, raw error, branch, remote string) error {
 	if errors.Is(raw, git.ErrNonFastForwardUpdate) {
 		return fmt.Errorf("%w: %v", ErrNonFastForward, wrapped)
 	}
@@ -186,7 +208,7 @@ func classifyPush(wrapped, raw error) error {
 	if e := classifyAuth(wrapped, raw); e != wrapped {
 		return e
 	}
-	return &PushRejectedError{Message: wrapped.Error()}
+	return &PushRejectedError{Message: wrapped.Error(), Remote: remote, Branch: branch}
 }
 
 func loadSigningKey(file string) (*openpgp.Entity, error) {

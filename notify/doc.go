@@ -13,6 +13,8 @@
 // Files: notify.go (Notifier: New, Start, Notify, SetStatus, the queues,
 // workers and retries), webhook.go (the JSON and Slack bodies, and Sign, the
 // HMAC of X-Tandem-Signature-256) and status.go (the commit-status requests
-// of GitHub, GitLab and Gitea). It knows nothing of Git, the cluster or the
+// of GitHub, GitLab and Gitea), and pulls.go (Pulls: the pull and merge
+// requests of the same three forges, with the same options and tokens, for
+// reverts proposed against a protected branch). It knows nothing of Git, the cluster or the
 // release lifecycle: it delivers what it is given.
 package notify

@@ -156,6 +156,13 @@ func (o *StatusOptions) Request(ctx context.Context, s Status, token string) (*h
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	o.authorize(req, token)
+	return req, nil
+}
+
+// authorize sets the headers each provider wants: its media type and
+// version, and the token in its own header.
+func (o *StatusOptions) authorize(req *http.Request, token string) {
 	req.Header.Set("User-Agent", "tandem-agent")
 	switch o.Provider {
 	case GitHub:
@@ -168,7 +175,6 @@ func (o *StatusOptions) Request(ctx context.Context, s Status, token string) (*h
 	case GitLab:
 		req.Header.Set("PRIVATE-TOKEN", token)
 	}
-	return req, nil
 }
 
 func (o *StatusOptions) send(ctx context.Context, c *http.Client, s Status) error {

@@ -40,7 +40,7 @@ const (
 	ReasonNew             AdmitReason = "new"              // offer: the bundle's inputs changed (or it is new)
 	ReasonBroken          AdmitReason = "broken"           // offer (as a failure) or refuse: bundle.yaml, release.yaml or an input cannot be used
 	ReasonNotMine         AdmitReason = "not-mine"         // skip: another agent releases it (--bundles)
-	ReasonSuspended       AdmitReason = "suspended"        // skip: spec.suspend is set
+	ReasonSuspended       AdmitReason = "suspended"        // wait: spec.suspend is set
 	ReasonUnchanged       AdmitReason = "unchanged"        // skip: no input other than release.yaml changed
 	ReasonAgentCommits    AdmitReason = "agent-commits"    // skip: only the agent's own commits since
 	ReasonFailedUnchanged AdmitReason = "failed-unchanged" // skip: nothing changed since the recorded failure
@@ -49,6 +49,7 @@ const (
 	ReasonGate            AdmitReason = "gate"             // wait: an upstream bundle or an approval
 	ReasonGone            AdmitReason = "gone"             // remove: bundle.yaml left the branch
 	ReasonEmptyTip        AdmitReason = "empty-tip"        // skip: a tip without any bundle prunes nothing without --allow-empty
+	ReasonRevertPending   AdmitReason = "revert-pending"   // skip: the failure's revert waits as a request (Detail: its link)
 )
 
 // Need names a costly fact Admit asks for.
@@ -98,6 +99,9 @@ type Facts struct {
 	// failing commit release.yaml records ("": none).
 	FirstSight  bool
 	LastFailure string
+	// RevertPending is the link of the request that reverts LastFailure
+	// (--write-mode=status-branch; "": none).
+	RevertPending string
 	// Changed: an input other than release.yaml differs between Seen and
 	// Tip. OnlyAgentCommits: every commit since Seen is the agent's own.
 	// ChangedSinceFailure: an input differs between LastFailure and Tip.
@@ -150,7 +154,8 @@ func Admit(f Facts) Verdict {
 	case f.FactErr != nil:
 		return Verdict{Kind: Wait, Reason: ReasonUnknown, Detail: f.FactErr.Error()}
 	case f.Suspended:
-		return Verdict{Kind: Skip, Reason: ReasonSuspended, Detail: "spec.suspend is set: no candidate is released until it is removed"}
+		// Not seen: once resumed, what changed meanwhile is the candidate.
+		return Verdict{Kind: Wait, Reason: ReasonSuspended, Detail: "spec.suspend is set: no candidate is released until it is removed"}
 	}
 	if f.Seen != "" {
 		if f.Seen == f.Tip {
@@ -173,6 +178,10 @@ func Admit(f Facts) Verdict {
 	if f.FirstSight && f.LastFailure != "" {
 		if f.ChangedSinceFailure == nil {
 			return Verdict{Kind: Ask, Need: NeedChangedSinceFailure}
+		}
+		if !*f.ChangedSinceFailure && f.RevertPending != "" {
+			// Pinned out until the request is merged or a fix is pushed.
+			return Verdict{Kind: Skip, Reason: ReasonRevertPending, Detail: "revert pending: " + f.RevertPending}
 		}
 		if !*f.ChangedSinceFailure {
 			return Verdict{Kind: Skip, Reason: ReasonFailedUnchanged, Detail: "nothing changed since the recorded failure"}

@@ -32,7 +32,7 @@ func TestAdmit(t *testing.T) {
 		{"broken bundle.yaml already given to the driver", with(mine, func(f *Facts) { f.Broken, f.Err, f.Seen = BrokenBundle, broken, "b2" }), Refuse, ReasonBroken, ""},
 		{"broken bundle.yaml, the diff could not be read", with(mine, func(f *Facts) { f.Broken, f.Err, f.FactErr = BrokenBundle, broken, unread }), Refuse, ReasonBroken, ""},
 		{"a fact could not be read: wait", with(mine, func(f *Facts) { f.FactErr = unread }), Wait, ReasonUnknown, ""},
-		{"suspended", with(changed, func(f *Facts) { f.Suspended = true }), Skip, ReasonSuspended, ""},
+		{"suspended: waits, so what changed meanwhile is the candidate on resuming", with(changed, func(f *Facts) { f.Suspended = true }), Wait, ReasonSuspended, ""},
 		{"tip already seen", with(mine, func(f *Facts) { f.Seen = "b2" }), Skip, ReasonUnchanged, ""},
 		{"seen before: ask whether the inputs changed", mine, Ask, "", NeedChanged},
 		{"inputs unchanged (a README, release.yaml)", with(mine, func(f *Facts) { f.Changed = &no }), Skip, ReasonUnchanged, ""},

@@ -36,7 +36,10 @@
 // release.go (release.yaml: ParseRelease, Record), message.go (commit
 // messages and the Tandem-* trailers), gate.go (the stage gate of
 // spec.after and spec.approval: Decide, Soaked, Tandem-Approve trailers,
-// the soaked record) and status.go (the table of `tandem-agent status`).
+// the soaked record), status.go (the table of `tandem-agent status`) and
+// protect.go (a protected tracked branch: a revert proposed as a request
+// through the Proposer role, a stale request withdrawn before a fix, and a
+// refused write retried slowly and reported once).
 //
 // promote imports neither applier nor gitsync nor render, and does no I/O
 // of its own: every effect goes through a role.

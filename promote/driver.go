@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -26,7 +27,10 @@ type Driver struct {
 	st         State
 	candidates chan Candidate
 	resync     chan struct{}
-	holding    bool // this driver holds a slot of sem
+	suspend    chan bool
+	suspended  atomic.Bool // what the driver was last told
+	summary    BundleState // the last state reported
+	holding    bool        // this driver holds a slot of sem
 
 	mu     sync.Mutex
 	cancel context.CancelFunc // cancels a verification or soak in flight
@@ -44,7 +48,7 @@ func NewDriver(base State, rel *Release, cluster Cluster, git Git, sem chan stru
 	}
 	base.Release = rel
 	d := &Driver{cluster: cluster, git: git, notify: notify, sem: sem, now: time.Now, sleep: sleepCtx,
-		st: base, candidates: make(chan Candidate, 1), resync: make(chan struct{}, 1)}
+		st: base, candidates: make(chan Candidate, 1), resync: make(chan struct{}, 1), suspend: make(chan bool, 1)}
 	d.inUse = refsOf(base)
 	return d
 }
@@ -62,6 +66,19 @@ func (d *Driver) Offer(c Candidate) {
 	if d.cancel != nil {
 		d.cancel()
 	}
+}
+
+// Suspend tells the driver whether spec.suspend is set; only a change is
+// stepped (EvSuspend).
+func (d *Driver) Suspend(on bool) {
+	if d.suspended.Swap(on) == on {
+		return
+	}
+	select {
+	case <-d.suspend:
+	default:
+	}
+	d.suspend <- on
 }
 
 // Resync asks the driver to re-apply its live color.
@@ -97,7 +114,7 @@ func (d *Driver) Run(ctx context.Context) {
 // next waits for one event from outside and steps it.
 func (d *Driver) next(ctx context.Context) {
 	var due <-chan time.Time
-	if at := d.st.ScaleDownAt; !at.IsZero() {
+	if at := d.st.ScaleDownTimer(); !at.IsZero() {
 		t := time.NewTimer(time.Until(at))
 		defer t.Stop()
 		due = t.C
@@ -108,6 +125,8 @@ func (d *Driver) next(ctx context.Context) {
 		d.release(ctx, c)
 	case <-d.resync:
 		d.run(ctx, Event{Kind: EvResync})
+	case on := <-d.suspend:
+		d.run(ctx, Event{Kind: EvSuspend, On: on})
 	case <-due:
 		d.run(ctx, Event{Kind: EvScaleDownDue})
 	}
@@ -152,6 +171,10 @@ func (d *Driver) run(ctx context.Context, ev Event) {
 
 func (d *Driver) setState(st State) {
 	d.st = st
+	if sum := Summary(st); sum != d.summary {
+		d.summary = sum
+		d.notify(Note{Phase: NoteState, State: sum})
+	}
 	d.mu.Lock()
 	d.inUse = refsOf(st)
 	d.mu.Unlock()
@@ -227,6 +250,10 @@ func (d *Driver) do(ctx context.Context, dec Decision) (ev Event, ok bool) {
 		ev = Event{Kind: EvFlipped, Err: err}
 	case ActRecord:
 		ev = d.record(ctx, dec, start)
+	case ActPropose:
+		ev = d.propose(ctx, dec, start)
+	case ActWithdraw:
+		ev = d.withdraw(ctx, dec)
 	case ActSoak:
 		return d.soak(ctx, dec)
 	case ActFlipBack:
@@ -332,11 +359,40 @@ func (d *Driver) record(ctx context.Context, dec Decision, start time.Time) Even
 		if dec.Result == ResultPromoted {
 			d.notify(Note{Phase: NotePromote, Color: dec.Color, Commit: d.commit()})
 		}
-	case errors.Is(err, ErrSuperseded):
+	case errors.Is(err, ErrSuperseded), errors.Is(err, ErrRefused): // Step reports a refusal once
 	default:
 		d.notify(Note{Phase: NoteCommit, Result: dec.Result, Err: err, Warn: true, Detail: "cannot write the outcome to Git; retrying"})
 	}
 	return Event{Kind: EvRecorded, Err: err}
+}
+
+// propose opens (or finds) the revert request of dec through the Git role's
+// Proposer.
+func (d *Driver) propose(ctx context.Context, dec Decision, start time.Time) Event {
+	p, ok := d.git.(Proposer)
+	if !ok {
+		return Event{Kind: EvProposed, Err: Refused(errors.New("this agent cannot open revert requests (no forge configured)"))}
+	}
+	link, err := p.Propose(ctx, *dec.Commit)
+	if err != nil && !errors.Is(err, ErrRefused) {
+		d.notify(Note{Phase: NoteCommit, Result: dec.Result, Err: err, Warn: true, Duration: time.Since(start),
+			Detail: "cannot open the revert request; retrying"})
+	}
+	return Event{Kind: EvProposed, Err: err, Request: link}
+}
+
+// withdraw closes a stale revert request; a failure is reported by Step.
+func (d *Driver) withdraw(ctx context.Context, dec Decision) Event {
+	p, ok := d.git.(Proposer)
+	if !ok {
+		return Event{Kind: EvWithdrawn}
+	}
+	err := p.Withdraw(ctx, dec.Request, dec.Reason)
+	if err == nil {
+		d.notify(Note{Phase: NoteFail, Commit: dec.Failing, Reason: ReasonRevertRequest,
+			Detail: "revert request " + dec.Request + " closed or merged: " + dec.Reason})
+	}
+	return Event{Kind: EvWithdrawn, Err: err}
 }
 
 // soak watches the new live color. A soak only watches: it gives its

@@ -46,6 +46,7 @@ func Recover(base State, rel *Release, v View, now time.Time) (State, Decision) 
 func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decision) {
 	s := base
 	s.Phase, s.Release = PhaseIdle, rel
+	s.Last = lastResult(rel, s.Policy)
 	if rel != nil && rel.Live != "" {
 		s.Live = rel.Live
 		s.LiveCommit, s.LiveDigest = rel.Colors[rel.Live].Commit, rel.Colors[rel.Live].Digest
@@ -96,4 +97,24 @@ func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decisi
 	s.Phase = PhaseRerouting
 	return s, Decision{Action: ActReroute, Color: s.Live, Ref: s.liveRef(), Reason: reason,
 		Say: &Note{Phase: NoteRecover, Color: s.Live, Detail: reason, Warn: true}}
+}
+
+// lastResult is what release.yaml says of the last outcome: a failure
+// recorded after the live release was promoted was a hold (first deploy,
+// onFailure: hold) or a revert; else the live release was promoted.
+func lastResult(rel *Release, p Policy) string {
+	if rel == nil {
+		return ""
+	}
+	live := rel.Colors[rel.Live]
+	if f := rel.LastFailure; f != nil && (live.PromotedAt == nil || f.At.After(*live.PromotedAt)) {
+		if rel.Live == "" || p.OnFailure == OnFailureHold {
+			return ResultHeld
+		}
+		return ResultReverted
+	}
+	if rel.Live != "" {
+		return ResultPromoted
+	}
+	return ""
 }

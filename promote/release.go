@@ -31,6 +31,10 @@ type Failure struct {
 	Commit string    `json:"commit"`
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// RevertRequest is the link of the pull or merge request that reverts
+	// Commit (--write-mode=status-branch); pending until the bundle's
+	// inputs change.
+	RevertRequest string `json:"revertRequest,omitempty"`
 }
 
 // Release is release.yaml, the agent's record of a bundle (contract section 5).

@@ -82,6 +82,18 @@ type Git interface {
 	Write(ctx context.Context, rec Commit) (commit string, attempts int, err error)
 }
 
+// Proposer opens and closes revert requests (pull or merge requests against
+// the tracked branch) when the tracked branch takes no pushes.
+type Proposer interface {
+	// Propose pushes rec's revert on a branch of its own and opens a request
+	// to merge it into the tracked branch, or finds the one an earlier
+	// attempt opened (never two for one failure); it returns its link.
+	Propose(ctx context.Context, rec Commit) (link string, err error)
+	// Withdraw closes the request at link with a comment saying why; a
+	// request merged or closed already is left as it is.
+	Withdraw(ctx context.Context, link, why string) error
+}
+
 // Commit is one outcome for Git: release.yaml and, for a revert, the bundle
 // inputs restored from Revert.From.
 type Commit struct {
@@ -118,6 +130,8 @@ type Note struct {
 	// Reason, when set, says for programs what the note reports beyond
 	// its phase (Detail is for people).
 	Reason NoteReason
+	// State (Phase "state") is the bundle's summary state now.
+	State BundleState
 }
 
 // NotePhase is the step of a release a Note reports.
@@ -141,11 +155,13 @@ const (
 	NoteScaleDown NotePhase = "scale-down" // the previous color was scaled to zero
 	NoteResync    NotePhase = "resync"     // the live color was re-applied (drift)
 	NoteRetry     NotePhase = "retry"      // a transient error; the decision is retried
+	NoteSuspend   NotePhase = "suspend"    // spec.suspend was set or removed (Detail says which)
+	NoteState     NotePhase = "state"      // the bundle's summary state changed (State)
 )
 
 // NotePhases lists every note phase, in the order of a release.
 var NotePhases = []NotePhase{NoteCandidate, NoteIdle, NoteApply, NoteVerify, NoteCheck, NoteFlip, NotePromote,
-	NoteSoak, NoteFlipBack, NoteFail, NoteCommit, NoteRecover, NoteScaleDown, NoteResync, NoteRetry}
+	NoteSoak, NoteFlipBack, NoteFail, NoteCommit, NoteRecover, NoteScaleDown, NoteResync, NoteRetry, NoteSuspend, NoteState}
 
 // NoteReason is the typed meaning of a note (Note.Reason).
 type NoteReason string
@@ -162,4 +178,11 @@ const (
 	ReasonSoakCut NoteReason = "soak-cut"
 	// ReasonSuperseded: a newer commit changed the bundle; no revert was written over it.
 	ReasonSuperseded NoteReason = "superseded"
+	// ReasonPaused and ReasonResumed (Phase "suspend"): spec.suspend was set or removed.
+	ReasonPaused  NoteReason = "paused"
+	ReasonResumed NoteReason = "resumed"
+	// ReasonRefused: the remote refuses the agent's write (a protected branch, a hook).
+	ReasonRefused NoteReason = "refused"
+	// ReasonRevertRequest: a revert waits as a request against the tracked branch.
+	ReasonRevertRequest NoteReason = "revert-request"
 )

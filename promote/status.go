@@ -16,8 +16,10 @@ type StatusRow struct {
 
 // Outcome is one agent commit of the trail: a bundle's result at a time.
 type Outcome struct {
-	Bundle, Result, Commit string
-	When                   time.Time
+	Bundle string    `json:"bundle"`
+	Result string    `json:"result"`
+	Commit string    `json:"commit"`
+	When   time.Time `json:"when"`
 }
 
 // OutcomeOf reads an agent commit's trailers; ok is false for other commits.

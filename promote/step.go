@@ -132,6 +132,26 @@ type State struct {
 	ScaleDownAt time.Time
 	Attempt     int // transient retries of the pending decision
 	Pending     Decision
+	// Suspended: spec.suspend is set; no resync, no scale-down until it
+	// is removed (candidates are not offered: Admit).
+	Suspended bool
+	// Last is the result of the last outcome recorded (ResultPromoted,
+	// ResultReverted, ResultHeld; "" before any).
+	Last string
+	// Propose: the tracked branch takes no pushes (--write-mode
+	// status-branch); a revert is proposed as a request (protect.go).
+	Propose bool
+	// refusals counts the refused attempts of the pending decision.
+	refusals int
+}
+
+// ScaleDownTimer is when the driver must send EvScaleDownDue (zero: no
+// timer; none while suspended).
+func (s State) ScaleDownTimer() time.Time {
+	if s.Suspended {
+		return time.Time{}
+	}
+	return s.ScaleDownAt
 }
 
 // Idle returns the color that is not live (the first color before the first deploy).
@@ -171,6 +191,7 @@ const (
 	EvRerouted     EventKind = "rerouted"       // recovery put the stable Services back
 	EvScaled       EventKind = "scaled"         // the previous color was scaled to zero
 	EvCancelled    EventKind = "cancelled"      // a newer candidate ended a verification or soak
+	EvSuspend      EventKind = "suspend"        // spec.suspend was set (Event.On) or removed
 )
 
 // Event is input to Step. Err is the effect's error; a transient one
@@ -184,7 +205,11 @@ type Event struct {
 	Evidence  string // EvVerified: per-app readiness
 	// Checks (EvChecked, EvSoaked) are the check results, when checks ran.
 	Checks check.Results
-	At     time.Time
+	// On (EvSuspend): spec.suspend is set.
+	On bool
+	// Request (EvProposed) is the link of the revert request.
+	Request string
+	At      time.Time
 }
 
 // Action is what the driver must do.
@@ -237,18 +262,25 @@ type Decision struct {
 	Redo      *Decision // ActRetry: the decision to repeat
 	// Say is a step to report before acting (a decision worth a log line).
 	Say *Note
+	// Propose (ActFail): the revert is proposed as a request, not committed.
+	Propose bool
+	// Request (ActWithdraw) is the revert request to close.
+	Request string
 }
 
 // Step is the pure decision core: state and event in, new state and the
 // next decision out. No I/O; the only clock is the event's At.
 func Step(s State, e Event) (State, Decision) {
+	if e.Err != nil && errors.Is(e.Err, ErrRefused) && (e.Kind == EvRecorded || e.Kind == EvProposed) {
+		return refusedRetry(s, e)
+	}
 	if e.Err != nil && retryable(s, e) {
 		s.Attempt++
 		redo := s.Pending
 		b := retryPolicy(redo.Action)
 		return s, Decision{Action: ActRetry, After: backoffDelay(b, s.Attempt-1), Jitter: b.Jitter, Redo: &redo}
 	}
-	s.Attempt = 0
+	s.Attempt, s.refusals = 0, 0
 	s, d := step(s, e)
 	s.Pending = d
 	return s, d
@@ -265,6 +297,8 @@ func retryable(s State, e Event) bool {
 		return true
 	case EvRecorded:
 		return !errors.Is(e.Err, ErrSuperseded)
+	case EvProposed:
+		return !errors.Is(e.Err, ErrSuperseded)
 	}
 	return errors.Is(e.Err, ErrTransient)
 }
@@ -275,7 +309,14 @@ func step(s State, e Event) (State, Decision) {
 		s.Phase = PhaseRecovering
 		return s, Decision{Action: ActObserve}
 	case EvCandidate:
+		if s, d, ok := withdraw(s, e.Candidate); ok {
+			return s, d
+		}
 		return candidate(s, e.Candidate)
+	case EvWithdrawn:
+		return withdrawn(s, e)
+	case EvProposed:
+		return proposed(s, e)
 	case EvObserved:
 		if s.Phase == PhaseRecovering {
 			return Recover(s, s.Release, e.View, e.At)
@@ -330,8 +371,18 @@ func step(s State, e Event) (State, Decision) {
 	case EvRerouted:
 		s.Phase = PhaseIdle
 		return s, Decision{Action: ActNone}
+	case EvSuspend:
+		if s.Suspended == e.On {
+			return s, Decision{Action: ActNone}
+		}
+		s.Suspended = e.On
+		n := &Note{Phase: NoteSuspend, Reason: ReasonPaused, Detail: "suspended: no candidate is released and drift correction stops until spec.suspend is removed"}
+		if !e.On {
+			n.Reason, n.Detail = ReasonResumed, "resumed: spec.suspend was removed"
+		}
+		return s, Decision{Action: ActNone, Say: n}
 	case EvResync:
-		if !s.idle() || s.Live == "" {
+		if !s.idle() || s.Live == "" || s.Suspended {
 			return s, Decision{Action: ActNone}
 		}
 		s.Phase = PhaseResyncing
@@ -449,6 +500,9 @@ func recorded(s State, e Event) (State, Decision) {
 		d.Say = &Note{Phase: NoteCommit, Result: s.Pending.Result, Reason: ReasonSuperseded,
 			Detail: "a newer commit changed the bundle; no revert written over it"}
 	}
+	if r := s.Pending.Result; r != ResultSoaked && e.Err == nil {
+		s.Last = r
+	}
 	switch s.Pending.Result {
 	case ResultSoaked:
 		return settled(s, e.At)
@@ -521,8 +575,12 @@ func cancelled(s State, at time.Time) (State, Decision) {
 	return s, Decision{Action: ActNone, Say: &Note{Phase: NoteVerify, Color: s.Target, Reason: ReasonCancelled, Detail: "a newer commit arrived; verification cancelled"}}
 }
 
-// scaleDownDue scales the previous color down if it is still warm.
+// scaleDownDue scales the previous color down if it is still warm (not
+// while suspended: ScaleDownAt stays, and is due again on resuming).
 func scaleDownDue(s State) (State, Decision) {
+	if s.Suspended {
+		return s, Decision{Action: ActNone}
+	}
 	s.ScaleDownAt = time.Time{}
 	if !s.idle() || s.Previous == "" || s.Previous == s.Live || !s.PreviousWarm || s.Policy.ScaleDownNever {
 		return s, Decision{Action: ActNone}
@@ -564,7 +622,7 @@ func failDecision(s State, color, reason, traffic string) Decision {
 	if s.Live == "" || s.Policy.OnFailure == OnFailureHold {
 		d.Result, d.Message = ResultHeld, HoldMessage(s.Bundle, c.Commit, reason)
 	} else {
-		d.Result, d.Restores = ResultReverted, s.LiveCommit
+		d.Result, d.Restores, d.Propose = ResultReverted, s.LiveCommit, s.Propose
 		d.Message = RevertMessage(s.Bundle, c.Subject, c.Commit, s.LiveCommit, reason, traffic)
 	}
 	return d
@@ -601,6 +659,11 @@ func takenOut(s State, e Event) (State, Decision) {
 			s.PreviousWarm = false
 		}
 		say.Err, say.Detail = e.Err, o.Reason+"; cannot take the failed color out"
+	}
+	if o.Propose {
+		s, d := propose(s, o)
+		d.Say = say
+		return s, d
 	}
 	failure := &Failure{Commit: o.Failing, Reason: o.Reason, At: e.At.UTC().Truncate(time.Second)}
 	s, d := record(s, o, e.At, failure)

@@ -60,6 +60,9 @@ type Spec struct {
 	ServiceAccountName string
 	// Stage is spec.after and spec.approval (stages.go).
 	Stage Stage
+	// Suspend (spec.suspend): no candidate of the bundle is released and
+	// drift correction stops; traffic stays as it is until it is removed.
+	Suspend bool
 }
 
 type rawBundle struct {
@@ -82,6 +85,7 @@ type rawBundle struct {
 		Checks         []check.Raw `json:"checks"`
 		After          []string    `json:"after"`
 		Approval       string      `json:"approval"`
+		Suspend        bool        `json:"suspend"`
 	} `json:"spec"`
 }
 
@@ -123,7 +127,7 @@ func ParseBundle(file string, data []byte) (*Bundle, error) {
 	if !validLabel(s.Namespace) {
 		return nil, bad("spec.namespace", "%q is not a DNS label", s.Namespace)
 	}
-	s.Adopt = r.Spec.Adopt
+	s.Adopt, s.Suspend = r.Spec.Adopt, r.Spec.Suspend
 	if sa := r.Spec.ServiceAccount; sa != "" {
 		if errs := validation.IsDNS1123Subdomain(sa); len(errs) > 0 {
 			return nil, bad("spec.serviceAccountName", "%q is not a valid ServiceAccount name: %s", sa, strings.Join(errs, "; "))

@@ -68,6 +68,8 @@ var bundleFieldDocs = map[string]fieldDoc{
 		Default: "10m", Pattern: `^(never|` + duration + `)$`},
 	"spec.onFailure": {Desc: "What a failed release writes: revert (a revert commit restoring the bundle's inputs) or hold (release.yaml's lastFailure only).",
 		Default: "revert", Enum: []any{"revert", "hold"}},
+	"spec.suspend": {Desc: "Pause the bundle during an incident: no candidate is released and drift correction stops; traffic stays as it is. Removing the field resumes (the newest commit is then the candidate).",
+		Default: false},
 	"spec.adopt": {Desc: "Let the bundle take over existing objects that no bundle owns (no tandem.dev/bundle label). Off: such an object is refused before anything is applied.",
 		Default: false},
 	"spec.serviceAccountName": {Desc: "ServiceAccount in spec.namespace that the agent impersonates for every apply, wait, flip and prune of the bundle. Default: the agent's --default-service-account, else the agent's own identity.",

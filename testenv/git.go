@@ -135,6 +135,28 @@ func (r *Remote) RejectPushes(reason string) error {
 	return os.WriteFile(hook, []byte(script), 0o755)
 }
 
+// GH006 is the message GitHub's pre-receive check gives a push to a
+// protected branch; ProtectBranch's hook says the same.
+const GH006 = "GH006: Protected branch update failed for refs/heads/%s.\nerror: Changes must be made through a pull request."
+
+// ProtectBranch installs a pre-receive hook that refuses every update of
+// branch (and only of branch) with GitHub's GH006 wording, as a protected
+// branch on GitHub does; other branches are accepted. Only pushes over
+// HTTP (ServeHTTP, where the agent pushes) are refused: a local push to the
+// bare repository (a test's "person") passes, as an admin's bypass would. The server side stays
+// real: a git http-backend in front of this repository (ServeHTTP) relays the
+// hook's lines on the push's side channel, as GitHub does.
+func (r *Remote) ProtectBranch(branch string) error {
+	hook := filepath.Join(r.Path, "hooks", "pre-receive")
+	if err := os.MkdirAll(filepath.Dir(hook), 0o755); err != nil {
+		return err
+	}
+	ref := "refs/heads/" + branch
+	script := "#!/bin/sh\n[ -z \"$GATEWAY_INTERFACE\" ] && exit 0 # a local push: an admin's bypass\nrc=0\nwhile read old new ref; do\n  if [ \"$ref\" = " + shellQuote(ref) + " ]; then\n" +
+		"    echo " + shellQuote("error: "+fmt.Sprintf(GH006, branch)) + " >&2\n    rc=1\n  fi\ndone\nexit $rc\n"
+	return os.WriteFile(hook, []byte(script), 0o755)
+}
+
 // AllowPushes removes the hook installed by RejectPushes.
 func (r *Remote) AllowPushes() error {
 	err := os.Remove(filepath.Join(r.Path, "hooks", "pre-receive"))

@@ -22,7 +22,8 @@ import (
 // TestAgentWithChartServiceAccount runs the real agent binary with a token
 // of the chart's own ServiceAccount (namespaced RBAC, leader election on):
 // it promotes a bundle in its allowed namespace (whose spec.shared declares
-// that Namespace, with a label: rbac.manageNamespaces), and a bundle aimed at a
+// that Namespace, with a label: rbac.manageNamespaces; the platform made the
+// Namespace, so the bundle takes it over with spec.adopt), and a bundle aimed at a
 // namespace outside rbac.namespaces is refused with a clear error and
 // nothing applied there.
 func TestAgentWithChartServiceAccount(t *testing.T) {
@@ -84,7 +85,7 @@ spec:
   ports: [{port: 80}]
 `
 	}
-	files["bundles/ok/bundle.yaml"] += "  shared: shared\n"
+	files["bundles/ok/bundle.yaml"] += "  shared: shared\n  adopt: true\n"
 	files["bundles/ok/shared/kustomization.yaml"] = "resources:\n- namespace.yaml\n"
 	files["bundles/ok/shared/namespace.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: " + allowed + "\n  labels: {team: shop}\n"
 	if _, err := remote.Seed(files, "two bundles"); err != nil {

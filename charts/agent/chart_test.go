@@ -173,9 +173,9 @@ func TestRenderDefaults(t *testing.T) {
 	if p, _, _ := unstructured.NestedString(c, "readinessProbe", "httpGet", "path"); p != "/readyz" {
 		t.Errorf("readiness path %q", p)
 	}
-	// 90% of the 512Mi limit, in bytes.
-	if v := envValue(c, "GOMEMLIMIT"); v != fmt.Sprint(512*1024*1024*9/10) {
-		t.Errorf("GOMEMLIMIT = %q, want 90%% of 512Mi: %v", v, c["env"])
+	// 90% of the 768Mi limit less the one 256 MiB render worker, in bytes.
+	if v := envValue(c, "GOMEMLIMIT"); v != fmt.Sprint((768-256)*1024*1024*9/10) {
+		t.Errorf("GOMEMLIMIT = %q, want 90%% of 768Mi less 256Mi: %v", v, c["env"])
 	}
 	if img := c["image"]; img != "ghcr.io/tandem-gitops/tandem-agent:"+appVersion(t) {
 		t.Errorf("image %v does not follow the chart's appVersion %s", img, appVersion(t))

@@ -192,17 +192,20 @@ func TestRenderPodExtras(t *testing.T) {
 	}
 }
 
-// TestRenderGoMemLimit: 90% of the memory limit in bytes by default, for
-// binary and decimal quantities; an explicit value; none without a limit;
+// TestRenderGoMemLimit: 90% of the memory limit, less the render workers'
+// memory, in bytes by default, for binary and decimal quantities; an
+// explicit value; none without a limit;
 // a quantity the template cannot read fails and says what to set.
 func TestRenderGoMemLimit(t *testing.T) {
 	for _, c := range []struct {
 		sets []string
 		want string
 	}{
-		{[]string{"resources.limits.memory=1Gi"}, fmt.Sprint(int64(1<<30) * 9 / 10)},
-		{[]string{"resources.limits.memory=2G"}, "1800000000"},
-		{[]string{"resources.limits.memory=1Gi", "goMemLimit.percentOfLimit=80"}, fmt.Sprint(int64(1<<30) * 8 / 10)},
+		{[]string{"resources.limits.memory=1Gi"}, fmt.Sprint(int64(1<<30-256<<20) * 9 / 10)},
+		{[]string{"resources.limits.memory=2G"}, fmt.Sprint((2000000000 - 256<<20) * 9 / 10)},
+		{[]string{"resources.limits.memory=1Gi", "goMemLimit.percentOfLimit=80"}, fmt.Sprint(int64(1<<30-256<<20) * 8 / 10)},
+		{[]string{"resources.limits.memory=1Gi", "render.workers=2", "render.workerMemoryMiB=128"}, fmt.Sprint(int64(1<<30-256<<20) * 9 / 10)},
+		{[]string{"resources.limits.memory=1Gi", "render.workers=0"}, fmt.Sprint(int64(1<<30) * 9 / 10)},
 		{[]string{"goMemLimit.value=300MiB"}, "300MiB"},
 		{[]string{"resources.limits=null"}, ""},
 	} {

@@ -30,7 +30,7 @@ type admission struct {
 // says. It reports false when the bundle was not handled (the next new tip
 // then gets a full pass).
 func (a *admission) bundle(ctx context.Context, snap gitsync.Snapshot, b *render.Bundle) bool {
-	f := promote.Facts{Mine: true, Tip: snap.Commit, VerifyCommits: a.trust != nil, Staged: staged(b)}
+	f := promote.Facts{Mine: true, Tip: snap.Commit, VerifyCommits: a.trust != nil, Staged: staged(b), Suspended: b.Spec.Suspend}
 	var run *bundleRun
 	if err := a.trail.SkippedInput(snap, b); err != nil {
 		a.broken(ctx, snap, render.Broken{File: b.File, Dir: b.Dir, Name: b.Name, Err: err})
@@ -45,7 +45,10 @@ func (a *admission) bundle(ctx context.Context, snap gitsync.Snapshot, b *render
 			return false
 		}
 		run.dir = b.Dir // a bundle moved under the same name keeps its driver
+		run.driver.Suspend(b.Spec.Suspend)
+		a.m.setSuspended(b.Name, b.Spec.Suspend)
 		f.Running, f.Seen, f.FirstSight, f.LastFailure = true, run.seen, run.fresh, run.lastFailure
+		f.RevertPending = run.revertPending
 		run.fresh = false
 	}
 	v := a.decide(ctx, snap, b, &f)
@@ -150,6 +153,9 @@ func (a *admission) act(ctx context.Context, snap gitsync.Snapshot, b *render.Bu
 	case promote.Skip:
 		if run != nil {
 			run.seen = snap.Commit
+		}
+		if v.Reason == promote.ReasonRevertPending {
+			log.Warn().Str("phase", "admit").Str("detail", v.Detail).Msg("failed candidate pinned out: " + v.Detail)
 		}
 		return true
 	case promote.Offer:

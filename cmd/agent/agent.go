@@ -35,10 +35,15 @@ type agent struct {
 	admit   *admission   // what each bundle does with a tip (admit.go)
 	gates   *gates       // stage gates at the newest tip (stages.go)
 	trail   *fleet.Trail // what the branch says between commits (package fleet)
+	watch   *watchdog    // tells /healthz whether the loop makes progress
 
 	tip      string           // last tip handled
 	checkout gitsync.Snapshot // the newest tip's checkout (the others are pruned)
 	settled  []settledBundle  // the bundles of the last full pass if all were handled; nil: none
+	// statusAt and statusSnap: the status branch's tip whose records are
+	// laid over checkout, and its checkout (--write-mode=status-branch).
+	statusAt   string
+	statusSnap gitsync.Snapshot
 }
 
 // fleetParts are the adapters the loop hands its drivers (package fleet).
@@ -51,6 +56,8 @@ type fleetParts struct {
 	checks *check.Runner     // spec.checks of every bundle
 	// renderOpts bound every render (limits, worker pool).
 	renderOpts render.Options
+	// protected: the tracked branch takes no pushes (protect.go); nil: direct.
+	protected *fleet.Protected
 }
 
 func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir string, log zerolog.Logger) *agent {
@@ -63,13 +70,17 @@ func newAgent(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, dir s
 	ro := parts.renderOpts
 	ro.AllowRemoteBases = c.AllowRemoteBases
 	parts.render = &fleet.Renderer{Store: parts.store, Tenancy: parts.ten, Repo: repo,
-		Scratch: filepath.Join(filepath.Dir(dir), "at"), Options: ro}
+		Scratch: filepath.Join(filepath.Dir(dir), "at"), Options: ro, LimitNames: map[render.Limit]string{
+			render.LimitTime: "--render-timeout", render.LimitObjects: "--render-max-objects",
+			render.LimitBytes: "--render-max-bytes", render.LimitMemory: "--render-worker-memory"}}
 	g := newGates(c, repo, parts, m, log)
 	t := fleet.NewTrail(repo, parts.store, parts.trust, c.identity)
 	d := &drivers{cfg: c, repo: repo, parts: parts, trail: t, gates: g, m: m, log: log,
 		sem: make(chan struct{}, c.Concurrency), bundles: map[string]*bundleRun{}}
+	w := &watchdog{bound: c.LivenessTimeout}
+	d.progress = w.progress
 	return &agent{cfg: c, repo: repo, m: m, log: log, dir: dir, wake: make(chan struct{}, 1),
-		drivers: d, gates: g, trail: t,
+		drivers: d, gates: g, trail: t, watch: w,
 		admit: &admission{cfg: c, drivers: d, trail: t, gates: g, trust: parts.trust, m: m, log: log}}
 }
 
@@ -104,7 +115,10 @@ func (a *agent) run(ctx context.Context, ready func()) {
 	retry := syncBackoff(a.cfg.Interval)
 	for {
 		next := a.cfg.Interval
-		if err := a.sync(ctx); err != nil {
+		a.watch.start()
+		err := a.sync(ctx)
+		a.watch.done()
+		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
@@ -144,9 +158,16 @@ func (a *agent) sync(ctx context.Context) error {
 		return err
 	}
 	a.m.lastSync.SetToCurrentTime()
-	if poll.Tip == a.tip {
+	statusTip, err := a.statusTip(ctx)
+	if err != nil {
+		return err
+	}
+	if poll.Tip == a.tip && statusTip == a.statusAt {
 		a.m.sync.WithLabelValues("unchanged").Observe(time.Since(start).Seconds())
 		return nil
+	}
+	if poll.Tip == a.tip {
+		return a.repass(ctx, statusTip) // only the agent's records moved
 	}
 	defer func() { a.m.sync.WithLabelValues("new").Observe(time.Since(start).Seconds()) }()
 	if a.settled != nil && a.touchesNoBundle(ctx, poll.Tip) {
@@ -174,6 +195,10 @@ func (a *agent) sync(ctx context.Context) error {
 		return err
 	}
 	a.checkout = snap
+	if err := a.overlay(ctx, snap, statusTip); err != nil {
+		return err
+	}
+	a.statusAt = statusTip
 	coTook := time.Since(coStart)
 	a.prune(poll.Tip)
 	a.settled = nil
@@ -210,6 +235,7 @@ func (a *agent) pass(ctx context.Context, snap gitsync.Snapshot, disc render.Dis
 		if !a.gates.mine(b.Name) {
 			continue // --bundles: another agent releases it
 		}
+		a.watch.progress()
 		if !a.admit.bundle(ctx, snap, b) {
 			ok = false
 			continue

@@ -234,7 +234,7 @@ func TestSoakCheckFailureFlipsBack(t *testing.T) {
       count: 3
       interval: 500ms
 `, api.URL), "example/smoke:v1")
-	s.start("--allow-local-check-targets") // the test API server is on loopback
+	s.start("--allow-local-check-targets")   // the test API server is on loopback
 	want(t, s.waitCommits(1)[0], "promoted") // first deploy: no soak (nothing to go back to)
 	s.wantSelectors("blue", "client", "server")
 

@@ -39,8 +39,8 @@ func TestRenderCommandShowsColoredObjectsAndTwins(t *testing.T) {
 
 func TestRenderCommandBadInputIsOneLine(t *testing.T) {
 	code, _, errOut := runCLI(t, "render", "../../examples/shop", "--color", "purple")
-	if code != 1 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "purple") {
-		t.Fatalf("exit %d, stderr %q: want exit 1 and one line naming the color", code, errOut)
+	if code != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.Contains(errOut, "purple") {
+		t.Fatalf("exit %d, stderr %q: want exit 2 (an error) and one line naming the color", code, errOut)
 	}
 }
 
@@ -86,8 +86,8 @@ lastFailure: {commit: 77ab0000000000000000000000000000000000cc, reason: "server-
 
 func TestRunFlagsAreValidated(t *testing.T) {
 	code, _, errOut := runCLI(t, "run", "--interval", "0s", "--log-format", "xml")
-	if code != 1 {
-		t.Fatalf("exit %d, want 1", code)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2 (an error)", code)
 	}
 	for _, want := range []string{"--repo is required", "--interval", "--log-format"} {
 		if !strings.Contains(errOut, want) {

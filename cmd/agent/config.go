@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tandem-gitops/tandem/gitsync"
 	"github.com/tandem-gitops/tandem/render"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -39,7 +42,7 @@ type config struct {
 	authorName, authorEmail, identity string
 	AllowRemoteBases                  bool
 	AllowEmpty                        bool
-	Kubeconfig                        string
+	Kube                              kubeFlags
 	LeaderElect                       bool
 	LeaderNamespace                   string
 	LeaderID                          string
@@ -54,7 +57,9 @@ type config struct {
 	DefaultServiceAccount string
 	// AllowedNamespaces, when given, are the only namespaces bundles may use.
 	AllowedNamespaces namespaceList
-	Bundles           stringList
+	// TenancyFile, when given, binds bundles to the platform's rules (tenancy_file.go).
+	TenancyFile string
+	Bundles     stringList
 	// Render bounds every render: its wall time, objects and output, and
 	// the worker processes that run it (render.Options, WorkerOptions).
 	RenderTimeout      time.Duration
@@ -63,23 +68,24 @@ type config struct {
 	RenderWorkers      int
 	RenderWorkerMemory int64
 	GitTimeout         time.Duration
-	Charts             chartConfig // helm charts (charts.go)
-	Vis                visConfig   // events, commit statuses, notifications (notify.go)
-	Checks             checkConfig // end-to-end checks (checks.go)
+	LivenessTimeout    time.Duration
+	Charts             chartConfig   // helm charts (charts.go)
+	Vis                visConfig     // events, commit statuses, notifications (notify.go)
+	Checks             checkConfig   // end-to-end checks (checks.go)
+	Protect            protectConfig // --write-mode and the forge of revert requests (protect.go)
 }
 
 // parseRunFlags reads the flags of `tandem-agent run`. Defaults are the
 // contract's (--interval 30s, --resync-interval 10m, author tandem <tandem@localhost>).
-func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
+func parseRunFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("tandem-agent run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&c.Repo, "repo", "", "Git repository to watch: https://, ssh://, user@host:path, file:// or a local path (required)")
 	fs.StringVar(&c.Branch, "branch", "main", "branch to track; the agent commits promotions and reverts to it")
 	fs.StringVar(&c.Root, "root", ".", "directory inside the repository under which bundle.yaml files are found")
 	fs.DurationVar(&c.Interval, "interval", 30*time.Second, "how often to check the remote for a new tip (a cheap head check)")
 	fs.DurationVar(&c.ResyncInterval, "resync-interval", 10*time.Minute, "how often to re-apply live colors and stable Services (drift correction)")
-	fs.StringVar(&c.WorkDir, "workdir", "", "where the local clone and checkouts live (default: a directory under the system temp dir)")
+	fs.StringVar(&c.WorkDir, "workdir", "", "where the local clone and checkouts live, locked by one agent at a time (default: tandem-agent/<hash of repository and branch> under the user's cache directory, else the temp dir)")
 	fs.StringVar(&c.SSHKeyFile, "git-ssh-key-file", "", "SSH private key file for ssh:// and scp-style remotes (reloaded when it changes)")
 	fs.StringVar(&c.KnownHostsFile, "git-known-hosts-file", "", "known_hosts file; required for SSH remotes (no trust on first use)")
 	fs.StringVar(&c.GitUsername, "git-username", "", "user name for HTTPS basic auth (default \"x-access-token\" with a token or password file)")
@@ -90,7 +96,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.GitAuthor, "git-author", "tandem <tandem@localhost>", "author and committer of the agent's commits")
 	fs.BoolVar(&c.AllowRemoteBases, "allow-remote-bases", false, "let kustomizations load remote bases (off: rendering never leaves the repository)")
 	fs.BoolVar(&c.AllowEmpty, "allow-empty", false, "let a tip with no bundles at all prune every bundle (off: such a tip prunes nothing)")
-	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	c.Kube.register(fs)
 	fs.BoolVar(&c.LeaderElect, "leader-elect", false, "hold a Lease so that only one replica acts at a time")
 	fs.StringVar(&c.LeaderNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace, else default)")
 	fs.StringVar(&c.LeaderID, "leader-election-id", "tandem-agent", "name of the leader Lease")
@@ -103,6 +109,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.Var(&c.TrustedKeys, "trusted-keys", "file or directory of trusted public keys for --verify-commits: armored OpenPGP keys, SSH keys (authorized_keys or allowed_signers lines); repeatable, reloaded when they change")
 	fs.StringVar(&c.DefaultServiceAccount, "default-service-account", "", "ServiceAccount, in each bundle's spec.namespace, that the agent impersonates for a bundle without spec.serviceAccountName (default: the agent's own identity; see docs/install.md)")
 	fs.Var(&c.AllowedNamespaces, "allowed-namespaces", "comma-separated namespaces bundles may use (spec.namespace and shared objects); a bundle targeting another is refused before anything is applied. Default: any but kube-system, kube-public and kube-node-lease, which only this flag can allow")
+	fs.StringVar(&c.TenancyFile, "tenancy-file", "", "YAML file of the platform's tenancy rules: which namespaces, ServiceAccounts and kinds the bundles under each repository path may use; a bundle outside its rule, or under no rule, is refused before anything is applied (see docs/install.md)")
 	fs.Var(&c.Bundles, "bundles", "release only the bundles whose name matches this glob (repeatable; default every bundle): one agent per cluster on one branch, e.g. --bundles 'shop-prod' (see docs/stages.md)")
 	fs.DurationVar(&c.RenderTimeout, "render-timeout", render.DefaultTimeout, "longest a bundle's render may take; a render over it fails that bundle alone")
 	fs.IntVar(&c.RenderMaxObjects, "render-max-objects", render.DefaultMaxObjects, "most objects a bundle's render may read or produce; a file over it is refused before kustomize works on it")
@@ -110,17 +117,17 @@ func parseRunFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.RenderWorkers, "render-workers", 2, "renders run in this many worker processes at once, each killed at --render-timeout and bounded by --render-worker-memory; 0 renders in the agent's own process (no hard deadline or memory bound)")
 	fs.Int64Var(&c.RenderWorkerMemory, "render-worker-memory", 256<<20, "memory bound of each render worker process, in bytes (at least 128 MiB)")
 	fs.DurationVar(&c.GitTimeout, "git-timeout", 2*time.Minute, "longest one Git network operation (ls-remote, fetch, push) may take before it is retried")
+	fs.DurationVar(&c.LivenessTimeout, "liveness-timeout", 5*time.Minute, "/healthz fails when a sync pass makes no progress (no bundle handled) for this long, so the kubelet restarts a wedged agent; 0 turns the check off")
 	c.Charts.register(fs, true)
 	c.Vis.register(fs)
 	c.Checks.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errUsage
-		}
-		return nil, errUsage
+	c.Protect.register(fs)
+	positional, err := parseCommand(fs, "usage: tandem-agent run --repo URL [flags]", args, stdout, stderr)
+	if err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "tandem-agent run: unexpected argument %q\n", fs.Arg(0))
+	if len(positional) > 0 {
+		fmt.Fprintf(stderr, "tandem-agent run: unexpected argument %q\n", positional[0])
 		return nil, errUsage
 	}
 	return c, c.validate()
@@ -181,7 +188,7 @@ func (c *config) validate() error {
 			errs = append(errs, fmt.Errorf("--default-service-account %q: %s", sa, strings.Join(bad, "; ")))
 		}
 	}
-	errs = append(errs, c.Vis.validate(), c.Checks.validate())
+	errs = append(errs, c.Vis.validate(), c.Checks.validate(), c.Protect.validate(c.Vis))
 	return errors.Join(errs...)
 }
 
@@ -191,16 +198,29 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-// workDir returns the working directory, creating it.
-func (c *config) workDir() (string, error) {
+// workDir returns the working directory, created and locked for this
+// process: --workdir, else a directory under the user's cache directory
+// keyed by repository and branch. unlock releases it.
+func (c *config) workDir() (string, func(), error) {
 	dir := c.WorkDir
 	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "tandem-agent")
+		base, err := os.UserCacheDir()
+		if err != nil {
+			base = os.TempDir() // no home directory (a container's nobody)
+		}
+		// One directory per repository and branch: two agents on one
+		// machine never share a clone.
+		sum := sha256.Sum256([]byte(gitsync.Redact(c.Repo) + "\x00" + c.Branch))
+		dir = filepath.Join(base, "tandem-agent", hex.EncodeToString(sum[:8]))
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("--workdir %s: %w", dir, err)
+		return "", nil, fmt.Errorf("work directory %s (--workdir): cannot create it: %w", dir, err)
 	}
-	return dir, nil
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("work directory %s (--workdir): %w", dir, err)
+	}
+	return dir, unlock, nil
 }
 
 // namespaceList is the --allowed-namespaces flag: a comma-separated list,

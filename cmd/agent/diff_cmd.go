@@ -41,21 +41,21 @@ var errDiffers = &exitError{code: 1}
 // writes. Exit status: 0 nothing would change, 1 something would, 2 error.
 func diffCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tandem-agent diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tandem-agent diff <bundle dir> [--kubeconfig FILE] [--color C] [--commit SHA] [--allow-remote-bases] [--allow-remote-charts] [--chart-credentials-file F] [--chart-cache DIR]")
-		fmt.Fprintln(stderr, "exit status: 0 nothing would change, 1 something would, 2 error")
-		fs.PrintDefaults()
-	}
-	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: in-cluster configuration)")
+	var kube kubeFlags
+	kube.register(fs)
 	color := fs.String("color", "", "color to diff (default: the idle color, the one the stable Services do not select)")
 	commit := fs.String("commit", "", "commit to record in tandem.dev/commit (default: the one the color runs, so only content changes show)")
 	remote := fs.Bool("allow-remote-bases", false, "let kustomizations load remote bases")
 	var charts chartConfig
 	charts.register(fs, true)
-	positional, err := parseInterleaved(fs, args)
-	if err != nil || len(positional) != 1 {
-		fs.Usage()
+	const usage = "usage: tandem-agent diff <bundle dir> [--kubeconfig FILE] [--context NAME] [--color C] [--commit SHA] [--allow-remote-bases] [--allow-remote-charts] [--chart-credentials-file F] [--chart-cache DIR]\n" +
+		"exit status: 0 nothing would change, 1 something would, 2 error"
+	positional, err := parseCommand(fs, usage, args, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	if len(positional) != 1 {
+		fmt.Fprintln(stderr, usage)
 		return errUsage
 	}
 	fail := func(err error) error { return &exitError{code: 2, err: err} }
@@ -63,7 +63,7 @@ func diffCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fail(err)
 	}
-	cfg, err := restConfig(*kubeconfig)
+	cfg, err := kube.restConfig()
 	if err != nil {
 		return fail(err)
 	}

@@ -28,6 +28,8 @@ type drivers struct {
 	log   zerolog.Logger
 	sem   chan struct{}  // bounds bundles acting at once (not waiting on health)
 	wg    sync.WaitGroup // the drivers' goroutines
+	// progress tells the watchdog that a driver started.
+	progress func()
 
 	mu      sync.Mutex
 	bundles map[string]*bundleRun // by bundle name
@@ -44,9 +46,11 @@ type bundleRun struct {
 	// lastFailure is the failure release.yaml recorded then.
 	fresh       bool
 	lastFailure string
-	dir         string        // the bundle's directory at the newest tip
-	stop        func()        // ends the driver (the bundle left the repository)
-	done        chan struct{} // closed when the driver returned
+	// revertPending is the revert request release.yaml records for lastFailure.
+	revertPending string
+	dir           string        // the bundle's directory at the newest tip
+	stop          func()        // ends the driver (the bundle left the repository)
+	done          chan struct{} // closed when the driver returned
 }
 
 // start starts the drivers of the bundles seen for the first time,
@@ -76,6 +80,9 @@ func (d *drivers) start(ctx context.Context, snap gitsync.Snapshot, bundles []*r
 		wg.Go(func() {
 			defer func() { <-slots }()
 			_, _ = d.runFor(ctx, snap, b)
+			if d.progress != nil {
+				d.progress()
+			}
 		})
 	}
 	wg.Wait()
@@ -106,7 +113,8 @@ func (d *drivers) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.B
 	}
 	d.parts.trust.Seed(b.Name, v) // the live release is where signature checks start
 	run = &bundleRun{name: b.Name, first: &tipRun, dir: b.Dir, done: make(chan struct{}),
-		seen: promote.Baseline(rel, v), fresh: true, lastFailure: promote.RecordedFailure(rel)}
+		seen: promote.Baseline(rel, v), fresh: true, lastFailure: promote.RecordedFailure(rel),
+		revertPending: promote.RevertPending(rel)}
 	if rel != nil && rel.Live != "" {
 		d.m.setLive(b.Name, rel.Live, contract.Short(rel.Colors[rel.Live].Commit))
 	}
@@ -116,8 +124,8 @@ func (d *drivers) runFor(ctx context.Context, snap gitsync.Snapshot, b *render.B
 		d.log.Warn().Err(err).Str("bundle", b.Name).Str("phase", "recover").
 			Msg("cannot render a release the cluster runs; acting on it will fail")
 	}
-	base := promote.State{Bundle: b.Name, Colors: b.Spec.Colors, Policy: d.policyOf(b)}
-	run.driver = promote.NewDriver(base, rel, bc, fleet.NewGit(d.repo, d.parts.store, b.Name), d.sem, notifier(d.log, d.m, d.parts.vis, b.Name))
+	base := promote.State{Bundle: b.Name, Colors: b.Spec.Colors, Policy: d.policyOf(b), Propose: d.parts.protected != nil}
+	run.driver = promote.NewDriver(base, rel, bc, d.gitFor(b.Name), d.sem, notifier(d.log, d.m, d.parts.vis, b.Name))
 	d.mu.Lock()
 	d.bundles[b.Name] = run
 	d.mu.Unlock()

@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 )
@@ -33,22 +32,6 @@ func newLogger(format, level string, w *os.File) (zerolog.Logger, error) {
 		log = zerolog.New(w)
 	}
 	return log.Level(lvl).With().Timestamp().Logger(), nil
-}
-
-// restConfig loads --kubeconfig, or the in-cluster configuration.
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	var cfg *rest.Config
-	var err error
-	if kubeconfig != "" {
-		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	} else {
-		cfg, err = rest.InClusterConfig()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes configuration: %w", err)
-	}
-	cfg.UserAgent = "tandem-agent/" + version
-	return cfg, nil
 }
 
 // leaderNamespace is --leader-election-namespace, else the pod's namespace.

@@ -23,6 +23,9 @@ Usage:
   tandem-agent version                            print the version
 
 Run "tandem-agent <command> --help" for a command's flags.
+
+Exit status: 0 all good (or nothing to change), 1 Git and the cluster
+disagree (status) or applying would change something (diff), 2 an error.
 `
 
 func main() {
@@ -39,14 +42,14 @@ var errUsage = errors.New("usage")
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return codeError
 	}
 	var err error
 	switch args[0] {
 	case "run":
 		err = runAgent(ctx, args[1:], stdout, stderr)
 	case "render":
-		err = renderCmd(args[1:], stdout, stderr)
+		err = renderCmd(ctx, args[1:], stdout, stderr)
 	case "status":
 		err = statusCmd(ctx, args[1:], stdout, stderr)
 	case "diff":
@@ -59,18 +62,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 	default:
 		fmt.Fprintf(stderr, "tandem-agent: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		return codeError
 	}
 	if code, ok := exitCode(err, stderr); ok {
 		return code
 	}
 	switch {
-	case err == nil:
-		return 0
+	case err == nil, errors.Is(err, errHelp):
+		return codeOK
 	case errors.Is(err, errUsage):
-		return 2
+		return codeError
 	default:
 		fmt.Fprintln(stderr, "tandem-agent:", err)
-		return 1
+		return codeError
 	}
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/tandem-gitops/tandem/check"
+	"github.com/tandem-gitops/tandem/promote"
 )
 
 // metrics are the agent's Prometheus series. They hold no credentials and
@@ -25,8 +27,18 @@ type metrics struct {
 	pruned       *prometheus.CounterVec
 	checkRuns    *prometheus.CounterVec
 	checkTime    *prometheus.HistogramVec
+	state        *prometheus.GaugeVec
+	buildInfo    *prometheus.GaugeVec
 	mu           sync.Mutex
 	liveByBundle map[string][2]string // bundle → {color, commit} currently exported
+	states       map[string]*bundleState
+}
+
+// bundleState is what makes up a bundle's state gauge (promote.Overall).
+type bundleState struct {
+	driver             promote.BundleState
+	waiting, suspended bool
+	exported           promote.BundleState
 }
 
 func newMetrics() *metrics {
@@ -34,7 +46,7 @@ func newMetrics() *metrics {
 		reg: prometheus.NewRegistry(),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tandem_releases_total",
-			Help: "Outcomes per bundle: promoted, reverted, held, flipped_back.",
+			Help: "Outcomes per bundle: promoted, reverted, held.",
 		}, []string{"bundle", "result"}),
 		phase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "tandem_phase_duration_seconds",
@@ -84,9 +96,19 @@ func newMetrics() *metrics {
 			Help:    "Duration of each check run, by bundle and check.",
 			Buckets: []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900},
 		}, []string{"bundle", "check"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_bundle_state",
+			Help: "1 for each bundle's current state: pending, live, verifying, soaking, recovering, held, failed, waiting or suspended (one series per bundle).",
+		}, []string{"bundle", "state"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tandem_build_info",
+			Help: "1, labelled with the agent's version and the Go version that built it.",
+		}, []string{"version", "goversion"}),
 		liveByBundle: map[string][2]string{},
+		states:       map[string]*bundleState{},
 	}
-	m.reg.MustRegister(m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned, m.checkRuns, m.checkTime,
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	m.reg.MustRegister(m.state, m.buildInfo, m.results, m.phase, m.live, m.lastSync, m.poll, m.sync, m.transient, m.untrusted, m.refused, m.pruned, m.checkRuns, m.checkTime,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -102,10 +124,14 @@ func (m *metrics) setLive(bundle, color, commit string) {
 	m.live.WithLabelValues(bundle, color, commit).Set(1)
 }
 
-// dropLive removes a bundle's live series (it left the repository).
+// dropLive removes a bundle's live and state series (it left the repository).
 func (m *metrics) dropLive(bundle string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if b := m.states[bundle]; b != nil && b.exported != "" {
+		m.state.DeleteLabelValues(bundle, string(b.exported))
+	}
+	delete(m.states, bundle)
 	if old, ok := m.liveByBundle[bundle]; ok {
 		m.live.DeleteLabelValues(bundle, old[0], old[1])
 		delete(m.liveByBundle, bundle)
@@ -123,4 +149,38 @@ func (m *metrics) observeCheck(bundle string, r *check.Result) {
 	}
 	m.checkRuns.WithLabelValues(bundle, r.Name, r.Verdict).Inc()
 	m.checkTime.WithLabelValues(bundle, r.Name).Observe(r.Duration.Seconds())
+}
+
+// setDriverState, setWaiting and setSuspended update a part of a bundle's
+// state and export the state they make (promote.Overall).
+func (m *metrics) setDriverState(bundle string, s promote.BundleState) {
+	m.updateState(bundle, func(b *bundleState) { b.driver = s })
+}
+
+func (m *metrics) setWaiting(bundle string, on bool) {
+	m.updateState(bundle, func(b *bundleState) { b.waiting = on })
+}
+
+func (m *metrics) setSuspended(bundle string, on bool) {
+	m.updateState(bundle, func(b *bundleState) { b.suspended = on })
+}
+
+func (m *metrics) updateState(bundle string, edit func(*bundleState)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := m.states[bundle]
+	if b == nil {
+		b = &bundleState{}
+		m.states[bundle] = b
+	}
+	edit(b)
+	now := promote.Overall(b.driver, b.waiting, b.suspended)
+	if now == b.exported {
+		return
+	}
+	if b.exported != "" {
+		m.state.DeleteLabelValues(bundle, string(b.exported))
+	}
+	b.exported = now
+	m.state.WithLabelValues(bundle, string(now)).Set(1)
 }

@@ -28,6 +28,13 @@ var phaseMessages = map[promote.NotePhase]string{
 	promote.NoteScaleDown: "previous color scaled down",
 	promote.NoteResync:    "live color re-applied",
 	promote.NoteRetry:     "transient error; retrying, not failing the release",
+	promote.NoteSuspend:   "spec.suspend changed",
+	promote.NoteState:     "bundle state",
+}
+
+// reasonMessages override the phase's message for notes whose reason says more.
+var reasonMessages = map[promote.NoteReason]string{
+	promote.ReasonRefused: "the remote refuses the agent's write; retrying slowly",
 }
 
 // notifier logs the driver's notes (one JSON event per step, with bundle,
@@ -43,7 +50,7 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 			ev = log.Error()
 		case n.Warn:
 			ev = log.Warn()
-		case n.Phase == promote.NoteResync:
+		case n.Phase == promote.NoteResync, n.Phase == promote.NoteState:
 			ev = log.Debug()
 		default:
 			ev = log.Info()
@@ -70,12 +77,18 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 		if n.Err != nil {
 			ev = ev.Err(n.Err)
 		}
+		if n.State != "" {
+			ev = ev.Str("state", string(n.State))
+		}
 		if n.Check != nil {
 			ev = logCheck(ev, n.Check)
 		}
 		msg := phaseMessages[n.Phase]
 		if n.Phase == promote.NoteCommit && n.Result == promote.ResultSoaked {
 			msg = "soak recorded in release.yaml for the bundles after this one"
+		}
+		if m, ok := reasonMessages[n.Reason]; ok {
+			msg = m
 		}
 		ev.Msg(msg)
 
@@ -88,6 +101,8 @@ func notifier(log zerolog.Logger, m *metrics, vis *fleet.Visibility, bundle stri
 			m.observeCheck(bundle, n.Check)
 		case promote.NoteRetry:
 			m.transient.WithLabelValues("cluster").Inc()
+		case promote.NoteState:
+			m.setDriverState(bundle, n.State)
 		case promote.NoteCommit:
 			switch {
 			case n.Err != nil:

@@ -14,8 +14,8 @@ import (
 )
 
 // runAgent is `tandem-agent run`: flags → config → wiring, then the loop.
-func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
-	c, err := parseRunFlags(args, stderr)
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseRunFlags(args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -24,12 +24,13 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	ctx = log.WithContext(ctx)
-	work, err := c.workDir()
+	work, unlock, err := c.workDir()
 	if err != nil {
 		return err
 	}
+	defer unlock()
 
-	repo, err := gitsync.Open(ctx, gitsync.Options{
+	gopts := gitsync.Options{
 		URL:      c.Repo,
 		Branch:   c.Branch,
 		CacheDir: filepath.Join(work, "repo"),
@@ -40,12 +41,17 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Author:         gitsync.Signature{Name: c.authorName, Email: c.authorEmail},
 		SigningKeyFile: c.SigningKeyFile,
 		NetworkTimeout: c.GitTimeout,
-	})
+	}
+	repo, err := gitsync.Open(ctx, gopts)
 	if err != nil {
 		return err
 	}
 	defer repo.Close()
-	restCfg, err := restConfig(c.Kubeconfig)
+	protected, err := c.Protect.open(ctx, c, repo, gopts, work)
+	if err != nil {
+		return err
+	}
+	restCfg, err := c.Kube.restConfig()
 	if err != nil {
 		return err
 	}
@@ -59,8 +65,11 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	parts := fleetParts{store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster,
-		fleet.TenancyOptions{DefaultServiceAccount: c.DefaultServiceAccount, AllowedNamespaces: c.AllowedNamespaces.list()})}
+	tenancy, err := c.tenancyOptions()
+	if err != nil {
+		return err
+	}
+	parts := fleetParts{protected: protected, store: fleet.NewStore(), ten: fleet.NewTenancy(restCfg, apOpts, cluster, tenancy)}
 	if c.VerifyCommits {
 		if parts.trust, err = fleet.NewTrust(fleet.TrustOptions{TrustedKeys: c.TrustedKeys, AgentKeyFile: c.SigningKeyFile,
 			Author: c.identity}, repo, cluster); err != nil {
@@ -104,7 +113,8 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 		log.Warn().Err(err).Msg("charts get the Helm SDK's default .Capabilities: the cluster's could not be read")
 	}
 	a := newAgent(c, repo, parts, m, filepath.Join(work, "checkouts"), log)
-	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof)
+	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof, a.watch.check)
+	srv.standby.Store(c.LeaderElect) // until this replica holds the Lease
 	if c.MetricsAddr != "" {
 		go func() {
 			listening := func(addr string) {
@@ -118,7 +128,8 @@ func runAgent(ctx context.Context, args []string, _, stderr io.Writer) error {
 	log.Info().Str("repo", gitsync.Redact(c.Repo)).Str("branch", c.Branch).Str("version", version).
 		Dur("interval", c.Interval).Bool("leader_elect", c.LeaderElect).Msg("starting")
 	err = withLeadership(ctx, restCfg, c, log, func(ctx context.Context) {
-		a.run(ctx, func() { srv.ready.Store(true) })
+		srv.standby.Store(false)
+		a.run(ctx, func() { srv.synced.Store(true) })
 	})
 	log.Info().Msg("stopped")
 	return err

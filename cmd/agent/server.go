@@ -14,21 +14,37 @@ import (
 
 // server serves /healthz, /readyz, /metrics, /hooks/git and, behind --pprof,
 // /debug/pprof.
+//
+// /readyz: a standby replica (leader election on, another replica holds
+// the Lease) is ready: it can take over. The replica that acts is ready once
+// its first sync is done. /healthz fails when the sync loop is wedged (the
+// watchdog), so the kubelet restarts it.
 type server struct {
-	ready atomic.Bool
-	srv   *http.Server
+	standby atomic.Bool // waiting for the Lease
+	synced  atomic.Bool // the acting replica's first sync is done
+	alive   func(time.Time) error
+	srv     *http.Server
 }
 
-func newServer(addr string, m *metrics, webhook http.Handler, withPprof bool) *server {
-	s := &server{}
+func newServer(addr string, m *metrics, webhook http.Handler, withPprof bool, alive func(time.Time) error) *server {
+	s := &server{alive: alive}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
-			http.Error(w, "not ready: first sync not done\n", http.StatusServiceUnavailable)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := s.alive(time.Now()); err != nil {
+			http.Error(w, "unhealthy: "+err.Error()+"\n", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case s.standby.Load():
+			_, _ = w.Write([]byte("ok: standby, ready to take over\n"))
+		case s.synced.Load():
+			_, _ = w.Write([]byte("ok\n"))
+		default:
+			http.Error(w, "not ready: first sync not done\n", http.StatusServiceUnavailable)
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
 	if webhook != nil {

@@ -26,6 +26,7 @@ import (
 // bundles are its to release (--bundles).
 type gates struct {
 	waitingGauge *prometheus.GaugeVec
+	m            *metrics
 	cfg          *config
 	repo         *gitsync.Repo
 	store        *fleet.Store
@@ -46,7 +47,7 @@ func newGates(c *config, repo *gitsync.Repo, parts fleetParts, m *metrics, log z
 		Help: "1 while a bundle's candidate waits at its stage gate, labelled with what it waits for (an upstream bundle, or approval).",
 	}, []string{"bundle", "on"})
 	m.reg.MustRegister(g)
-	return &gates{waitingGauge: g, cfg: c, repo: repo, store: parts.store, trust: parts.trust, renderOpts: parts.render.Options, log: log, disc: map[string]*render.Bundle{},
+	return &gates{waitingGauge: g, m: m, cfg: c, repo: repo, store: parts.store, trust: parts.trust, renderOpts: parts.render.Options, log: log, disc: map[string]*render.Bundle{},
 		inputs: map[string]gitsync.Paths{}, waiting: map[string]promote.Gate{}}
 }
 
@@ -122,6 +123,7 @@ func (s *gates) set(bundle, commit string, g promote.Gate) {
 	if was && (!g.Wait || old.On != g.On) {
 		s.waitingGauge.DeleteLabelValues(bundle, old.On)
 	}
+	s.m.setWaiting(bundle, g.Wait)
 	log := s.log.With().Str("bundle", bundle).Str("commit", contract.Short(commit)).Str("phase", "gate").Logger()
 	switch {
 	case g.Wait:

@@ -12,21 +12,19 @@ import (
 	"github.com/tandem-gitops/tandem/render"
 )
 
-// stageStatus prints the stage gate of every bundle with spec.after or
-// spec.approval, read from the checkout dir the way the agent reads it:
+// stageStatus reads the stage gate of every bundle with spec.after or
+// spec.approval into rep, from the checkout dir the way the agent reads it:
 // "waiting for shop-staging: ..." when HEAD changes the bundle's inputs and
 // the gate is shut. author is the agent's identity (its commits never
 // approve); signatures of approvals are not checked here.
-func stageStatus(ctx context.Context, w io.Writer, dir string, bundles []*render.Bundle, author string) error {
-	var staged []*render.Bundle
+func stageStatus(ctx context.Context, dir string, bundles []*render.Bundle, author string, rep *statusReport) error {
 	all := map[string]*render.Bundle{}
+	var staged bool
 	for _, b := range bundles {
 		all[b.Name] = b
-		if len(b.Spec.Stage.After) > 0 || b.Spec.Stage.Approval == render.ApprovalRequired {
-			staged = append(staged, b)
-		}
+		staged = staged || len(b.Spec.Stage.After) > 0 || b.Spec.Stage.Approval == render.ApprovalRequired
 	}
-	if len(staged) == 0 {
+	if !staged {
 		return nil
 	}
 	local, err := gitsync.OpenLocal(dir)
@@ -40,22 +38,39 @@ func stageStatus(ctx context.Context, w io.Writer, dir string, bundles []*render
 		Untrusted: func(context.Context, gitsync.Commit) string { return "" },
 		Ignored:   func(gitsync.Commit, string) {},
 	}
-	fmt.Fprintln(w)
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUNDLE\tSTAGE GATE")
 	var errs []string
-	for _, b := range staged {
+	for i := range rep.Bundles {
+		b := all[rep.Bundles[i].Name]
+		if b == nil || (len(b.Spec.Stage.After) == 0 && b.Spec.Stage.Approval != render.ApprovalRequired) {
+			continue
+		}
 		line, err := g.Status(ctx, b)
 		if err != nil {
 			line, errs = "cannot read: "+err.Error(), append(errs, err.Error())
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", b.Name, line)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
+		rep.Bundles[i].Gate = line
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("stage gates: %s", strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// writeStages prints the stage gates of rep as a table (nothing when no
+// bundle has one).
+func writeStages(w io.Writer, rep statusReport) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	header := false
+	for _, b := range rep.Bundles {
+		if b.Gate == "" {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "BUNDLE\tSTAGE GATE")
+			header = true
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", b.Name, b.Gate)
+	}
+	return tw.Flush()
 }

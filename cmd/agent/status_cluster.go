@@ -14,78 +14,95 @@ import (
 	"github.com/tandem-gitops/tandem/render"
 )
 
-// clusterRow is one bundle's line of `tandem-agent status --kubeconfig`:
-// what Git says next to what the cluster says.
+// clusterRow is what the cluster says of one bundle, next to what Git says
+// (`tandem-agent status --cluster`).
 type clusterRow struct {
-	bundle, gitLive, gitCommit string
-	live, liveCommit, twins    string
-	ready                      string // per color: "blue 0/0, green 3/3"
-	disagreement               string // "" when Git and the cluster agree
+	Live       string `json:"live,omitempty"`       // the color every stable Service selects
+	LiveCommit string `json:"liveCommit,omitempty"` // the commit that color runs
+	// Services maps each stable Service to the color it selects.
+	Services map[string]string `json:"services,omitempty"`
+	// Ready is per color: "3/3", or "-" when the color has no workloads.
+	Ready map[string]string `json:"ready,omitempty"`
+	// Disagreement says how the cluster differs from release.yaml ("": it agrees).
+	Disagreement string `json:"disagreement,omitempty"`
 }
 
-// clusterStatus prints, for each bundle, the live color and commit the
-// stable Services select, the ready pods per color, and whether that
-// agrees with release.yaml. It reports how many bundles disagree. A
+// clusterStatus reads, for each bundle of rep, the live color and commit
+// the stable Services select, the ready pods per color, and whether that
+// agrees with release.yaml; rep.Disagree counts the bundles that do not. A
 // disagreement is normal for a moment during a release (between the flip
 // and its commit); one that stays needs a look.
-func clusterStatus(ctx context.Context, w io.Writer, kubeconfig string, bundles []*render.Bundle, releases []promote.Release) (int, error) {
-	rels := map[string]*promote.Release{}
-	for i := range releases {
-		rels[releases[i].Bundle] = &releases[i]
-	}
-	cfg, err := restConfig(kubeconfig)
+func clusterStatus(ctx context.Context, kube kubeFlags, bundles []*render.Bundle, rep *statusReport) error {
+	cfg, err := kube.restConfig()
 	if err != nil {
-		return 0, err
+		return err
 	}
 	ap, err := applier.New(cfg, applier.Options{})
 	if err != nil {
-		return 0, err
+		return err
 	}
-	var rows []clusterRow
-	disagree := 0
+	byName := map[string]*render.Bundle{}
 	for _, b := range bundles {
+		byName[b.Name] = b
+	}
+	for i := range rep.Bundles {
+		bs := &rep.Bundles[i]
+		b := byName[bs.Name]
+		if b == nil {
+			continue
+		}
 		obs, err := ap.Observe(ctx, b.Spec.Namespace, b.Name)
 		if err != nil {
-			return disagree, fmt.Errorf("bundle %s: %w", b.Name, err)
+			return fmt.Errorf("bundle %s: %w", b.Name, err)
 		}
-		row := clusterRow{bundle: b.Name, live: obs.Live, liveCommit: contract.Short(obs.LiveCommit)}
-		rel := rels[b.Name]
-		if rel != nil {
-			row.gitLive, row.gitCommit = rel.Live, contract.Short(rel.Colors[rel.Live].Commit)
+		row := &clusterRow{Live: obs.Live, LiveCommit: obs.LiveCommit, Services: obs.Twins, Ready: map[string]string{}}
+		for _, c := range b.Spec.Colors {
+			if cs, ok := obs.Colors[c]; ok {
+				row.Ready[c] = fmt.Sprintf("%d/%d", cs.Ready, cs.Replicas)
+			} else {
+				row.Ready[c] = "-"
+			}
 		}
-		var twins []string
-		for name, color := range obs.Twins {
+		row.Disagreement = disagreement(bs.rel, obs)
+		if row.Disagreement != "" {
+			rep.Disagree++
+		}
+		bs.Cluster = row
+	}
+	return nil
+}
+
+// writeCluster prints the cluster's side of rep as a table.
+func writeCluster(w io.Writer, rep statusReport) error {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUNDLE\tGIT LIVE\tCLUSTER LIVE\tSTABLE SERVICES\tREADY\tAGREE")
+	for _, b := range rep.Bundles {
+		r := b.Cluster
+		if r == nil {
+			continue
+		}
+		var twins, ready []string
+		for name, color := range r.Services {
 			twins = append(twins, name+"→"+color)
 		}
 		sort.Strings(twins)
-		row.twins = strings.Join(twins, " ")
-		var ready []string
-		for _, c := range b.Spec.Colors {
-			cs, ok := obs.Colors[c]
-			if !ok {
-				ready = append(ready, c+" -")
-				continue
-			}
-			ready = append(ready, fmt.Sprintf("%s %d/%d", c, cs.Ready, cs.Replicas))
+		colors := make([]string, 0, len(r.Ready))
+		for c := range r.Ready {
+			colors = append(colors, c)
 		}
-		row.ready = strings.Join(ready, ", ")
-		row.disagreement = disagreement(rel, obs)
-		if row.disagreement != "" {
-			disagree++
+		sort.Strings(colors)
+		for _, c := range colors {
+			ready = append(ready, c+" "+r.Ready[c])
 		}
-		rows = append(rows, row)
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUNDLE\tGIT LIVE\tCLUSTER LIVE\tSTABLE SERVICES\tREADY\tAGREE")
-	for _, r := range rows {
 		agree := "yes"
-		if r.disagreement != "" {
-			agree = "NO: " + r.disagreement
+		if r.Disagreement != "" {
+			agree = "NO: " + r.Disagreement
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.bundle, dash(join(r.gitLive, r.gitCommit)), dash(join(r.live, r.liveCommit)),
-			dash(r.twins), r.ready, agree)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, dash(join(b.Live, contract.Short(b.LiveCommit))),
+			dash(join(r.Live, contract.Short(r.LiveCommit))), dash(strings.Join(twins, " ")), strings.Join(ready, ", "), agree)
 	}
-	return disagree, tw.Flush()
+	return tw.Flush()
 }
 
 // disagreement says how the cluster differs from release.yaml, or "".

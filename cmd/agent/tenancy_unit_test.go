@@ -15,7 +15,7 @@ import (
 // and refuses names that are no namespace; --default-service-account is
 // checked; --help lists both.
 func TestTenancyFlags(t *testing.T) {
-	c, err := parseRunFlags([]string{"--repo", "/r", "--allowed-namespaces", "b, a", "--allowed-namespaces=c,a", "--default-service-account", "deployer"}, io.Discard)
+	c, err := parseRunFlags([]string{"--repo", "/r", "--allowed-namespaces", "b, a", "--allowed-namespaces=c,a", "--default-service-account", "deployer"}, io.Discard, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,14 +26,14 @@ func TestTenancyFlags(t *testing.T) {
 		t.Errorf("default service account %q", c.DefaultServiceAccount)
 	}
 	var out strings.Builder
-	if _, err := parseRunFlags([]string{"--repo", "/r", "--allowed-namespaces", "Team_A"}, &out); err == nil || !strings.Contains(out.String(), `"Team_A" is not a namespace name`) {
+	if _, err := parseRunFlags([]string{"--repo", "/r", "--allowed-namespaces", "Team_A"}, io.Discard, &out); err == nil || !strings.Contains(out.String(), `"Team_A" is not a namespace name`) {
 		t.Errorf("--allowed-namespaces Team_A: err %v, output %q", err, out.String())
 	}
-	if _, err := parseRunFlags([]string{"--repo", "/r", "--default-service-account", "../admin"}, io.Discard); err == nil || !strings.Contains(err.Error(), "--default-service-account") {
+	if _, err := parseRunFlags([]string{"--repo", "/r", "--default-service-account", "../admin"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "--default-service-account") {
 		t.Errorf("--default-service-account ../admin: err %v", err)
 	}
 	out.Reset()
-	_, _ = parseRunFlags([]string{"--help"}, &out)
+	_, _ = parseRunFlags([]string{"--help"}, &out, io.Discard)
 	for _, f := range []string{"-allowed-namespaces", "-default-service-account"} {
 		if !strings.Contains(out.String(), f) {
 			t.Errorf("--help does not list %s", f)

@@ -128,7 +128,8 @@ goMemLimit.value. */}}
 {{- end }}
 {{- $n := regexFind "^[0-9]+" $q | int64 }}
 {{- $mult := get (dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776) (trimPrefix (regexFind "^[0-9]+" $q) $q) }}
-{{- div (mul $n $mult $v.percentOfLimit) 100 }}
+{{- $workers := mul .Values.render.workers .Values.render.workerMemoryMiB 1048576 }}
+{{- div (mul (sub (mul $n $mult) $workers) $v.percentOfLimit) 100 }}
 {{- end }}
 {{- end }}
 
@@ -141,4 +142,12 @@ goMemLimit.value. */}}
 {{- $ms = add $ms (div (mul $n $ns) 1000000) }}
 {{- end }}
 {{- $ms }}
+{{- end }}
+
+{{/* The tenancy file of tenancy.rules (fleet.TenancyFile). */}}
+{{- define "tandem.tenancyFile" -}}
+apiVersion: tandem.dev/v1alpha1
+kind: Tenancy
+rules:
+{{ toYaml .Values.tenancy.rules }}
 {{- end }}
