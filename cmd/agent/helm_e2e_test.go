@@ -1,16 +1,35 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/contract"
+	"github.com/tandem-gitops/tandem/render"
+	"github.com/tandem-gitops/tandem/testenv"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	ggcrtypes "github.com/google/go-containerregistry/pkg/v1/types"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
@@ -301,5 +320,124 @@ func TestDiffCharts(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("diff lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// packageChartDir packages chart directory dir as a .tgz whose files are
+// under name/, with version written into its Chart.yaml.
+func packageChartDir(t *testing.T, dir, name, version string, extra map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	add := func(rel string, data []byte) {
+		must(t, tw.WriteHeader(&tar.Header{Name: name + "/" + rel, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}))
+		_, err := tw.Write(data)
+		must(t, err)
+	}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if rel == "Chart.yaml" {
+			data = regexp.MustCompile(`(?m)^version: .*$`).ReplaceAll(data, []byte("version: "+version))
+		}
+		add(filepath.ToSlash(rel), data)
+		return nil
+	})
+	must(t, err)
+	for rel, data := range extra {
+		add(rel, []byte(data))
+	}
+	must(t, tw.Close())
+	must(t, zw.Close())
+	return buf.Bytes()
+}
+
+// pushChartOCI pushes a chart archive to ref as helm push does.
+func pushChartOCI(t *testing.T, ref string, tgz []byte, auth authn.Authenticator) {
+	t.Helper()
+	img := mutate.MediaType(empty.Image, ggcrtypes.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, "application/vnd.cncf.helm.config.v1+json")
+	img, err := mutate.Append(img, mutate.Addendum{Layer: static.NewLayer(tgz, "application/vnd.cncf.helm.chart.content.v1.tar+gzip")})
+	must(t, err)
+	r, err := name.ParseReference(ref)
+	must(t, err)
+	must(t, remote.Write(r, img, remote.WithAuth(auth)))
+}
+
+// TestChartsE2ERemoteOCI: the agent, with --allow-remote-charts and
+// --chart-credentials-file, releases a bundle whose web chart comes from
+// an OCI registry behind basic auth; a chart version bump is a release;
+// the same version pushed again with other content is refused (pinned by
+// digest in the chart cache) and the commit that would use it reverted.
+func TestChartsE2ERemoteOCI(t *testing.T) {
+	registryHandler := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
+	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "ci" || p != "registry-pass" {
+			w.Header().Set("WWW-Authenticate", `Basic realm="charts"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		registryHandler.ServeHTTP(w, r)
+	}))
+	defer reg.Close()
+	host := strings.TrimPrefix(reg.URL, "http://")
+	auth := &authn.Basic{Username: "ci", Password: "registry-pass"}
+	web := "../../examples/storefront/app/charts/web"
+	pushChartOCI(t, host+"/charts/web:1.0.0", packageChartDir(t, web, "web", "1.0.0", nil), auth)
+	pushChartOCI(t, host+"/charts/web:1.1.0", packageChartDir(t, web, "web", "1.1.0",
+		map[string]string{"templates/extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  from: \"1.1.0\"\n"}), auth)
+
+	s := newChartScenario(t)
+	kustomization := func(version string) string {
+		return "helmCharts:\n- name: web\n  repo: oci://" + host + "/charts\n  version: " + version + "\n  releaseName: web\n  valuesFile: values/web.yaml\n" +
+			"- name: api\n  releaseName: api\n  valuesFile: values/api.yaml\n"
+	}
+	s.git(s.clone, "rm", "-r", "--quiet", "bundles/"+s.ns+"/app/charts/web")
+	s.write("bundles/"+s.ns+"/app/kustomization.yaml", kustomization("1.0.0"))
+	s.push("web chart from the registry")
+	creds := filepath.Join(s.work, "chart-credentials.json")
+	must(t, os.WriteFile(creds, []byte(`{"auths": {"`+host+`": {"username": "ci", "password": "registry-pass"}}}`), 0o600))
+	s.renderOpts = render.Options{AllowRemoteCharts: true, ChartCredentials: creds, ChartCache: t.TempDir()}
+	s.start("--allow-remote-charts", "--chart-credentials-file", creds)
+	want(t, s.waitCommits(1)[0], "promoted")
+	s.wantSelectors("blue", "api", "web")
+
+	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.write("bundles/"+s.ns+"/app/kustomization.yaml", kustomization("1.1.0"))
+	s.push("web chart 1.1.0")
+	want(t, s.waitCommits(2)[0], "promoted")
+	s.wantSelectors("green", "api", "web")
+	if _, err := s.cs.CoreV1().ConfigMaps(s.ns).Get(s.ctx, "extra-green", metav1.GetOptions{}); err != nil {
+		t.Fatalf("chart 1.1.0's ConfigMap extra-green: %v", err)
+	}
+
+	// 1.1.0 is pushed again with other content: the pin refuses it.
+	pushChartOCI(t, host+"/charts/web:1.1.0", packageChartDir(t, web, "web", "1.1.0",
+		map[string]string{"templates/extra.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  from: tampered\n"}), auth)
+	s.editValues("web.yaml", "greeting: Welcome to the storefront", "greeting: Winter sale")
+	bad := s.push("web: winter greeting")
+	// Not s.waitCommits: its fidelity check renders the tip, which no longer
+	// renders (its version is pinned to the digest the registry lost).
+	commits, err := testenv.WaitAgentCommits(s.ctx, s.remote, "main", 3, 3*time.Minute)
+	if err != nil {
+		t.Fatalf("%v\nagent log:\n%s", err, s.agent.LogTail())
+	}
+	want(t, commits[0], "reverted")
+	if commits[0].Trailers["Tandem-Reverts"] != bad {
+		t.Errorf("Tandem-Reverts = %q, want %s", commits[0].Trailers["Tandem-Reverts"], bad)
+	}
+	if body := s.git(s.remote, "log", "-1", "--format=%B", commits[0].Hash); !strings.Contains(body, "the chart changed under the same version") {
+		t.Errorf("the revert does not say the chart changed under its version:\n%s", body)
+	}
+	s.wantSelectors("green", "api", "web")
+	if strings.Contains(s.agent.LogTail(), "registry-pass") {
+		t.Error("the agent's log shows the registry password")
 	}
 }
