@@ -134,9 +134,9 @@ BENCH_PKGS ?= ./render/ ./gitsync/ ./applier/ ./cmd/agent/
 BENCH_IDLE_WINDOW ?= 60s
 BENCH_FLEET_SIZES ?= 1,10,100,1000
 .PHONY: bench
-bench: testenv $(KUSTOMIZE) ## Run every benchmark and regenerate docs/benchmarks.md (about 1 h on 2 cores; 10 min without 1,000 bundles)
+bench: testenv $(KUSTOMIZE) $(HELM) ## Run every benchmark and regenerate docs/benchmarks.md (about 1 h on 2 cores; 10 min without 1,000 bundles)
 	@set -o pipefail; start=$$(date +%s); \
-	KUSTOMIZE=$(KUSTOMIZE) TANDEM_BENCH_IDLE_WINDOW=$(BENCH_IDLE_WINDOW) TANDEM_BENCH_FLEET_SIZES=$(BENCH_FLEET_SIZES) \
+	KUSTOMIZE=$(KUSTOMIZE) TANDEM_HELM=$(HELM) TANDEM_BENCH_IDLE_WINDOW=$(BENCH_IDLE_WINDOW) TANDEM_BENCH_FLEET_SIZES=$(BENCH_FLEET_SIZES) \
 		$(GO) test -run '^$$' -bench . -benchtime 3x -count 1 -timeout 120m $(BENCH_PKGS) | tee bench.out; \
 	$(GO) run ./internal/benchreport -o docs/benchmarks.md -elapsed $$(( $$(date +%s) - start ))s < bench.out
 	@echo "wrote docs/benchmarks.md"

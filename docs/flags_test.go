@@ -25,6 +25,7 @@ var subcommands = []string{"run", "render", "status", "diff"}
 var otherTools = map[string]string{
 	"--set":                 "helm",
 	"--reuse-values":        "helm",
+	"--skip-tests":          "helm template",
 	"--from-file":           "kubectl create secret",
 	"--from-literal":        "kubectl create secret",
 	"--field-selector":      "kubectl get events",

@@ -1,7 +1,19 @@
 // Package render turns a bundle in a checked-out repository into the exact set
-// of objects for one color: the user's kustomization, a color overlay,
+// of objects for one color: the user's kustomization (or, in a directory
+// without one, its YAML files as they are), a color overlay,
 // ${TANDEM_COLOR}/${TANDEM_BUNDLE} substitution and a stable twin per
 // Service, in a deterministic order with a digest.
+//
+// The Helm charts a kustomization names in helmCharts are rendered in
+// process with the Helm SDK, as `helm template` would (values files from
+// the repository, release name and namespace from the bundle,
+// .Capabilities from Options, schema validation, subcharts; lookup finds
+// nothing), and their output is served to kustomize as one more resource
+// of that kustomization: the chart is a base like any other. Chart
+// directories are read through the confined filesystem; remote charts (a
+// Helm HTTP repository or an OCI registry) are fetched only when told to,
+// by exact version, cached by digest and pinned to the first digest seen.
+// A test hook that is a job check's Job is kept; other hooks are refused.
 //
 // kustomize builds the user's kustomization once (with a sentinel color, so
 // one build serves both colors); the color overlay (name suffix, labels on
@@ -23,11 +35,17 @@
 // upstreams and cycles), render.go (Render and RenderColors), overlay.go
 // (the color level), kustconfig.go (kustomize's default field specs, which
 // kustomize keeps internal), fs.go (the filesystem confined to the
-// repository root, which records every file read) and schema.go
+// repository root, which records every file read, and serves the
+// generated kustomization of a plain directory and the rendered charts),
+// helm.go (helmCharts rendered with the Helm SDK), chartfetch.go (remote
+// charts: HTTP repositories, OCI registries, the digest cache and pins,
+// credentials), limits.go (the render's limits and LimitError), worker.go
+// (renders in worker processes) and schema.go
 // (BundleSchema, the JSON schema of bundle.yaml in docs/bundle.schema.json;
 // `go generate ./render` rewrites it).
 //
 // It is pure: a directory and parameters in, objects and a digest out. It
 // never talks to a cluster or to Git, never reads outside the repository
-// root, never runs plugins, and loads remote bases only when told to.
+// root (but the chart cache it is given), never runs plugins or a helm
+// binary, and loads remote bases and remote charts only when told to.
 package render

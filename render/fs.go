@@ -41,11 +41,78 @@ type confinedFS struct {
 	// onRead, when set, sees every repository file read but kustomization
 	// files (rel is slash-separated, relative to root); an error refuses it.
 	onRead func(rel string, data []byte) error
+	// charts renders the charts a kustomization names (helm.go); nil
+	// refuses them.
+	charts *chartEnv
+	// virtualFiles are files that exist only in this view (absolute
+	// paths): the rendered charts of a kustomization (chartOutput).
+	virtualFiles map[string][]byte
+	// plain is the directory built (absolute): when it has no
+	// kustomization file, one listing its YAML files stands in for it.
+	plain string
 }
 
 func newConfinedFS(root, virtual string, overlay []byte, allowRemote bool, firstErr *error) *confinedFS {
 	return &confinedFS{disk: filesys.MakeFsOnDisk(), root: root, virtual: virtual, overlay: overlay, allowRemote: allowRemote,
-		firstErr: firstErr, inputs: map[string]bool{}}
+		firstErr: firstErr, inputs: map[string]bool{}, virtualFiles: map[string][]byte{}}
+}
+
+// plainKustomization returns the kustomization that stands in for a
+// missing one in f.plain (p is its kustomization.yaml): the directory's
+// YAML files as resources, sorted by name; bundle.yaml, release.yaml (the
+// agent's) and hidden files are left out, subdirectories are not read. ok is false when p is not
+// that file, the directory has a kustomization file, or no YAML file.
+func (f *confinedFS) plainKustomization(p string) (data []byte, ok bool) {
+	p = filepath.Clean(p)
+	if f.plain == "" || p != filepath.Join(f.plain, "kustomization.yaml") {
+		return nil, false
+	}
+	if data, ok := f.virtualFiles[p]; ok {
+		return data, true
+	}
+	for _, n := range []string{"kustomization.yaml", "kustomization.yml", "Kustomization"} {
+		if _, err := os.Lstat(filepath.Join(f.plain, n)); err == nil {
+			return nil, false
+		}
+	}
+	if f.check(f.plain) != nil {
+		return nil, false
+	}
+	f.input(f.plain, true)
+	entries, err := os.ReadDir(f.plain)
+	if err != nil {
+		return nil, false
+	}
+	var files []string
+	for _, e := range entries { // os.ReadDir sorts by name
+		n := e.Name()
+		ext := filepath.Ext(n)
+		if strings.HasPrefix(n, ".") || n == BundleFile || n == "release.yaml" || (ext != ".yaml" && ext != ".yml") {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(f.plain, n)); err != nil || !fi.Mode().IsRegular() {
+			continue
+		}
+		files = append(files, n)
+	}
+	if len(files) == 0 {
+		return nil, false
+	}
+	k := map[string]any{"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": files}
+	data, err = kyaml.Marshal(k)
+	if err != nil {
+		return nil, false
+	}
+	f.virtualFiles[p] = data
+	return data, true
+}
+
+// virtualFile returns the content of a file that exists only in this view.
+func (f *confinedFS) virtualFile(p string) ([]byte, bool) {
+	if data, ok := f.virtualFiles[filepath.Clean(p)]; ok {
+		return data, true
+	}
+	return f.plainKustomization(p)
 }
 
 // input records p (a file, or with dir a directory whose listing was read)
@@ -145,8 +212,8 @@ func (f *confinedFS) Open(p string) (filesys.File, error) {
 	if err := f.done(); err != nil {
 		return nil, err
 	}
-	if f.isVirtual(p) {
-		return nil, fmt.Errorf("%s: cannot open the generated overlay", p)
+	if _, ok := f.virtualFile(p); f.isVirtual(p) || ok {
+		return nil, fmt.Errorf("%s: cannot open a generated file", p)
 	}
 	if err := f.check(p); err != nil {
 		return nil, err
@@ -166,6 +233,9 @@ func (f *confinedFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) 
 	if filepath.Clean(p) == filepath.Join(f.virtual, "kustomization.yaml") {
 		return filesys.ConfirmedDir(f.virtual), "kustomization.yaml", nil
 	}
+	if _, ok := f.virtualFile(p); ok {
+		return filesys.ConfirmedDir(filepath.Dir(filepath.Clean(p))), filepath.Base(p), nil
+	}
 	if err := f.check(p); err != nil {
 		return "", "", err
 	}
@@ -180,7 +250,7 @@ func (f *confinedFS) CleanedAbs(p string) (filesys.ConfirmedDir, string, error) 
 }
 
 func (f *confinedFS) Exists(p string) bool {
-	if f.isVirtual(p) {
+	if _, ok := f.virtualFile(p); f.isVirtual(p) || ok {
 		return true
 	}
 	f.input(p, false) // a file that appears later changes the render too
@@ -191,7 +261,7 @@ func (f *confinedFS) IsDir(p string) bool {
 	if filepath.Clean(p) == f.virtual {
 		return true
 	}
-	if f.isVirtual(p) {
+	if _, ok := f.virtualFile(p); f.isVirtual(p) || ok {
 		return false
 	}
 	return f.check(p) == nil && f.disk.IsDir(p)
@@ -247,6 +317,9 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	if err := f.done(); err != nil {
 		return nil, err
 	}
+	if data, ok := f.virtualFile(p); ok {
+		return data, nil
+	}
 	if err := f.check(p); err != nil {
 		return nil, err
 	}
@@ -272,8 +345,16 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 	}
 	switch filepath.Base(p) {
 	case "kustomization.yaml", "kustomization.yml", "Kustomization":
-		if err := f.vetKustomization(p, data); err != nil {
+		k, err := f.vetKustomization(p, data)
+		if err != nil {
 			return nil, f.record(err)
+		}
+		rewritten, err := f.kustomizationCharts(p, k)
+		if err != nil {
+			return nil, f.record(err)
+		}
+		if rewritten != nil {
+			return rewritten, nil
 		}
 	default:
 		if f.onRead != nil {
@@ -286,36 +367,32 @@ func (f *confinedFS) ReadFile(p string) ([]byte, error) {
 }
 
 // vetKustomization refuses the kustomization features tandem does not allow.
-func (f *confinedFS) vetKustomization(p string, data []byte) error {
+// It returns the kustomization parsed.
+func (f *confinedFS) vetKustomization(p string, data []byte) (map[string]any, error) {
 	name := f.rel(p)
 	var k map[string]any
 	if err := kyaml.Unmarshal(data, &k); err != nil {
-		return fmt.Errorf("%s: %w", name, err)
-	}
-	for _, field := range []string{"helmCharts", "helmChartInflationGenerator", "helmGlobals"} {
-		if _, ok := k[field]; ok {
-			return fmt.Errorf("%s: %s: helm charts are not allowed", name, field)
-		}
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	for _, field := range []string{"generators", "transformers", "validators"} {
 		list, _ := k[field].([]any)
 		for _, e := range list {
 			s, ok := e.(string)
 			if !ok {
-				return fmt.Errorf("%s: %s: inline plugin configs are not allowed", name, field)
+				return nil, fmt.Errorf("%s: %s: inline plugin configs are not allowed", name, field)
 			}
 			if isRemote(s) {
-				return fmt.Errorf("%s: %s: remote %q is not allowed", name, field, s)
+				return nil, fmt.Errorf("%s: %s: remote %q is not allowed", name, field, s)
 			}
 			// An entry is either a kustomization dir or a plugin config file; plugin
 			// configs (exec, Go, KRM functions) are refused.
 			abs := filepath.Join(filepath.Dir(p), s)
 			if err := f.check(abs); err != nil {
-				return err
+				return nil, err
 			}
 			if !f.disk.IsDir(abs) {
 				if err := f.vetPluginConfig(abs); err != nil {
-					return fmt.Errorf("%s: %s: plugin config %q is not allowed (plugins and KRM functions are disabled): %w", name, field, s, err)
+					return nil, fmt.Errorf("%s: %s: plugin config %q is not allowed (plugins and KRM functions are disabled): %w", name, field, s, err)
 				}
 			}
 		}
@@ -325,15 +402,15 @@ func (f *confinedFS) vetKustomization(p string, data []byte) error {
 		for _, e := range list {
 			s, _ := e.(string)
 			if isRemote(s) && !f.allowRemote {
-				return fmt.Errorf("%s: %s: remote base %q is not allowed (start the agent with --allow-remote-bases)", name, field, s)
+				return nil, fmt.Errorf("%s: %s: remote base %q is not allowed (start the agent with --allow-remote-bases)", name, field, s)
 			}
 			if filepath.IsAbs(s) {
-				return fmt.Errorf("%s: %s: absolute path %q is not allowed", name, field, s)
+				return nil, fmt.Errorf("%s: %s: absolute path %q is not allowed", name, field, s)
 			}
 		}
 	}
 	if bytes.Contains(data, []byte("config.kubernetes.io/function")) {
-		return fmt.Errorf("%s: KRM functions are not allowed", name)
+		return nil, fmt.Errorf("%s: KRM functions are not allowed", name)
 	}
 	if f.twoLevel == "" {
 		f.twoLevel = needsTwoLevel(k, filepath.Dir(p) == f.top)
@@ -341,7 +418,7 @@ func (f *confinedFS) vetKustomization(p string, data []byte) error {
 			f.twoLevel = name + ": " + f.twoLevel
 		}
 	}
-	return nil
+	return k, nil
 }
 
 // twoLevelMarkers are texts in any file read that make a one-level build

@@ -30,6 +30,8 @@ const (
 	LimitObjects Limit = "MaxObjects"
 	LimitBytes   Limit = "MaxBytes"
 	LimitMemory  Limit = "WorkerOptions.MemoryLimit"
+	// LimitChartBytes is a remote chart's archive, or any chart unpacked.
+	LimitChartBytes Limit = "MaxChartBytes"
 )
 
 // LimitError is a render stopped by one of its limits. Retrying the same

@@ -44,6 +44,29 @@ type Options struct {
 	Commit string
 	// AllowRemoteBases permits URLs and git references in resources.
 	AllowRemoteBases bool
+	// AllowRemoteCharts permits helmCharts entries with a repo (a Helm
+	// HTTP repository or oci://); without it only chart directories in
+	// the repository render.
+	AllowRemoteCharts bool
+	// ChartCache is the directory where remote chart archives are cached
+	// by digest and each version's first digest is pinned (a later,
+	// different digest for the same version is refused). Empty: nothing
+	// is cached or pinned.
+	ChartCache string
+	// ChartCredentials is a Docker-style config.json ("auths" by host,
+	// with username and password or auth) for chart repositories and
+	// registries, read at every fetch.
+	ChartCredentials string
+	// MaxChartBytes limits a remote chart's archive (default
+	// DefaultMaxChartBytes).
+	MaxChartBytes int64
+	// KubeVersion is the Kubernetes version charts see in
+	// .Capabilities.KubeVersion ("v1.33.0"; default: the Helm SDK's
+	// default). A helmCharts entry's kubeVersion takes precedence.
+	KubeVersion string
+	// APIVersions are added to the API versions charts see in
+	// .Capabilities.APIVersions ("group/version" or "group/version/Kind").
+	APIVersions []string
 	// MaxBytes limits the rendered output (default DefaultMaxBytes).
 	MaxBytes int64
 	// MaxObjects limits the objects a render reads and produces (default
@@ -79,6 +102,8 @@ type Result struct {
 	// CheckJobs are the Jobs of job checks (spec.checks), colored, by check
 	// name: created afresh for each check run, not applied with Objects.
 	CheckJobs map[string]*unstructured.Unstructured
+	// Charts are the charts rendered, in the order kustomize read them.
+	Charts []ChartSource
 	// Inputs are the repository files the render read (slash-separated,
 	// sorted; "dir/" for a directory whose listing it read), bundle.yaml
 	// included: a commit that changes none of them renders the same.
@@ -138,6 +163,9 @@ func (o Options) withDefaults() Options {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
+	if o.MaxChartBytes <= 0 {
+		o.MaxChartBytes = DefaultMaxChartBytes
+	}
 	return o
 }
 
@@ -164,7 +192,7 @@ func renderColors(ctx context.Context, b *Bundle, o Options, colors []string) ([
 		return nil, fmt.Errorf("bundle %s: repository root: %w", b.Name, err)
 	}
 	bc := &buildCtx{ctx: ctx, root: root, b: b, allowRemote: o.AllowRemoteBases, budget: o.MaxBytes, maxBytes: o.MaxBytes,
-		maxObjects: o.MaxObjects, inputs: map[string]bool{b.File: true}, twoLevel: o.twoLevel}
+		maxObjects: o.MaxObjects, inputs: map[string]bool{b.File: true}, twoLevel: o.twoLevel, charts: newChartEnv(b, o)}
 	colored, shared, err := bc.buildBoth()
 	if err != nil {
 		return nil, &Error{Err: err, Inputs: bc.inputList()}
@@ -183,7 +211,8 @@ func renderColors(ctx context.Context, b *Bundle, o Options, colors []string) ([
 		if live == "" {
 			live = color
 		}
-		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared, Inputs: bc.inputList()}
+		res := &Result{Bundle: b.Name, Color: color, Live: live, Digest: digest, Shared: shared, Inputs: bc.inputList(),
+			Charts: slices.Clone(bc.charts.sources)}
 		if i > 0 {
 			res.Shared = deepCopy(shared) // results do not share objects
 		}
@@ -224,6 +253,7 @@ type buildCtx struct {
 	maxObjects  int             // Options.MaxObjects
 	inputs      map[string]bool // repository paths read (see confinedFS.input)
 	twoLevel    bool            // always build under a generated level
+	charts      *chartEnv       // charts of helmCharts fields (helm.go)
 }
 
 // inputList is the sorted list of paths read.
@@ -427,6 +457,8 @@ func (bc *buildCtx) kustomize(dir string, overlay map[string]any, after func(res
 	if overlay == nil {
 		fsys.top = dir
 	}
+	fsys.plain = dir
+	fsys.charts = bc.charts
 	fsys.ctx = bc.ctx
 	read := bc.objects // objects of this build's files, on top of the builds done
 	fsys.onRead = func(rel string, data []byte) error {

@@ -197,11 +197,11 @@ func TestMaxBytes(t *testing.T) {
 
 func TestRemoteBaseAllowedPassesVet(t *testing.T) {
 	f := &confinedFS{allowRemote: true}
-	if err := f.vetKustomization("/r/kustomization.yaml", []byte("resources:\n- https://github.com/x/y//base?ref=v1\n")); err != nil {
+	if _, err := f.vetKustomization("/r/kustomization.yaml", []byte("resources:\n- https://github.com/x/y//base?ref=v1\n")); err != nil {
 		t.Fatal(err)
 	}
 	f.allowRemote = false
-	if err := f.vetKustomization("/r/kustomization.yaml", []byte("resources:\n- https://github.com/x/y//base?ref=v1\n")); err == nil {
+	if _, err := f.vetKustomization("/r/kustomization.yaml", []byte("resources:\n- https://github.com/x/y//base?ref=v1\n")); err == nil {
 		t.Fatal("remote base accepted without AllowRemoteBases")
 	}
 }

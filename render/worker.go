@@ -169,6 +169,12 @@ type workerRequest struct {
 	BundleFile, BundleName string
 	RepoRoot, Live, Commit string
 	AllowRemoteBases       bool
+	AllowRemoteCharts      bool
+	ChartCache             string
+	ChartCredentials       string // a path: the worker reads the file
+	MaxChartBytes          int64
+	KubeVersion            string
+	APIVersions            []string
 	MaxBytes               int64
 	MaxObjects             int
 	Colors                 []string
@@ -193,6 +199,7 @@ type workerResult struct {
 	Bundle, Color, Live, Digest string
 	Objects, Twins, Shared      []map[string]any
 	CheckJobs                   map[string]map[string]any
+	Charts                      []ChartSource
 	Inputs                      []string
 }
 
@@ -282,6 +289,8 @@ func serve(ctx context.Context, req workerRequest) workerResponse {
 		return fail(fmt.Errorf("%s: names bundle %q, not %q", req.BundleFile, b.Name, req.BundleName))
 	}
 	o := Options{RepoRoot: root, Live: req.Live, Commit: req.Commit, AllowRemoteBases: req.AllowRemoteBases,
+		AllowRemoteCharts: req.AllowRemoteCharts, ChartCache: req.ChartCache, ChartCredentials: req.ChartCredentials,
+		MaxChartBytes: req.MaxChartBytes, KubeVersion: req.KubeVersion, APIVersions: req.APIVersions,
 		MaxBytes: req.MaxBytes, MaxObjects: req.MaxObjects, Timeout: 24 * time.Hour} // the parent kills at the deadline
 	rs, err := RenderColors(ctx, b, o, req.Colors...)
 	if err != nil {
@@ -289,7 +298,7 @@ func serve(ctx context.Context, req workerRequest) workerResponse {
 	}
 	var resp workerResponse
 	for _, r := range rs {
-		wr := workerResult{Bundle: r.Bundle, Color: r.Color, Live: r.Live, Digest: r.Digest, Inputs: r.Inputs,
+		wr := workerResult{Bundle: r.Bundle, Color: r.Color, Live: r.Live, Digest: r.Digest, Inputs: r.Inputs, Charts: r.Charts,
 			Objects: maps(r.Objects), Twins: maps(r.Twins), Shared: maps(r.Shared)}
 		if r.CheckJobs != nil {
 			wr.CheckJobs = map[string]map[string]any{}
@@ -344,7 +353,9 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 // render runs RenderColors in a worker process (o's defaults filled in).
 func (p *WorkerPool) render(ctx context.Context, b *Bundle, o Options, colors []string) ([]*Result, error) {
 	req, err := json.Marshal(workerRequest{BundleFile: b.File, BundleName: b.Name, RepoRoot: o.RepoRoot, Live: o.Live,
-		Commit: o.Commit, AllowRemoteBases: o.AllowRemoteBases, MaxBytes: o.MaxBytes, MaxObjects: o.MaxObjects,
+		Commit: o.Commit, AllowRemoteBases: o.AllowRemoteBases, AllowRemoteCharts: o.AllowRemoteCharts, ChartCache: o.ChartCache,
+		ChartCredentials: o.ChartCredentials, MaxChartBytes: o.MaxChartBytes, KubeVersion: o.KubeVersion, APIVersions: o.APIVersions,
+		MaxBytes: o.MaxBytes, MaxObjects: o.MaxObjects,
 		Colors: colors, MemoryLimit: p.o.MemoryLimit})
 	if err != nil {
 		return nil, fmt.Errorf("bundle %s: render request: %w", b.Name, err)
@@ -376,7 +387,7 @@ func (p *WorkerPool) render(ctx context.Context, b *Bundle, o Options, colors []
 	}
 	out := make([]*Result, len(resp.Results))
 	for i, r := range resp.Results {
-		res := &Result{Bundle: r.Bundle, Color: r.Color, Live: r.Live, Digest: r.Digest, Inputs: r.Inputs,
+		res := &Result{Bundle: r.Bundle, Color: r.Color, Live: r.Live, Digest: r.Digest, Inputs: r.Inputs, Charts: r.Charts,
 			Objects: objects(r.Objects), Twins: objects(r.Twins), Shared: objects(r.Shared)}
 		if r.CheckJobs != nil {
 			res.CheckJobs = map[string]*unstructured.Unstructured{}

@@ -68,6 +68,7 @@ type config struct {
 	RenderWorkerMemory int64
 	GitTimeout         time.Duration
 	LivenessTimeout    time.Duration
+	Charts             chartConfig   // helm charts (charts.go)
 	Vis                visConfig     // events, commit statuses, notifications (notify.go)
 	Checks             checkConfig   // end-to-end checks (checks.go)
 	Protect            protectConfig // --write-mode and the forge of revert requests (protect.go)
@@ -116,6 +117,7 @@ func parseRunFlags(args []string, stdout, stderr io.Writer) (*config, error) {
 	fs.Int64Var(&c.RenderWorkerMemory, "render-worker-memory", 256<<20, "memory bound of each render worker process, in bytes (at least 128 MiB)")
 	fs.DurationVar(&c.GitTimeout, "git-timeout", 2*time.Minute, "longest one Git network operation (ls-remote, fetch, push) may take before it is retried")
 	fs.DurationVar(&c.LivenessTimeout, "liveness-timeout", 5*time.Minute, "/healthz fails when a sync pass makes no progress (no bundle handled) for this long, so the kubelet restarts a wedged agent; 0 turns the check off")
+	c.Charts.register(fs, true)
 	c.Vis.register(fs)
 	c.Checks.register(fs)
 	c.Protect.register(fs)
@@ -147,6 +149,9 @@ func (c *config) validate() error {
 	}
 	if c.RenderTimeout <= 0 || c.RenderMaxObjects < 1 || c.RenderMaxBytes < 1 {
 		errs = append(errs, errors.New("--render-timeout, --render-max-objects and --render-max-bytes must be positive"))
+	}
+	if c.Charts.MaxBytes < 1 {
+		errs = append(errs, errors.New("--chart-max-bytes must be positive"))
 	}
 	if c.RenderWorkers < 0 {
 		errs = append(errs, errors.New("--render-workers must be 0 (in process) or more"))
@@ -251,6 +256,7 @@ func (l namespaceList) list() []string {
 func (c *config) renderOptions() (render.Options, error) {
 	o := render.Options{AllowRemoteBases: c.AllowRemoteBases, Timeout: c.RenderTimeout,
 		MaxObjects: c.RenderMaxObjects, MaxBytes: c.RenderMaxBytes}
+	c.Charts.apply(&o)
 	if c.RenderWorkers == 0 {
 		return o, nil
 	}

@@ -46,7 +46,9 @@ func diffCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	color := fs.String("color", "", "color to diff (default: the idle color, the one the stable Services do not select)")
 	commit := fs.String("commit", "", "commit to record in tandem.dev/commit (default: the one the color runs, so only content changes show)")
 	remote := fs.Bool("allow-remote-bases", false, "let kustomizations load remote bases")
-	const usage = "usage: tandem-agent diff <bundle dir> [--kubeconfig FILE] [--context NAME] [--color C] [--commit SHA] [--allow-remote-bases]\n" +
+	var charts chartConfig
+	charts.register(fs, true)
+	const usage = "usage: tandem-agent diff <bundle dir> [--kubeconfig FILE] [--context NAME] [--color C] [--commit SHA] [--allow-remote-bases] [--allow-remote-charts] [--chart-credentials-file F] [--chart-cache DIR]\n" +
 		"exit status: 0 nothing would change, 1 something would, 2 error"
 	positional, err := parseCommand(fs, usage, args, stdout, stderr)
 	if err != nil {
@@ -81,7 +83,12 @@ func diffCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *commit == "" {
 		*commit = obs.Colors[*color].Commit
 	}
-	res, err := render.Render(ctx, b, render.Options{RepoRoot: root, Color: *color, Live: obs.Live, Commit: *commit, AllowRemoteBases: *remote})
+	o := render.Options{RepoRoot: root, Color: *color, Live: obs.Live, Commit: *commit, AllowRemoteBases: *remote}
+	charts.apply(&o)
+	if o.KubeVersion, o.APIVersions, err = clusterCapabilities(ctx, cfg); err != nil {
+		return fail(err)
+	}
+	res, err := render.Render(ctx, b, o)
 	if err != nil {
 		return fail(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tandem-gitops/tandem/render"
 	"github.com/tandem-gitops/tandem/testenv"
 )
 
@@ -54,6 +55,9 @@ type scenario struct {
 	work   string
 	agent  *testenv.Agent
 	cs     *kubernetes.Clientset
+	// renderOpts are the options the fidelity check renders the tip with
+	// (remote charts, for one).
+	renderOpts render.Options
 }
 
 // app describes one app of the test bundle.

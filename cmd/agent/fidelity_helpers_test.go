@@ -47,7 +47,9 @@ func (s *scenario) fidelity(ns string) {
 	var res *render.Result
 	for _, b := range disc.Bundles {
 		if b.Name == ns {
-			if res, err = render.Render(s.ctx, b, render.Options{RepoRoot: dir, Color: rel.Live, Commit: tip}); err != nil {
+			o := s.renderOpts
+			o.RepoRoot, o.Color, o.Commit = dir, rel.Live, tip
+			if res, err = render.Render(s.ctx, b, o); err != nil {
 				s.t.Fatalf("fidelity: the tip %s does not render bundle %s: %v", contract.Short(tip), ns, err)
 			}
 		}

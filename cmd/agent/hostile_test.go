@@ -55,9 +55,14 @@ var hostileCommits = []hostileCommit{
 		s.write(d+"/app/fn.yaml", "apiVersion: example.com/v1\nkind: Fn\nmetadata:\n  name: x\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n")
 		s.write(d+"/app/kustomization.yaml", "resources:\n- server.yaml\ntransformers:\n- fn.yaml\n")
 	}, true, "plugins and KRM functions are disabled"},
-	{"helm-charts", func(s *scenario, d string) {
-		s.write(d+"/app/kustomization.yaml", "resources:\n- server.yaml\nhelmCharts:\n- name: evil\n  repo: https://charts.example.com\n")
-	}, true, "helm charts are not allowed"},
+	{"remote-chart", func(s *scenario, d string) {
+		s.write(d+"/app/kustomization.yaml", "resources:\n- server.yaml\nhelmCharts:\n- name: evil\n  repo: https://charts.example.com\n  version: 1.0.0\n")
+	}, true, "is not allowed (start the agent with --allow-remote-charts)"},
+	{"chart-hook", func(s *scenario, d string) {
+		s.write(d+"/app/kustomization.yaml", "resources:\n- server.yaml\nhelmCharts:\n- name: evil\n")
+		s.write(d+"/app/charts/evil/Chart.yaml", "apiVersion: v2\nname: evil\nversion: 0.1.0\n")
+		s.write(d+"/app/charts/evil/templates/hook.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: hook\n  annotations:\n    helm.sh/hook: pre-install\n")
+	}, true, "evil/templates/hook.yaml: ConfigMap hook is a helm hook (helm.sh/hook: pre-install)"},
 	{"remote-base", func(s *scenario, d string) {
 		s.write(d+"/app/kustomization.yaml", "resources:\n- server.yaml\n- https://github.com/example/repo//base?ref=v1\n")
 	}, true, "is not allowed (start the agent with --allow-remote-bases)"},

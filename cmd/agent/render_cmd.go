@@ -19,7 +19,10 @@ func renderCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	live := fs.String("live", "", "color the stable twins select (default: --color)")
 	commit := fs.String("commit", "", "source commit to record in tandem.dev/commit")
 	remote := fs.Bool("allow-remote-bases", false, "let kustomizations load remote bases")
-	const usage = "usage: tandem-agent render <bundle dir> [--color C] [--live C] [--commit SHA] [--allow-remote-bases]"
+	var charts chartConfig
+	charts.register(fs, true)
+	fs.StringVar(&charts.KubeVersion, "kube-version", "", "Kubernetes version charts see in .Capabilities (default: the Helm SDK's default)")
+	const usage = "usage: tandem-agent render <bundle dir> [--color C] [--live C] [--commit SHA] [--allow-remote-bases] [--allow-remote-charts] [--chart-credentials-file F] [--chart-cache DIR] [--kube-version V]"
 	positional, err := parseCommand(fs, usage, args, stdout, stderr)
 	if err != nil {
 		return err
@@ -35,9 +38,9 @@ func renderCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *color == "" {
 		*color = b.Spec.Colors[0]
 	}
-	res, err := render.Render(ctx, b, render.Options{
-		RepoRoot: root, Color: *color, Live: *live, Commit: *commit, AllowRemoteBases: *remote,
-	})
+	o := render.Options{RepoRoot: root, Color: *color, Live: *live, Commit: *commit, AllowRemoteBases: *remote}
+	charts.apply(&o)
+	res, err := render.Render(ctx, b, o)
 	if err != nil {
 		return err
 	}

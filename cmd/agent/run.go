@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tandem-gitops/tandem/applier"
 	"github.com/tandem-gitops/tandem/fleet"
@@ -97,8 +98,19 @@ func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer parts.vis.Stop()
+	if c.Charts.Cache == "" {
+		c.Charts.Cache = filepath.Join(work, "charts")
+	}
 	if parts.renderOpts, err = c.renderOptions(); err != nil {
 		return err
+	}
+	// Charts see the cluster's version and API versions as .Capabilities
+	// (read once, at start); without them, the Helm SDK's defaults.
+	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	parts.renderOpts.KubeVersion, parts.renderOpts.APIVersions, err = clusterCapabilities(dctx, restCfg)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("charts get the Helm SDK's default .Capabilities: the cluster's could not be read")
 	}
 	a := newAgent(c, repo, parts, m, filepath.Join(work, "checkouts"), log)
 	srv := newServer(c.MetricsAddr, m, a.webhook(), c.Pprof, a.watch.check)
