@@ -495,3 +495,35 @@ func TestPollCompactsPacks(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriteAfterTheBranchWasRewound: the cache last pushed a commit that
+// someone then dropped with a force push. A write of the same content must
+// land on the rewound tip, not find "nothing to commit" on the stale one.
+func TestWriteAfterTheBranchWasRewound(t *testing.T) {
+	ctx := context.Background()
+	rem, c1 := newRemote(t)
+	if _, err := rem.Git("config", "receive.denyNonFastForwards", "false"); err != nil {
+		t.Fatal(err)
+	}
+	r := open(t, rem.Path)
+	write := func() Written {
+		t.Helper()
+		w, err := r.Write(ctx, func(ctx context.Context, tr *Tree) (string, error) {
+			return "tandem: promote shop to green\n\nTandem-Result: promoted\n", tr.WriteFile("bundles/shop/release.yaml", []byte("live: green\n"))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
+	}
+	first := write()
+	if _, err := rem.Git("update-ref", "refs/heads/main", c1, first.Commit); err != nil { // the force push
+		t.Fatal(err)
+	}
+	again := write()
+	head, _ := rem.Head()
+	// (Written within the same second, it may be the very commit dropped.)
+	if again.Commit == "" || head != again.Commit {
+		t.Fatalf("after the rewind the write made %q, remote head %s (was rewound to %s): want the record back on the branch", again.Commit, head, c1)
+	}
+}

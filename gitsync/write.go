@@ -37,6 +37,9 @@ func (r *Repo) Write(ctx context.Context, edit Edit) (Written, error) {
 		switch {
 		case err == nil:
 			return Written{Commit: h, Attempts: 1}, nil
+		case errors.Is(err, ErrNothingToCommit):
+			// Nothing to change on the tip this cache knows, which may be
+			// stale (a branch rewound under it): ask the remote below.
 		case !errors.Is(err, ErrNonFastForward):
 			return Written{}, err
 		}

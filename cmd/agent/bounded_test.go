@@ -99,9 +99,8 @@ func TestSlowRenderHoldsUpNoOtherBundle(t *testing.T) {
 	s.start("--root", "bundles", "--render-timeout", "5m")
 	s.waitCommits(2) // both live
 
-	s.git(s.clone, "pull", "--quiet", "--rebase", "origin", "main")
+	s.setImage("server", "example/server:v2") // pulls first
 	s.write("bundles/"+slow+"/app/cms.yaml", configMaps(2000, "v2"))
-	s.setImage("server", "example/server:v2")
 	both := s.push("change both")
 	s.waitCommits(4)
 	var normalApplied, slowCandidate string

@@ -214,11 +214,11 @@ func TestVerifyCommitsFlags(t *testing.T) {
 		{[]string{"run", "--repo", "/r", "--trusted-keys", "/k"}, "--trusted-keys is only used with --verify-commits"},
 	} {
 		code, _, errOut := runCLI(t, c.args...)
-		if code != 1 || !strings.Contains(errOut, c.want) {
-			t.Errorf("%v: exit %d, stderr %q; want exit 1 and %q", c.args, code, errOut, c.want)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 (an error) and %q", c.args, code, errOut, c.want)
 		}
 	}
-	_, _, help := runCLI(t, "run", "--help")
+	_, help, _ := runCLI(t, "run", "--help") // on stdout
 	for _, want := range []string{"-verify-commits", "-trusted-keys", "allowed_signers"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("run --help lacks %q:\n%s", want, help)
