@@ -22,7 +22,9 @@
 //   - trail.go: Trail, what the branch says between two commits (changed
 //     inputs, the agent's own commits, subjects), for admission.
 //   - tenancy.go: Tenancy, who acts for a bundle (impersonated
-//     ServiceAccounts) and which namespaces it may use.
+//     ServiceAccounts) and which namespaces it may use; tenancyfile.go:
+//     the platform's tenancy rules (--tenancy-file), binding repository
+//     paths to namespaces, ServiceAccounts and kinds.
 //   - trust.go: Trust, --verify-commits: the signatures a candidate needs.
 //   - gate.go: GateReader, what a stage gate decides on, read from a
 //     checkout of the branch.
