@@ -37,6 +37,8 @@ type Renderer struct {
 type Run struct {
 	Ref promote.ReleaseRef
 	Err error
+	// Charts are the Helm charts the render used (promote.Candidate.Charts).
+	Charts []string
 }
 
 // Render renders b at snap for both colors (kustomize runs once) and keeps
@@ -55,9 +57,27 @@ func (r *Renderer) Render(ctx context.Context, snap gitsync.Snapshot, b *render.
 	if err != nil {
 		return Run{Err: err}
 	}
-	ref := promote.ReleaseRef{Commit: snap.Commit, Digest: out.Colors[b.Spec.Colors[0]].Digest}
+	first := out.Colors[b.Spec.Colors[0]]
+	ref := promote.ReleaseRef{Commit: snap.Commit, Digest: first.Digest}
 	r.Store.Put(ref, out)
-	return Run{Ref: ref}
+	return Run{Ref: ref, Charts: chartNames(first.Charts)}
+}
+
+// chartNames are the charts of a render as the trail records them:
+// "name@version", then the repository and digest of a remote chart.
+func chartNames(cs []render.ChartSource) []string {
+	var out []string
+	for _, c := range cs {
+		n := c.Name + "@" + c.Version
+		if c.Repo != "" {
+			n += " " + c.Repo
+		}
+		if c.Digest != "" {
+			n += " " + c.Digest
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // RenderIn renders b in the checkout dir for both colors, stamped with commit.

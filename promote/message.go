@@ -28,7 +28,21 @@ const (
 	TrailerRestores = "Tandem-Restores"
 	// TrailerCheck is one per check run: "smoke=passed".
 	TrailerCheck = "Tandem-Check"
+	// TrailerChart is one per Helm chart a promoted release runs:
+	// "name@version", then the repository and digest of a remote chart.
+	TrailerChart = "Tandem-Chart"
 )
+
+// WithCharts adds a Tandem-Chart trailer for each chart to msg, whose last
+// paragraph is its trailers.
+func WithCharts(msg string, charts []string) string {
+	var b strings.Builder
+	b.WriteString(msg)
+	for _, c := range charts {
+		fmt.Fprintf(&b, "%s: %s\n", TrailerChart, redact.Subject(c, maxSubject))
+	}
+	return b.String()
+}
 
 // PromoteMessage is the commit message recording a promotion (also used for a first deploy
 // and for a flip back to a warm color after a human revert).

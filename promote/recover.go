@@ -49,10 +49,10 @@ func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decisi
 	s.Last = lastResult(rel, s.Policy)
 	if rel != nil && rel.Live != "" {
 		s.Live = rel.Live
-		s.LiveCommit, s.LiveDigest = rel.Colors[rel.Live].Commit, rel.Colors[rel.Live].Digest
+		s.LiveCommit, s.LiveDigest, s.LiveCharts = rel.Colors[rel.Live].Commit, rel.Colors[rel.Live].Digest, rel.Colors[rel.Live].Charts
 		prev := s.Idle()
 		if pc, ok := rel.Colors[prev]; ok && pc.State == StatePrevious {
-			s.Previous, s.PrevCommit, s.PrevDigest = prev, pc.Commit, pc.Digest
+			s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts = prev, pc.Commit, pc.Digest, pc.Charts
 			s.PreviousWarm = v.Colors[prev].Runs(pc.Digest)
 		}
 	}
@@ -79,8 +79,8 @@ func recoverFrom(base State, rel *Release, v View, now time.Time) (State, Decisi
 		// The flip happened, the commit did not: record it now.
 		s.Candidate = &Candidate{Commit: cv.Commit, Digest: cv.Digest, Policy: s.Policy}
 		s.Target = v.Live
-		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != "" && v.Colors[s.Live].Runs(s.LiveDigest)
-		s.Live, s.LiveCommit, s.LiveDigest = v.Live, cv.Commit, cv.Digest
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.LiveCharts, s.Live != "" && v.Colors[s.Live].Runs(s.LiveDigest)
+		s.Live, s.LiveCommit, s.LiveDigest, s.LiveCharts = v.Live, cv.Commit, cv.Digest, nil // the cluster does not say
 		evidence := fmt.Sprintf("recovered after a restart: the flip had happened; %s %d/%d ready", v.Live, cv.Ready, cv.Replicas)
 		s, d := record(s, Decision{Color: s.Live, Result: ResultPromoted,
 			Message: PromoteMessage(s.Bundle, s.Live, cv.Commit, evidence)}, now, nil)

@@ -24,6 +24,9 @@ type ColorRelease struct {
 	// SoakedAt: when this release finished its soak (written only when a
 	// bundle lists this one in spec.after; see gate.go).
 	SoakedAt *time.Time `json:"soakedAt,omitempty"`
+	// Charts are the Helm charts the release runs: "name@version", then
+	// the repository and digest of a remote chart.
+	Charts []string `json:"charts,omitempty"`
 }
 
 // Failure is the last failed candidate of a bundle.
@@ -115,7 +118,7 @@ func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
 	}
 	r.Live = s.Live
 	if s.Live != "" {
-		live := ColorRelease{Commit: s.LiveCommit, Digest: s.LiveDigest, State: StateLive}
+		live := ColorRelease{Commit: s.LiveCommit, Digest: s.LiveDigest, State: StateLive, Charts: s.LiveCharts}
 		if prior != nil && prior.Live == s.Live && prior.Colors[s.Live].Commit == s.LiveCommit {
 			live.PromotedAt, live.SoakedAt = prior.Colors[s.Live].PromotedAt, prior.Colors[s.Live].SoakedAt
 		} else {
@@ -125,7 +128,7 @@ func Record(prior *Release, s State, now time.Time, failure *Failure) *Release {
 		r.Colors[s.Live] = live
 	}
 	if s.Previous != "" && s.Previous != s.Live {
-		r.Colors[s.Previous] = ColorRelease{Commit: s.PrevCommit, Digest: s.PrevDigest, State: StatePrevious}
+		r.Colors[s.Previous] = ColorRelease{Commit: s.PrevCommit, Digest: s.PrevDigest, State: StatePrevious, Charts: s.PrevCharts}
 	}
 	return r
 }

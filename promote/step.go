@@ -92,6 +92,10 @@ type Candidate struct {
 	// Untrusted, when set, says which commits lack a trusted signature:
 	// the candidate is held without being rendered or applied.
 	Untrusted string
+	// Charts are the Helm charts its render used, one "name@version" each
+	// (followed by the repository and digest of a remote chart), recorded
+	// in release.yaml and the promotion's Tandem-Chart trailers.
+	Charts []string
 }
 
 // Ref is the release the candidate would run.
@@ -110,6 +114,9 @@ type State struct {
 
 	Live, LiveCommit, LiveDigest     string
 	Previous, PrevCommit, PrevDigest string
+	// LiveCharts and PrevCharts are the Helm charts each runs
+	// (Candidate.Charts), for release.yaml.
+	LiveCharts, PrevCharts []string
 	// PreviousWarm: the previous color still runs its release, scaled up.
 	PreviousWarm bool
 	// Release is release.yaml as last read or written (nil: none).
@@ -449,7 +456,7 @@ func deploy(s State) (State, Decision) {
 		if s.PreviousWarm {
 			s.Displaced = &ReleaseRef{Commit: s.PrevCommit, Digest: s.PrevDigest}
 		}
-		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts, s.PreviousWarm = "", "", "", nil, false
 		s.ScaleDownAt = time.Time{}
 	}
 	s.Phase = PhaseDeploying
@@ -469,11 +476,11 @@ func promoted(s State, at time.Time) (State, Decision) {
 	if s.Warm {
 		evidence = s.Target + " already ran this release (warm); flipped back without a cold start"
 	}
-	s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.Live != ""
-	s.Live, s.LiveCommit, s.LiveDigest = s.Target, s.Candidate.Commit, s.Candidate.Digest
+	s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts, s.PreviousWarm = s.Live, s.LiveCommit, s.LiveDigest, s.LiveCharts, s.Live != ""
+	s.Live, s.LiveCommit, s.LiveDigest, s.LiveCharts = s.Target, s.Candidate.Commit, s.Candidate.Digest, s.Candidate.Charts
 	s.Displaced, s.ScaleDownAt = nil, time.Time{}
 	return record(s, Decision{Action: ActRecord, Color: s.Live, Result: ResultPromoted,
-		Message: PromoteMessage(s.Bundle, s.Live, s.Candidate.Commit, evidence)}, at, nil)
+		Message: WithCharts(PromoteMessage(s.Bundle, s.Live, s.Candidate.Commit, evidence), s.LiveCharts)}, at, nil)
 }
 
 // record turns an outcome into the commit to write: its message and the
@@ -595,7 +602,7 @@ func fail(s State, reason string) (State, Decision) {
 	d := failDecision(s, s.Target, reason, "traffic stayed on "+s.Live)
 	if s.Displaced != nil {
 		d.Restore = s.Displaced
-		s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = s.Target, s.Displaced.Commit, s.Displaced.Digest, true
+		s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts, s.PreviousWarm = s.Target, s.Displaced.Commit, s.Displaced.Digest, nil, true
 		s.Displaced = nil
 	}
 	s.Phase, s.Outcome = PhaseFailing, d
@@ -641,8 +648,8 @@ func flippedBack(s State, e Event) (State, Decision) {
 		return s, d
 	}
 	failed := s.Live
-	s.Live, s.LiveCommit, s.LiveDigest = s.Previous, s.PrevCommit, s.PrevDigest
-	s.Previous, s.PrevCommit, s.PrevDigest, s.PreviousWarm = "", "", "", false
+	s.Live, s.LiveCommit, s.LiveDigest, s.LiveCharts = s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts
+	s.Previous, s.PrevCommit, s.PrevDigest, s.PrevCharts, s.PreviousWarm = "", "", "", nil, false
 	s.Target = failed
 	d := failDecision(s, failed, reason, "traffic went back to "+s.Live)
 	s.Phase, s.Outcome = PhaseFailing, d

@@ -104,3 +104,43 @@ func TestLastOutcome(t *testing.T) {
 		t.Errorf("recovered Last %q, want promoted", r.Last)
 	}
 }
+
+// The Helm charts a release runs are in its promotion's trailers and in
+// release.yaml, follow it to previous on the next promotion, and are read
+// back after a restart.
+func TestChartsInTheTrail(t *testing.T) {
+	at := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	s := State{Bundle: "shop", Colors: colorsBG, Live: "blue", LiveCommit: "v1", LiveDigest: "sha256:1",
+		LiveCharts: []string{"web@0.1.0"}}
+	c := Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v2", Digest: "sha256:2", Policy: Policy{OnFailure: OnFailureRevert},
+		Charts: []string{"web@0.2.0", "podinfo@6.5.0 oci://registry.example/charts sha256:abc"}}}
+	var d Decision
+	for _, e := range []Event{c, ev(EvDeployed), ev(EvVerified), {Kind: EvFlipped, At: at}} {
+		s, d = Step(s, e)
+	}
+	if d.Action != ActRecord {
+		t.Fatalf("after the flip: %+v", d)
+	}
+	if got := ParseTrailers(d.Message)[TrailerChart]; len(got) != 2 || got[1] != "podinfo@6.5.0 oci://registry.example/charts sha256:abc" {
+		t.Errorf("Tandem-Chart trailers %q:\n%s", got, d.Message)
+	}
+	rel := d.Commit.Release
+	if got := rel.Colors["green"].Charts; len(got) != 2 || got[0] != "web@0.2.0" {
+		t.Errorf("release.yaml live charts %v", got)
+	}
+	if got := rel.Colors["blue"].Charts; len(got) != 1 || got[0] != "web@0.1.0" {
+		t.Errorf("release.yaml previous charts %v", got)
+	}
+	data, err := rel.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseRelease("release.yaml", data, colorsBG)
+	if err != nil {
+		t.Fatalf("release.yaml with charts does not parse back: %v\n%s", err, data)
+	}
+	r, _ := Recover(State{Bundle: "shop", Colors: colorsBG}, back, View{}, at.Add(time.Minute))
+	if len(r.LiveCharts) != 2 || len(r.PrevCharts) != 1 {
+		t.Errorf("recovered charts: live %v, previous %v", r.LiveCharts, r.PrevCharts)
+	}
+}

@@ -161,7 +161,7 @@ func (d *drivers) render(ctx context.Context, snap gitsync.Snapshot, b *render.B
 		c.RenderErr = r.Err
 		return c
 	}
-	c.Digest = r.Ref.Digest
+	c.Digest, c.Charts = r.Ref.Digest, r.Charts
 	if keep, ok := run.driver.InUse(); ok {
 		d.parts.store.Keep(b.Name, append(keep, r.Ref)...)
 	}

@@ -168,8 +168,17 @@ func TestChartsE2EVersionBumpAndHumanRevert(t *testing.T) {
 	}
 	s.write(chart+"templates/configmap.yaml", string(tpl)+"  chartVersion: {{ .Chart.Version | quote }}\n")
 	bump := s.push("web chart 1.1.0")
-	want(t, s.waitCommits(2)[0], "promoted")
+	promoted := s.waitCommits(2)[0]
+	want(t, promoted, "promoted")
 	s.wantSelectors("green", "api", "web")
+	// The trail says which chart versions serve: the promotion's
+	// Tandem-Chart trailers and release.yaml.
+	if body := s.body(promoted); !strings.Contains(body, "Tandem-Chart: web@1.1.0") {
+		t.Errorf("the promotion does not name web@1.1.0 in a Tandem-Chart trailer:\n%s", body)
+	}
+	if rel := s.git(s.remote, "show", promoted.Hash+":bundles/"+s.ns+"/release.yaml"); !strings.Contains(rel, "web@1.1.0") || !strings.Contains(rel, "web@1.0.0") {
+		t.Errorf("release.yaml does not record web@1.1.0 live and web@1.0.0 previous:\n%s", rel)
+	}
 	cm, err := s.cs.CoreV1().ConfigMaps(s.ns).Get(s.ctx, "web-config-green", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
