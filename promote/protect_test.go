@@ -161,19 +161,7 @@ func TestStepProtected(t *testing.T) {
 			{Event{Kind: EvCandidate, Candidate: &Candidate{Commit: "v3", Untrusted: "unsigned", Policy: Policy{OnFailure: OnFailureRevert}}}, ActFail, "", result(ResultHeld)},
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := tc.from
-			for i, st := range tc.steps {
-				var d Decision
-				s, d = Step(s, st.ev)
-				if d.Action != st.action || d.Color != st.color {
-					t.Fatalf("step %d (%s): got %s %q, want %s %q (decision %+v)", i, st.ev.Kind, d.Action, d.Color, st.action, st.color, d)
-				}
-				if st.check != nil {
-					st.check(t, s, d)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.from, tc.steps) })
 	}
 }
 

@@ -20,6 +20,22 @@ type tstep struct {
 	check  func(t *testing.T, s State, d Decision)
 }
 
+// runSteps feeds the steps to Step from state from, checking each decision.
+func runSteps(t *testing.T, from State, steps []tstep) {
+	t.Helper()
+	s := from
+	for i, st := range steps {
+		var d Decision
+		s, d = Step(s, st.ev)
+		if d.Action != st.action || d.Color != st.color {
+			t.Fatalf("step %d (%s): got %s %q, want %s %q (decision %+v)", i, st.ev.Kind, d.Action, d.Color, st.action, st.color, d)
+		}
+		if st.check != nil {
+			st.check(t, s, d)
+		}
+	}
+}
+
 func ev(k EventKind) Event                { return Event{Kind: k} }
 func evErr(k EventKind, msg string) Event { return Event{Kind: k, Err: errors.New(msg)} }
 func cand(commit, digest string) Event {
@@ -410,19 +426,7 @@ func TestStep(t *testing.T) {
 			{ev(EvFlipped), ActRecord, "green", live("green", "v2")},
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := tc.from
-			for i, st := range tc.steps {
-				var d Decision
-				s, d = Step(s, st.ev)
-				if d.Action != st.action || d.Color != st.color {
-					t.Fatalf("step %d (%s): got %s %q, want %s %q (decision %+v)", i, st.ev.Kind, d.Action, d.Color, st.action, st.color, d)
-				}
-				if st.check != nil {
-					st.check(t, s, d)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.from, tc.steps) })
 	}
 }
 
@@ -569,19 +573,7 @@ func TestStepAroundARelease(t *testing.T) {
 			{Event{Kind: EvObserved, View: View{}}, ActNone, "", nil},
 		}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			s := tc.from
-			for i, st := range tc.steps {
-				var d Decision
-				s, d = Step(s, st.ev)
-				if d.Action != st.action || d.Color != st.color {
-					t.Fatalf("step %d (%s): got %s %q, want %s %q (decision %+v)", i, st.ev.Kind, d.Action, d.Color, st.action, st.color, d)
-				}
-				if st.check != nil {
-					st.check(t, s, d)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { runSteps(t, tc.from, tc.steps) })
 	}
 }
 

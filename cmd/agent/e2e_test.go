@@ -66,17 +66,7 @@ type app struct{ name, image string }
 // newScenario makes a remote holding bundles/<ns> with the given apps.
 func newScenario(t testing.TB, onFailure, healthTimeout string, apps ...app) *scenario {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	work := t.TempDir()
-	cs, err := env.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &scenario{t: t, ctx: ctx, work: work, cs: cs,
-		remote: filepath.Join(work, "remote.git"), clone: filepath.Join(work, "dev")}
-	s.ns = uniqueName(t)
-	s.git(".", "init", "--quiet", "--bare", "-b", "main", s.remote)
+	s := emptyScenario(t, 5*time.Minute)
 	s.git(s.remote, "config", "receive.denyNonFastForwards", "true")
 	s.git(s.remote, "config", "receive.denyDeletes", "true")
 	s.git(".", "clone", "--quiet", s.remote, s.clone)
@@ -101,6 +91,25 @@ spec:
 	s.write("bundles/"+s.ns+"/app/kustomization.yaml", "resources:\n"+strings.Join(res, "\n")+"\n")
 	s.write("README.md", "human notes\n")
 	s.push("add bundle " + s.ns)
+	return s
+}
+
+// emptyScenario makes a bare remote (branch main, no commits) and names
+// the developer's clone (the caller clones it) and a fresh namespace; its
+// context ends after timeout.
+func emptyScenario(t testing.TB, timeout time.Duration) *scenario {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	work := t.TempDir()
+	cs, err := env.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &scenario{t: t, ctx: ctx, work: work, cs: cs,
+		remote: filepath.Join(work, "remote.git"), clone: filepath.Join(work, "dev")}
+	s.ns = uniqueName(t)
+	s.git(".", "init", "--quiet", "--bare", "-b", "main", s.remote)
 	return s
 }
 

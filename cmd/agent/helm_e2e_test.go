@@ -40,17 +40,7 @@ import (
 // check) as bundles/<ns>, renamed to the scenario's namespace.
 func newChartScenario(t *testing.T) *scenario {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	t.Cleanup(cancel)
-	work := t.TempDir()
-	cs, err := env.Client()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &scenario{t: t, ctx: ctx, work: work, cs: cs,
-		remote: filepath.Join(work, "remote.git"), clone: filepath.Join(work, "dev")}
-	s.ns = uniqueName(t)
-	s.git(".", "init", "--quiet", "--bare", "-b", "main", s.remote)
+	s := emptyScenario(t, 8*time.Minute)
 	s.git(".", "clone", "--quiet", s.remote, s.clone)
 	dir := filepath.Join(s.clone, "bundles", s.ns)
 	if err := os.CopyFS(dir, os.DirFS("../../examples/storefront")); err != nil {
